@@ -1,0 +1,73 @@
+"""The `circuitdsl` command. Each subcommand lives in its own module with
+`add_parser(subparsers)` registering it and `run(args) -> int` returning the exit code.
+
+Exit codes (one owner: `circuitdsl.cli.exitcodes`): 0 all claims hold, 1 a claim failed,
+2 usage or language error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from circuitdsl.cli.exitcodes import ExitCode
+
+__all__ = ["main", "build_parser"]
+
+# (subcommand, module, one-line help)
+SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("lint", "circuitdsl.cli.lint", "parse and validate .circuit files against their models' shapes"),
+    ("fmt", "circuitdsl.cli.fmt", "rewrite .circuit files in canonical form (--check: only report)"),
+    ("graph", "circuitdsl.cli.graph", "draw a compiled hypothesis (DOT, SVG, PNG)"),
+    ("check", "circuitdsl.cli.check", "check a hypothesis against its model by causal scrubbing"),
+    ("report", "circuitdsl.cli.report", "turn a check's JSON result into a self-contained HTML report"),
+    ("patch", "circuitdsl.cli.patch", "activation/path patching sweeps: ranked table and heatmap"),
+    ("discover", "circuitdsl.cli.discover", "turn a patching sweep into a starting .circuit file"),
+    ("falsify", "circuitdsl.cli.falsify", "search the dataset family for inputs that break a hypothesis"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="circuitdsl",
+        description="Circuit hypotheses about transformer language models, checked like code.",
+    )
+    parser.add_argument("--version", action="version", version=f"circuitdsl {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module, help_text in SUBCOMMANDS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue  # not built yet: it does not appear in --help, and is not pretended
+        p = mod.add_parser(sub, name, help_text)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def _version() -> str:
+    from circuitdsl import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
+        return int(e.code or 0)
+    if not getattr(args, "_run", None):
+        parser.print_help(sys.stderr)
+        return int(ExitCode.USAGE)
+    try:
+        return int(args._run(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Examples, datasets and layouts (SEMANTICS.md section 1, Positions). No torch here.
+
+An Example is already tokenized: `tokens` are model token ids (no BOS unless the dataset
+put one there). Its *layout* is (token length, the indices of its named positions); activations
+are only ever exchanged between examples of one layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Example", "Dataset", "Layout", "feature_value_key"]
+
+Layout = tuple[int, tuple[tuple[str, int], ...]]
+
+
+def _freeze(v: Any) -> Any:
+    if isinstance(v, list | tuple):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    return v
+
+
+def feature_value_key(v: Any) -> Any:
+    """Feature values are compared exactly; floats after rounding to 1e-9 (SEMANTICS.md section 3)."""
+    if isinstance(v, float):
+        return round(v, 9)
+    if isinstance(v, tuple | list):
+        return tuple(feature_value_key(x) for x in v)
+    return v
+
+
+@dataclass(frozen=True)
+class Example:
+    tokens: tuple[int, ...]
+    answers: tuple[int, ...]
+    """The answer token at each scored position."""
+    scored: tuple[int, ...] = ()
+    """Scored positions; empty means the last position."""
+    wrongs: tuple[int, ...] = ()
+    """The wrong-answer token at each scored position (for logit_diff); may be empty."""
+    positions: tuple[tuple[str, int], ...] = ()
+    """Named token positions, sorted by name."""
+    fields: tuple[tuple[str, Any], ...] = ()
+    """Feature fields, sorted by name; values are JSON scalars or (nested) tuples."""
+    text: str | None = None
+    id: str = ""
+    """Stable id: the dataset's `id` field, or else a hash of the content (set by `with_id`)."""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", self.content_id())
+
+    def content_id(self) -> str:
+        payload = json.dumps(
+            [self.tokens, self.answers, self.scored, self.wrongs, self.positions, _jsonable(self.fields)],
+            sort_keys=True,
+        )
+        return hashlib.sha1(payload.encode()).hexdigest()[:16]
+
+    @property
+    def scored_positions(self) -> tuple[int, ...]:
+        return self.scored or (len(self.tokens) - 1,)
+
+    @property
+    def layout(self) -> Layout:
+        return (len(self.tokens), self.positions)
+
+    def position(self, name: str) -> int:
+        for k, v in self.positions:
+            if k == name:
+                return v
+        raise KeyError(name)
+
+    def field(self, name: str) -> Any:
+        for k, v in self.fields:
+            if k == name:
+                return v
+        raise KeyError(name)
+
+    @staticmethod
+    def make(
+        tokens,
+        answers,
+        *,
+        scored=(),
+        wrongs=(),
+        positions: dict[str, int] | None = None,
+        fields: dict[str, Any] | None = None,
+        text: str | None = None,
+        id: str = "",
+    ) -> "Example":
+        """Build an Example from plain Python values (lists, dicts)."""
+        answers = (answers,) if isinstance(answers, int) else tuple(int(a) for a in answers)
+        wrongs = (wrongs,) if isinstance(wrongs, int) else tuple(int(w) for w in wrongs)
+        return Example(
+            tokens=tuple(int(t) for t in tokens),
+            answers=answers,
+            scored=tuple(int(s) for s in scored),
+            wrongs=wrongs,
+            positions=tuple(sorted((positions or {}).items())),
+            fields=tuple(sorted((k, _freeze(v)) for k, v in (fields or {}).items())),
+            text=text,
+            id=str(id),
+        )
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named, ordered collection of examples. Pools for random draws are ordered by id."""
+
+    name: str
+    examples: tuple[Example, ...]
+    field_names: tuple[str, ...] = ()
+    position_names: tuple[str, ...] = ()
+    description: str = ""
+    _by_id: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_id.update({e.id: i for i, e in enumerate(self.examples)})
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __iter__(self) -> Iterator[Example]:
+        return iter(self.examples)
+
+    def __getitem__(self, i: int) -> Example:
+        return self.examples[i]
+
+    def index_of(self, example_id: str) -> int:
+        return self._by_id[example_id]
+
+    def layouts(self) -> dict[Layout, tuple[int, ...]]:
+        """Example indices per layout, each pool ordered by example id."""
+        pools: dict[Layout, list[int]] = {}
+        for i, e in enumerate(self.examples):
+            pools.setdefault(e.layout, []).append(i)
+        return {k: tuple(sorted(v, key=lambda i: self.examples[i].id)) for k, v in pools.items()}

@@ -1,0 +1,383 @@
+"""The compiled hypothesis: frozen values passed from the compiler to the engine.
+
+This module is the contract between stages. It imports neither torch nor lark.
+Meaning of every value: ../shared/SEMANTICS.md (and docs/LANGUAGE.md for the surface syntax).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+__all__ = [
+    "Span",
+    "NodeKind",
+    "NodeId",
+    "Port",
+    "EdgeId",
+    "FeatureKind",
+    "Feature",
+    "AblationKind",
+    "Ablation",
+    "MetricKind",
+    "Metric",
+    "DatasetKind",
+    "DatasetSpec",
+    "ModelShape",
+    "ModelRef",
+    "Claim",
+    "Comparison",
+    "Expect",
+    "SearchBudget",
+    "Hypothesis",
+    "SCORE_NAMES",
+]
+
+
+@dataclass(frozen=True, order=True)
+class Span:
+    """A region of a source file: 1-based line and column, end exclusive."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+
+class NodeKind(enum.Enum):
+    """The kinds of node in the model graph (SEMANTICS.md section 1)."""
+
+    EMBED = "embed"
+    """Token embedding (`hook_embed`)."""
+    POS = "pos"
+    """Learned absolute position embedding (`hook_pos_embed`); absent in rotary models."""
+    HEAD = "head"
+    """One attention head's output through W_O (`blocks.L.attn.hook_result[:, :, H]`)."""
+    MLP = "mlp"
+    """One MLP's output (`blocks.L.hook_mlp_out`)."""
+    OUT = "out"
+    """The final residual read by the unembedding; writes nothing."""
+
+
+_KIND_ORDER = {NodeKind.EMBED: 0, NodeKind.POS: 1, NodeKind.HEAD: 2, NodeKind.MLP: 3, NodeKind.OUT: 4}
+
+
+@dataclass(frozen=True)
+class NodeId:
+    """A node of the model graph. `layer`/`head` are None where they do not apply."""
+
+    kind: NodeKind
+    layer: int | None = None
+    head: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The canonical spelling used in `.circuit` files: embed, pos, a9.6, m5, out."""
+        if self.kind is NodeKind.HEAD:
+            return f"a{self.layer}.{self.head}"
+        if self.kind is NodeKind.MLP:
+            return f"m{self.layer}"
+        return self.kind.value
+
+    def sort_key(self) -> tuple[int, int, int, int]:
+        """Topological order of the model: embeddings, then layer by layer (heads before MLP), then out."""
+        if self.kind in (NodeKind.EMBED, NodeKind.POS):
+            return (-1, _KIND_ORDER[self.kind], 0, 0)
+        if self.kind is NodeKind.OUT:
+            return (1 << 30, 0, 0, 0)
+        assert self.layer is not None
+        return (self.layer, _KIND_ORDER[self.kind], self.head or 0, 0)
+
+    def __lt__(self, other: "NodeId") -> bool:
+        return self.sort_key() < other.sort_key()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Port(enum.Enum):
+    """Where an edge enters its receiver."""
+
+    Q = "q"
+    """A head's query input (`blocks.L.hook_q_input[:, :, H]`)."""
+    K = "k"
+    """A head's key input; in GQA models, the key/value group's (`hook_k_input[:, :, G]`)."""
+    V = "v"
+    """A head's value input; in GQA models, the key/value group's (`hook_v_input[:, :, G]`)."""
+    IN = "in"
+    """The input of an MLP (`blocks.L.hook_resid_mid`) or of `out` (the final residual)."""
+
+
+@dataclass(frozen=True, order=True)
+class EdgeId:
+    """A claimed edge: sender's output into one port of the receiver."""
+
+    sender: NodeId
+    receiver: NodeId
+    port: Port
+
+    def __str__(self) -> str:
+        port = "" if self.port is Port.IN else f".{self.port.value}"
+        return f"{self.sender.name} -> {self.receiver.name}{port}"
+
+
+class FeatureKind(enum.Enum):
+    """What a claimed node's output is claimed to depend on (SEMANTICS.md section 2)."""
+
+    IDENTITY = "input"
+    """The exact input: the equivalence class of x is {x}."""
+    CONSTANT = "nothing"
+    """Nothing: every example of x's layout is in x's class."""
+    FIELD = "field"
+    """A dataset field (`args[0]` is the field name)."""
+    TOKEN_AT = "token"
+    """The token at a named position (`args[0]` is the position name)."""
+    FUNCTION = "function"
+    """A user Python function `module:function` (`args[0]`), called with the example."""
+    TUPLE = "tuple"
+    """A tuple of other features (`parts`)."""
+
+
+@dataclass(frozen=True)
+class Feature:
+    kind: FeatureKind
+    args: tuple[str, ...] = ()
+    parts: tuple["Feature", ...] = ()
+
+    def __str__(self) -> str:
+        if self.kind is FeatureKind.IDENTITY:
+            return "input"
+        if self.kind is FeatureKind.CONSTANT:
+            return "nothing"
+        if self.kind is FeatureKind.FIELD:
+            return f"field {self.args[0]}"
+        if self.kind is FeatureKind.TOKEN_AT:
+            return f"token at {self.args[0]}"
+        if self.kind is FeatureKind.FUNCTION:
+            return self.args[0]
+        return "(" + ", ".join(str(p) for p in self.parts) + ")"
+
+
+IDENTITY = Feature(FeatureKind.IDENTITY)
+
+
+class AblationKind(enum.Enum):
+    """What an unclaimed sender contributes (SEMANTICS.md section 2)."""
+
+    RESAMPLE = "resample"
+    """Its clean output on a random input x_r drawn from D within x's layout."""
+    RESAMPLE_FROM = "resample from"
+    """The same, x_r drawn from a named dataset with matching layouts."""
+    PAIRED = "paired"
+    """Its clean output on the row of a named dataset paired with x."""
+    MEAN = "mean"
+    """Its mean output per position over D (or a named dataset), per layout."""
+    ZERO = "zero"
+    """Nothing (biases stay)."""
+
+
+@dataclass(frozen=True)
+class Ablation:
+    kind: AblationKind = AblationKind.RESAMPLE
+    dataset: str | None = None
+
+    def __str__(self) -> str:
+        if self.kind is AblationKind.MEAN:
+            return "mean" + (f" over {self.dataset}" if self.dataset else "")
+        if self.dataset:
+            return f"{self.kind.value} {self.dataset}"
+        return self.kind.value
+
+
+class MetricKind(enum.Enum):
+    """The per-example metric m(x) (SEMANTICS.md section 4), at the scored positions."""
+
+    LOGIT_DIFF = "logit_diff"
+    """logit(answer) - logit(wrong) at the scored position (higher is better)."""
+    LOGPROB = "logprob"
+    """log p(answer) at the scored positions, averaged (higher is better)."""
+    LOSS = "loss"
+    """Cross-entropy of the answers at the scored positions, averaged (lower is better)."""
+    KL = "kl"
+    """KL(model(x) || evaluated(x)) at the scored positions (0 for the model itself)."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    kind: MetricKind = MetricKind.LOGIT_DIFF
+
+
+class DatasetKind(enum.Enum):
+    GENERATOR = "generator"
+    """A Python generator registered by name (circuitdsl.datasets.registry)."""
+    FILE = "file"
+    """A JSONL file (path relative to the .circuit file that names it)."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    kind: DatasetKind
+    source: str
+    """Generator name, or the resolved absolute path of the JSONL file."""
+    args: tuple[tuple[str, Any], ...] = ()
+    """Generator keyword arguments, sorted by name (values: int, float, str, bool)."""
+    span: Span | None = None
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the compiler knows about a model without loading it."""
+
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_model: int
+    pos_embed: str
+    """'learned' (has a `pos` node), 'rotary' or 'none'."""
+    has_mlp: bool = True
+    parallel_attn_mlp: bool = False
+    """True where the MLP reads the same input as attention (GPT-J style)."""
+    vocab_size: int | None = None
+
+    def kv_group(self, head: int) -> int:
+        """The key/value head that query head `head` reads from."""
+        return head // (self.n_heads // self.n_kv_heads)
+
+    def group_members(self, head: int) -> tuple[int, ...]:
+        """All query heads sharing `head`'s key/value head."""
+        size = self.n_heads // self.n_kv_heads
+        g = self.kv_group(head)
+        return tuple(range(g * size, (g + 1) * size))
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    """As written in the file: a registry name or a path."""
+    resolved: str
+    """The registry key, or the absolute path of a local model directory."""
+    shape: ModelShape
+    span: Span | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claimed node with its feature and optional position restriction."""
+
+    node: NodeId
+    feature: Feature = IDENTITY
+    positions: tuple[str, ...] | None = None
+    """Named positions the node is claimed at; None means every position."""
+    groups: tuple[str, ...] = ()
+    """Names of the groups the node was claimed through (for drawing)."""
+    span: Span | None = None
+
+
+class Comparison(enum.Enum):
+    GE = ">="
+    LE = "<="
+    GT = ">"
+    LT = "<"
+
+    def holds(self, value: float, threshold: float) -> bool:
+        return {
+            Comparison.GE: value >= threshold,
+            Comparison.LE: value <= threshold,
+            Comparison.GT: value > threshold,
+            Comparison.LT: value < threshold,
+        }[self]
+
+
+SCORE_NAMES: dict[str, str] = {
+    "recovered": "point estimate of (F(scrubbed) - F(baseline)) / (F(model) - F(baseline))",
+    "recovered.lower": "lower end of recovered's bootstrap 95% interval",
+    "recovered.upper": "upper end of recovered's bootstrap 95% interval",
+    "incompleteness": "worst |F(C \\ K) - F(M \\ K)| found by the completeness search",
+    "mean_abs_delta": "mean over examples of |m(scrubbed, x) - m(model, x)|",
+    "median_abs_delta": "median over examples of |m(scrubbed, x) - m(model, x)|",
+    "p90_abs_delta": "90th percentile over examples of |m(scrubbed, x) - m(model, x)|",
+    "kl": "mean KL(model(x) || scrubbed(x)) at the scored positions",
+    "minimality": "smallest single-node removal cost, as a fraction of F(model) - F(baseline)",
+}
+
+
+@dataclass(frozen=True)
+class Expect:
+    score: str
+    """A key of SCORE_NAMES."""
+    op: Comparison
+    threshold: float
+    span: Span | None = None
+
+    def __str__(self) -> str:
+        return f"{self.score} {self.op.value} {self.threshold:g}"
+
+
+@dataclass(frozen=True)
+class SearchBudget:
+    """Completeness search budget (SEMANTICS.md section 4), all reported."""
+
+    sizes: tuple[int, ...] = (1, 2)
+    samples: int = 8
+    """Random subsets K drawn per size."""
+    greedy_steps: int = 3
+    """Greedy growth iterations (each adds the node that most raises incompleteness)."""
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A compiled, validated hypothesis. `graph` is a frozen networkx.DiGraph:
+    nodes are NodeId with attribute `claim` (Claim); edges (sender, receiver) carry
+    `ports` (frozenset[Port]). `edges` lists every claimed EdgeId in sorted order."""
+
+    name: str
+    source_path: str | None
+    source_text: str
+    model: ModelRef
+    datasets: tuple[DatasetSpec, ...]
+    main_dataset: str
+    metric: Metric
+    ablation: Ablation
+    claims: tuple[Claim, ...]
+    edges: tuple[EdgeId, ...]
+    groups: tuple[tuple[str, tuple[NodeId, ...]], ...]
+    expects: tuple[Expect, ...]
+    budget: SearchBudget = SearchBudget()
+    seed: int = 0
+    bootstrap: int = 1000
+    graph: nx.DiGraph = field(default_factory=nx.DiGraph, compare=False, repr=False)
+
+    def claim(self, node: NodeId) -> Claim | None:
+        for c in self.claims:
+            if c.node == node:
+                return c
+        return None
+
+    def dataset(self, name: str) -> DatasetSpec:
+        for d in self.datasets:
+            if d.name == name:
+                return d
+        raise KeyError(name)
+
+    @property
+    def claimed_nodes(self) -> tuple[NodeId, ...]:
+        return tuple(c.node for c in self.claims)
+
+
+def make_graph(claims: tuple[Claim, ...], edges: tuple[EdgeId, ...]) -> nx.DiGraph:
+    """The frozen networkx view of a hypothesis: one node per claim (attribute `claim`),
+    one edge per claimed (sender, receiver) pair (attribute `ports`, a frozenset of Port)."""
+    g = nx.DiGraph()
+    for c in claims:
+        g.add_node(c.node, claim=c)
+    ports: dict[tuple[NodeId, NodeId], set[Port]] = {}
+    for e in edges:
+        ports.setdefault((e.sender, e.receiver), set()).add(e.port)
+    for (s, r), ps in sorted(ports.items()):
+        g.add_edge(s, r, ports=frozenset(ps))
+    return nx.freeze(g)
