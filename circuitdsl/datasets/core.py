@@ -15,7 +15,7 @@ from typing import Any
 
 __all__ = ["Example", "Dataset", "Layout", "feature_value_key"]
 
-Layout = tuple[int, tuple[tuple[str, int], ...]]
+Layout = tuple[int, tuple[tuple[str, tuple[int, ...]], ...]]
 
 
 def _freeze(v: Any) -> Any:
@@ -44,8 +44,9 @@ class Example:
     """Scored positions; empty means the last position."""
     wrongs: tuple[int, ...] = ()
     """The wrong-answer token at each scored position (for logit_diff); may be empty."""
-    positions: tuple[tuple[str, int], ...] = ()
-    """Named token positions, sorted by name."""
+    positions: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    """Named token positions, sorted by name. A name may stand for several indices (e.g. the
+    second half of a repeated sequence); `token at NAME` is then the tuple of those tokens."""
     fields: tuple[tuple[str, Any], ...] = ()
     """Feature fields, sorted by name; values are JSON scalars or (nested) tuples."""
     text: str | None = None
@@ -71,11 +72,15 @@ class Example:
     def layout(self) -> Layout:
         return (len(self.tokens), self.positions)
 
-    def position(self, name: str) -> int:
+    def position(self, name: str) -> tuple[int, ...]:
         for k, v in self.positions:
             if k == name:
                 return v
         raise KeyError(name)
+
+    def token_at(self, name: str) -> int | tuple[int, ...]:
+        idx = self.position(name)
+        return self.tokens[idx[0]] if len(idx) == 1 else tuple(self.tokens[i] for i in idx)
 
     def field(self, name: str) -> Any:
         for k, v in self.fields:
@@ -90,7 +95,7 @@ class Example:
         *,
         scored=(),
         wrongs=(),
-        positions: dict[str, int] | None = None,
+        positions: dict[str, int | list[int] | tuple[int, ...]] | None = None,
         fields: dict[str, Any] | None = None,
         text: str | None = None,
         id: str = "",
@@ -103,7 +108,9 @@ class Example:
             answers=answers,
             scored=tuple(int(s) for s in scored),
             wrongs=wrongs,
-            positions=tuple(sorted((positions or {}).items())),
+            positions=tuple(
+                sorted((k, (int(v),) if isinstance(v, int) else tuple(int(i) for i in v)) for k, v in (positions or {}).items())
+            ),
             fields=tuple(sorted((k, _freeze(v)) for k, v in (fields or {}).items())),
             text=text,
             id=str(id),
