@@ -111,6 +111,15 @@ class Port(enum.Enum):
     IN = "in"
     """The input of an MLP (`blocks.L.hook_resid_mid`) or of `out` (the final residual)."""
 
+    def __lt__(self, other: "Port") -> bool:
+        """Ports order q < k < v < in, so that EdgeIds (order=True) sort."""
+        if not isinstance(other, Port):
+            return NotImplemented
+        return _PORT_ORDER[self] < _PORT_ORDER[other]
+
+
+_PORT_ORDER = {Port.Q: 0, Port.K: 1, Port.V: 2, Port.IN: 3}
+
 
 @dataclass(frozen=True, order=True)
 class EdgeId:

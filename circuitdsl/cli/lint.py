@@ -1,0 +1,48 @@
+"""`circuitdsl lint FILE... [--format full|concise|json]`: parse and validate against model shapes.
+
+Diagnostics go to stderr (full, concise); `--format json` prints one JSON array of every
+diagnostic to stdout (it is the command's output). Warnings and notes do not fail lint.
+Exit: 0 no errors, 2 an error in any file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from circuitdsl.cli.exitcodes import ExitCode
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub, name: str, help: str):
+    p = sub.add_parser(name, help=help, description=help)
+    p.add_argument("files", nargs="+", metavar="FILE", help=".circuit files")
+    p.add_argument("--format", choices=("full", "concise", "json"), default="full", help="diagnostic format (default full)")
+    return p
+
+
+def run(args) -> int:
+    from circuitdsl.compiler import compile_file
+    from circuitdsl.diagnostics import Severity
+
+    failed = False
+    everything = []
+    for f in args.files:
+        result = compile_file(f)
+        everything.extend(d.to_json() for d in result.diagnostics)
+        if result.diagnostics and args.format != "json":
+            print(result.render(args.format), file=sys.stderr)
+            if args.format == "full":
+                print(file=sys.stderr)
+        if result.hypothesis is None:
+            failed = True
+            continue
+        if args.format != "json":
+            h = result.hypothesis
+            warnings = sum(d.severity is Severity.WARNING for d in result.diagnostics)
+            extra = f", {warnings} warning{'s' * (warnings != 1)}" if warnings else ""
+            print(f"{f}: ok ({len(h.claims)} nodes, {len(h.edges)} edges, model {h.model.name}{extra})")
+    if args.format == "json":
+        print(json.dumps(everything, indent=2))
+    return int(ExitCode.USAGE if failed else ExitCode.OK)

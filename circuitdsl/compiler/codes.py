@@ -1,0 +1,83 @@
+"""Every diagnostic code the language defines, with its one-line title.
+
+Diagnostics are built through `diag(code, ...)`, which refuses codes not listed here, so this table
+is the complete list (docs/LANGUAGE.md prints it; tests/language/golden/ has a file per code).
+"""
+
+from __future__ import annotations
+
+from circuitdsl.diagnostics import Diagnostic, Label, Severity
+from circuitdsl.ir import Span
+
+__all__ = ["CODES", "diag", "severity_of"]
+
+CODES: dict[str, str] = {
+    # E1xx syntax
+    "E101": "syntax error: unexpected text",
+    "E102": "syntax error: a character that cannot start anything here",
+    "E103": "syntax error: the file ends in the middle of a statement",
+    "E104": "unterminated string",
+    "E105": "unknown statement",
+    "E106": "unknown escape sequence in a string",
+    # E2xx names that do not resolve
+    "E201": "unknown attention head",
+    "E202": "layer out of range",
+    "E203": "unknown node or group name",
+    "E204": "`pos` in a model without learned position embeddings",
+    "E205": "an MLP in an attention-only model",
+    "E206": "unknown or misplaced port",
+    "E207": "unknown dataset name",
+    "E208": "unknown dataset field",
+    "E209": "unknown named position",
+    "E210": "feature function cannot be imported or called",
+    "E211": "unknown score name in `expect`",
+    "E212": "unknown setting",
+    "E213": "setting value of the wrong type",
+    "E214": "unknown metric",
+    "E215": "imported file cannot be read",
+    # E3xx graph structure
+    "E301": "duplicate definition",
+    "E302": "a node claimed twice with different features or positions",
+    "E303": "backwards edge: the receiver does not read the sender",
+    "E304": "edge into an embedding or out of `out`",
+    "E305": "cycle in the claimed graph",
+    "E306": "import cycle",
+    "E307": "group contains itself",
+    "E308": "group name is a model node name",
+    # E4xx datasets
+    "E401": "no dataset declared",
+    "E402": "unknown dataset generator",
+    "E403": "unknown generator argument",
+    "E404": "JSONL dataset file missing or unreadable",
+    "E405": "generator argument of the wrong type",
+    # E5xx models
+    "E501": "model cannot be resolved",
+    "E502": "no `model` statement",
+    # E9xx usage
+    "E901": "file cannot be read",
+    # warnings
+    "W301": "claimed node with no claimed path from an embedding",
+    "W302": "claimed node with no claimed path to `out`",
+    "W303": "no claimed edge into `out`",
+    # notes
+    "N301": "edge into a k/v port shared by a grouped-query-attention group",
+}
+
+
+def severity_of(code: str) -> Severity:
+    return {"E": Severity.ERROR, "W": Severity.WARNING, "N": Severity.NOTE}[code[0]]
+
+
+def diag(
+    code: str,
+    message: str,
+    span: Span | None = None,
+    *,
+    label: str = "",
+    hint: str = "",
+    related: tuple[Label, ...] = (),
+) -> Diagnostic:
+    """A Diagnostic with a registered code; the severity follows from the code's letter."""
+    if code not in CODES:
+        raise KeyError(f"diagnostic code {code} is not registered in circuitdsl.compiler.codes")
+    return Diagnostic(code, message, span, label, hint, severity_of(code), tuple(related))

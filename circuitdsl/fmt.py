@@ -1,0 +1,128 @@
+"""The canonical formatter: AST -> text, keeping every comment and single blank lines.
+
+`format_source(text)` parses, prints each statement in canonical spelling, and checks its own
+work: the result must re-parse to an equal AST with the same comments, else it raises instead of
+returning text that would lose something the user wrote.
+"""
+
+from __future__ import annotations
+
+from circuitdsl import ast
+from circuitdsl.diagnostics import CircuitError
+
+__all__ = ["format_module", "format_source", "format_statement", "FormatterBug"]
+
+
+class FormatterBug(RuntimeError):
+    """The formatter produced text that does not mean the same as its input (never written)."""
+
+
+def _string(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
+
+
+def _literal(v: ast.Literal) -> str:
+    if v.kind in ("int", "float"):
+        return v.text or repr(v.value)
+    if v.kind == "string":
+        return _string(v.value)
+    if v.kind == "name":
+        return v.value
+    return "[" + ", ".join(_literal(x) for x in v.value) + "]"
+
+
+def _feature(f: ast.FeatureExpr) -> str:
+    if f.kind in ("input", "nothing"):
+        return f.kind
+    if f.kind == "field":
+        return f"field {f.arg.text}"
+    if f.kind == "token":
+        return f"token at {f.arg.text}"
+    if f.kind == "function":
+        return f.arg.text
+    return "(" + ", ".join(_feature(p) for p in f.parts) + ")"
+
+
+def format_statement(s: ast.Statement) -> str:
+    """One statement on one line, in canonical spelling."""
+    if isinstance(s, ast.Import):
+        return f"import {_string(s.path)}"
+    if isinstance(s, ast.Model):
+        return f"model {_string(s.ref) if s.is_path else s.ref}"
+    if isinstance(s, ast.DatasetGen):
+        args = ", ".join(f"{a.key.text} = {_literal(a.value)}" for a in s.args)
+        return f"dataset {s.name.text} = {s.generator.text}({args})"
+    if isinstance(s, ast.DatasetFile):
+        return f"dataset {s.name.text} = {_string(s.path)}"
+    if isinstance(s, ast.On):
+        return f"on {s.dataset.text}"
+    if isinstance(s, ast.MetricStmt):
+        return f"metric {s.name.text}"
+    if isinstance(s, ast.Ablate):
+        return f"ablate unclaimed by {s.kind}" + (f" {s.dataset.text}" if s.dataset else "")
+    if isinstance(s, ast.Group):
+        return f"group {s.name.text} = " + ", ".join(r.text for r in s.members)
+    if isinstance(s, ast.NodeStmt):
+        out = "node " + ", ".join(r.text for r in s.nodes)
+        if s.positions is not None:
+            out += " at " + ", ".join(p.text for p in s.positions)
+        if s.feature is not None:
+            out += " depends on " + _feature(s.feature)
+        return out
+    if isinstance(s, ast.Edge):
+        return "edge " + " -> ".join(", ".join(t.text for t in step) for step in s.steps)
+    if isinstance(s, ast.SetStmt):
+        return f"set {s.key.text} = {_literal(s.value)}"
+    if isinstance(s, ast.ExpectStmt):
+        return f"expect {s.score.text} {s.op} {_literal(s.value)}"
+    raise TypeError(f"not a statement: {type(s).__name__}")
+
+
+def format_module(m: ast.Module) -> str:
+    """Canonical text of a parsed file (comments kept; runs of blank lines become one)."""
+    stmts = list(m.statements)
+    leading: dict[int, list[ast.Comment]] = {}
+    trailing: dict[int, ast.Comment] = {}
+    items: list[tuple[int, int, object]] = []  # (start line, end line, statement index or Comment)
+    for i, s in enumerate(stmts):
+        items.append((s.span.line, s.span.end_line, i))
+    for c in m.comments:
+        owner = next((i for i, s in enumerate(stmts) if s.span.line <= c.span.line <= s.span.end_line), None)
+        if owner is None:
+            items.append((c.span.line, c.span.line, c))
+        elif c.trailing and c.span.line == stmts[owner].span.end_line and owner not in trailing:
+            trailing[owner] = c
+        else:
+            leading.setdefault(owner, []).append(c)
+    items.sort(key=lambda it: (it[0], 0 if isinstance(it[2], ast.Comment) else 1))
+    lines: list[str] = []
+    prev_end = None
+    for start, end, item in items:
+        if prev_end is not None and any(n in m.blank_lines for n in range(prev_end + 1, start)):
+            lines.append("")
+        if isinstance(item, ast.Comment):
+            lines.append(item.text)
+        else:
+            lines.extend(c.text for c in leading.get(item, ()))
+            text = format_statement(stmts[item])
+            if item in trailing:
+                text += "  " + trailing[item].text
+            lines.append(text)
+        prev_end = end
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def format_source(text: str, path: str = "<string>") -> str:
+    """Canonical text for `text`. Raises CircuitError on a syntax error, FormatterBug if the
+    result would not mean the same (so callers never write it)."""
+    from circuitdsl.parser import parse_source
+
+    module = parse_source(text, path)
+    out = format_module(module)
+    try:
+        again = parse_source(out, path)
+    except CircuitError as e:
+        raise FormatterBug(f"formatted text does not parse: {e}") from None
+    if again != module:
+        raise FormatterBug("formatted text does not mean the same as the input")
+    return out
