@@ -1,0 +1,236 @@
+"""One small interface between the engine and a transformer-lens model.
+
+The engine never names a hook: it asks the backend for clean activations (`clean_run`), for one
+layer recomputed from given port inputs (`run_layer`), and for logits from a final residual
+(`unembed`). Hook names follow transformer-lens' compatibility mode (SEMANTICS.md section 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from circuitdsl.ir import ModelShape
+
+__all__ = ["Backend", "CleanCache", "BackendError", "TokenizerAdapter", "hooks"]
+
+
+class BackendError(Exception):
+    """A model that cannot be loaded or run; `hint` says what to do."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint
+
+
+class TokenizerAdapter:
+    """`encode(text) -> ids` without BOS, `decode(ids) -> text`."""
+
+    def __init__(self, tok: Any):
+        self._tok = tok
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=False))
+
+    def decode(self, ids) -> str:
+        return self._tok.decode(list(ids))
+
+
+@dataclass(frozen=True)
+class CleanCache:
+    """Clean activations of a batch of same-layout examples (float tensors, first dim = example).
+
+    `result[L]` is [B, P, H, D]; `resid_pre[L]`, `resid_mid[L]`, `mlp_out[L]`, `embed`, `pos`,
+    `resid_final` are [B, P, D]. `pos` is None for models without a learned position embedding;
+    `mlp_out`/`resid_mid` are empty tuples for attention-only models."""
+
+    embed: torch.Tensor
+    pos: torch.Tensor | None
+    resid_pre: tuple[torch.Tensor, ...]
+    result: tuple[torch.Tensor, ...]
+    resid_mid: tuple[torch.Tensor, ...]
+    mlp_out: tuple[torch.Tensor, ...]
+    resid_final: torch.Tensor
+    logits: torch.Tensor
+    """[B, P, V] clean logits."""
+
+    @property
+    def n(self) -> int:
+        return int(self.embed.shape[0])
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "CleanCache":
+        return CleanCache(
+            embed=fn(self.embed),
+            pos=None if self.pos is None else fn(self.pos),
+            resid_pre=tuple(fn(t) for t in self.resid_pre),
+            result=tuple(fn(t) for t in self.result),
+            resid_mid=tuple(fn(t) for t in self.resid_mid),
+            mlp_out=tuple(fn(t) for t in self.mlp_out),
+            resid_final=fn(self.resid_final),
+            logits=fn(self.logits),
+        )
+
+
+@contextmanager
+def hooks(model: Any, fwd_hooks: list[tuple[str, Callable]]) -> Iterator[None]:
+    """Add forward hooks for the duration of the block; always removed, also after an error."""
+    try:
+        for name, fn in fwd_hooks:
+            model.add_hook(name, fn)
+        yield
+    finally:
+        model.reset_hooks(including_permanent=False)
+
+
+class _Stop(Exception):
+    pass
+
+
+@dataclass
+class Backend:
+    """A loaded model. `kind` is 'native' or 'bridge'."""
+
+    name: str
+    kind: str
+    model: Any
+    shape: ModelShape
+    d_vocab_out: int
+    tokenizer: TokenizerAdapter | None = None
+    device: str = "cpu"
+    vocab_strings: tuple[str, ...] | None = None
+    _extra: dict = field(default_factory=dict, repr=False)
+
+    # ---- hook names (compatibility mode) ---------------------------------------------------
+    @staticmethod
+    def hook_q_input(layer: int) -> str:
+        return f"blocks.{layer}.hook_q_input"
+
+    @staticmethod
+    def hook_k_input(layer: int) -> str:
+        return f"blocks.{layer}.hook_k_input"
+
+    @staticmethod
+    def hook_v_input(layer: int) -> str:
+        return f"blocks.{layer}.hook_v_input"
+
+    @staticmethod
+    def hook_result(layer: int) -> str:
+        return f"blocks.{layer}.attn.hook_result"
+
+    @staticmethod
+    def hook_mlp_in(layer: int) -> str:
+        # native: hook_resid_mid feeds the MLP (and resid_post); bridge: hook_resid_mid is an alias of
+        # ln2.hook_in, which feeds the MLP only. Either way replacing it sets the MLP's input.
+        return f"blocks.{layer}.hook_resid_mid"
+
+    @staticmethod
+    def hook_mlp_out(layer: int) -> str:
+        return f"blocks.{layer}.hook_mlp_out"
+
+    @staticmethod
+    def hook_resid_pre(layer: int) -> str:
+        return f"blocks.{layer}.hook_resid_pre"
+
+    def hook_final_resid(self) -> str:
+        return f"blocks.{self.shape.n_layers - 1}.hook_resid_post"
+
+    @property
+    def has_pos(self) -> bool:
+        return self.shape.pos_embed == "learned"
+
+    # ---- computation ---------------------------------------------------------------------------
+    def tokens(self, rows) -> torch.Tensor:
+        return torch.tensor([list(r) for r in rows], dtype=torch.long, device=self.device)
+
+    @torch.no_grad()
+    def clean_run(self, tokens: torch.Tensor) -> CleanCache:
+        """One clean forward pass, keeping every sender's output and the residual at every port."""
+        n = self.shape.n_layers
+        names = ["hook_embed"] + (["hook_pos_embed"] if self.has_pos else [])
+        for L in range(n):
+            names += [self.hook_resid_pre(L), self.hook_result(L)]
+            if self.shape.has_mlp:
+                names += [self.hook_resid_mid(L), self.hook_mlp_out(L)]
+        names.append(self.hook_final_resid())
+        got: dict[str, torch.Tensor] = {}
+
+        def capture(key: str):
+            def fn(x, hook):
+                got[key] = x.detach().clone()
+                return None
+
+            return fn
+
+        with hooks(self.model, [(k, capture(k)) for k in names]):
+            logits = self.model(tokens)
+        missing = [k for k in names if k not in got]
+        if missing:
+            raise BackendError(f"the model did not run hooks {missing[:3]}", "is this model supported?")
+        return CleanCache(
+            embed=got["hook_embed"],
+            pos=got.get("hook_pos_embed"),
+            resid_pre=tuple(got[self.hook_resid_pre(L)] for L in range(n)),
+            result=tuple(got[self.hook_result(L)] for L in range(n)),
+            resid_mid=tuple(got[self.hook_resid_mid(L)] for L in range(n)) if self.shape.has_mlp else (),
+            mlp_out=tuple(got[self.hook_mlp_out(L)] for L in range(n)) if self.shape.has_mlp else (),
+            resid_final=got[self.hook_final_resid()],
+            logits=logits.detach(),
+        )
+
+    @staticmethod
+    def hook_resid_mid(layer: int) -> str:
+        return f"blocks.{layer}.hook_resid_mid"
+
+    @torch.no_grad()
+    def run_layer(
+        self,
+        layer: int,
+        q_in: torch.Tensor,
+        k_in: torch.Tensor,
+        v_in: torch.Tensor,
+        mlp_in: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run only block `layer` with its ports set: q_in [R,P,H,D], k_in/v_in [R,P,G,D],
+        mlp_in [R,P,D] or None. Returns (hook_result [R,P,H,D], hook_mlp_out [R,P,D] or None)."""
+        got: dict[str, torch.Tensor] = {}
+        want_mlp = mlp_in is not None and self.shape.has_mlp
+
+        def setter(value):
+            def fn(x, hook):
+                return value.to(x.dtype).expand_as(x) if value.shape != x.shape else value.to(x.dtype)
+
+            return fn
+
+        def grab(key, stop):
+            def fn(x, hook):
+                got[key] = x.detach().clone()
+                if stop:
+                    raise _Stop()
+                return None
+
+            return fn
+
+        fh = [
+            (self.hook_q_input(layer), setter(q_in)),
+            (self.hook_k_input(layer), setter(k_in)),
+            (self.hook_v_input(layer), setter(v_in)),
+            (self.hook_result(layer), grab("result", not want_mlp)),
+        ]
+        if want_mlp:
+            fh += [(self.hook_mlp_in(layer), setter(mlp_in)), (self.hook_mlp_out(layer), grab("mlp", True))]
+        resid = q_in[:, :, 0]
+        try:
+            with hooks(self.model, fh):
+                self.model(resid, start_at_layer=layer, stop_at_layer=layer + 1)
+        except _Stop:
+            pass
+        return got["result"], got.get("mlp")
+
+    @torch.no_grad()
+    def unembed(self, resid_final: torch.Tensor) -> torch.Tensor:
+        """Logits from final residuals [R, P, D] (final norm, then unembedding)."""
+        return self._extra["unembed"](resid_final)

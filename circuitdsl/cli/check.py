@@ -1,0 +1,145 @@
+"""`circuitdsl check FILE... [--format text|json] [--seed N] [--device cpu] [--batch-size N]
+[--no-completeness] [--json-out PATH]`: scrub each hypothesis and evaluate its `expect` clauses.
+
+The report goes to stdout (text, or one JSON document: a list with one result per file); progress and
+diagnostics go to stderr. Exit: 0 every expect holds, 1 an expect failed, 2 a usage, language,
+dataset or model error (nothing was checked for that file).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from circuitdsl.cli.exitcodes import ExitCode
+
+__all__ = ["add_parser", "run", "render_text"]
+
+
+def add_parser(sub, name: str, help: str):
+    p = sub.add_parser(name, help=help, description=help)
+    p.add_argument("files", nargs="+", metavar="FILE", help=".circuit files")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="report format on stdout (default text)")
+    p.add_argument("--seed", type=int, default=None, help="override the file's `set seed`")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--batch-size", type=int, default=None, help="rows per block run (default 64); results do not depend on it")
+    p.add_argument("--no-completeness", action="store_true", help="skip the completeness search")
+    p.add_argument("--json-out", metavar="PATH", default=None, help="also write the JSON result here (atomically)")
+    return p
+
+
+def _progress_ctx(enabled: bool):
+    from contextlib import nullcontext
+
+    if not enabled:
+        return nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}"),
+                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+
+
+def run(args) -> int:
+    from circuitdsl.compiler import compile_file
+    from circuitdsl.diagnostics import CircuitError, Diagnostic, render
+    from circuitdsl.results import write_json_atomic
+
+    if args.batch_size is not None and args.batch_size < 1:
+        print(render([Diagnostic("E902", f"--batch-size must be a positive integer, not {args.batch_size}")]), file=sys.stderr)
+        return int(ExitCode.USAGE)
+    worst = ExitCode.OK
+    results = []
+    for f in args.files:
+        compiled = compile_file(f)
+        if compiled.diagnostics:
+            print(compiled.render("full"), file=sys.stderr)
+        if compiled.hypothesis is None:
+            worst = ExitCode.USAGE
+            continue
+        h = compiled.hypothesis
+        try:
+            with _progress_ctx(sys.stderr.isatty()) as prog:
+                task = prog.add_task(f"{f}: starting", total=None) if prog else None
+
+                def progress(label, done, total, prog=prog, task=task):
+                    if prog is not None:
+                        prog.update(task, description=f"{f}: {label}", completed=done, total=total or None)
+
+                from circuitdsl.engine.check import run_check
+
+                r = run_check(h, seed=args.seed, device=args.device, batch_size=args.batch_size, progress=progress,
+                              completeness=not args.no_completeness)
+        except CircuitError as e:
+            print(render(e.diagnostics, "full", dict(compiled.sources)), file=sys.stderr)
+            worst = ExitCode.USAGE
+            continue
+        results.append(r)
+        if args.format == "text":
+            render_text(r, f)
+        if not r.passed and worst is ExitCode.OK:
+            worst = ExitCode.CLAIM_FAILED
+    payload = [r.to_json() for r in results]
+    if args.format == "json":
+        print(json.dumps(payload, indent=2))
+    if args.json_out:
+        write_json_atomic(args.json_out, payload)
+    return int(worst)
+
+
+def _f(v, digits=4) -> str:
+    return "undefined" if v is None else f"{v:.{digits}g}"
+
+
+def render_text(r, path: str, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = console or Console(highlight=False, soft_wrap=True)
+    unit = {"logit_diff": "logits", "kl": "nats"}.get(r.metric, "nats")
+    con.print(f"[bold]{path}[/bold]  model {r.model}, dataset {r.dataset} (N={r.n}), seed {r.seed}")
+    con.print(f"metric [bold]{r.metric}[/bold] ({unit}); unclaimed senders ablated by [bold]{r.ablation}[/bold]")
+    t = Table(title="scores", show_lines=False)
+    for c in ("score", "value", "95% interval / raw"):
+        t.add_column(c)
+    rec = r.recovered
+    t.add_row("F(model)", _f(r.f_model), unit)
+    t.add_row("F(scrubbed)", _f(r.f_scrubbed), unit)
+    t.add_row("F(baseline)", _f(r.f_baseline), unit)
+    t.add_row("recovered", _f(rec.value), f"[{_f(rec.lower)}, {_f(rec.upper)}] ({rec.resamples} bootstrap resamples)"
+              if rec.value is not None else (rec.undefined_reason or ""))
+    t.add_row("mean |delta|", _f(r.mean_abs_delta), f"median {_f(r.median_abs_delta)}, p90 {_f(r.p90_abs_delta)} {unit}")
+    t.add_row("KL(model||scrubbed)", _f(r.kl), f"nats (baseline {_f(r.kl_baseline)})")
+    c = r.completeness
+    if c.worst is not None:
+        t.add_row("incompleteness", _f(c.worst.incompleteness),
+                  f"worst K={{{', '.join(c.worst.nodes)}}}: F(C\\K)={_f(c.worst.f_c_minus_k)}, F(M\\K)={_f(c.worst.f_m_minus_k)}; "
+                  f"{len(c.trials)} K tried (sizes {list(c.sizes)}, {c.samples} samples, {c.greedy_steps} greedy)")
+    else:
+        t.add_row("incompleteness", "not run", c.skipped or "")
+    t.add_row("minimality", _f(r.minimality.score), "smallest single-node removal / (F(model) - F(baseline))")
+    con.print(t)
+    if r.minimality.removals:
+        m = Table(title="minimality: F(C) - F(C \\ {v})")
+        m.add_column("node"); m.add_column(f"raw ({unit})"); m.add_column("fraction")
+        for x in r.minimality.removals:
+            m.add_row(x.node, _f(x.raw), _f(x.fraction) + (" (changed nothing)" if x.changed_nothing else ""))
+        con.print(m)
+    worst = sorted(r.examples, key=lambda e: -e.abs_delta)[:5]
+    if worst:
+        w = Table(title="worst examples by |m(scrubbed) - m(model)|")
+        for col in ("id", "text", "m(model)", "m(scrubbed)", "m(baseline)"):
+            w.add_column(col)
+        for e in worst:
+            txt = e.text if e.text is not None else " ".join(map(str, e.tokens))
+            w.add_row(e.id, txt[:60], _f(e.m_model), _f(e.m_scrubbed), _f(e.m_baseline))
+        con.print(w)
+    for n in r.notes:
+        con.print(f"note: {n}")
+    for x in r.expects:
+        mark = "[green]PASS[/green]" if x.passed else "[red]FAIL[/red]"
+        where = f" (line {x.line})" if x.line else ""
+        con.print(f"{mark} expect {x.score} {x.op} {x.threshold:g}{where}: value {_f(x.value)}" + (f" - {x.reason}" if x.reason else ""))
+    if not r.expects:
+        con.print("no expect clauses")
+    con.print()

@@ -1,0 +1,167 @@
+"""`run_check`: scrub a compiled hypothesis and compute every score (SEMANTICS.md sections 3-4)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from circuitdsl.diagnostics import CircuitError, Diagnostic
+from circuitdsl.ir import AblationKind, Hypothesis
+from circuitdsl.results import CheckResult, Completeness, ExampleRow, ExpectResult
+
+__all__ = ["run_check", "Progress"]
+
+Progress = Callable[[str, float, float], None]
+"""progress(task description, completed, total); total 0 means unknown."""
+
+
+def run_check(
+    h: Hypothesis,
+    *,
+    seed: int | None = None,
+    device: str = "cpu",
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+    completeness: bool = True,
+) -> CheckResult:
+    import torch
+
+    from circuitdsl.backends.base import BackendError
+    from circuitdsl.backends.loader import load_backend
+    from circuitdsl.engine import data as data_mod
+    from circuitdsl.engine import derive, metrics, scores, search
+    from circuitdsl.engine.scrub import Engine
+    from circuitdsl.models.shapes import ShapeError
+
+    seed = h.seed if seed is None else int(seed)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    say = progress or (lambda *a: None)
+    span = h.model.span
+    say("loading model", 0, 0)
+    try:
+        backend = load_backend(h.model, device)
+    except (BackendError, ShapeError) as e:
+        raise CircuitError([Diagnostic("E510", f"model `{h.model.name}` cannot be loaded: {e}", span, hint=getattr(e, "hint", ""))]) from None
+    timings["load_model"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    datasets = data_mod.materialise_all(h, backend.tokenizer)
+    n_ctx = getattr(getattr(backend.model, "cfg", None), "n_ctx", None)
+    for spec in h.datasets:
+        data_mod.validate(datasets[spec.name], n_ctx if backend.kind == "native" else None, backend.shape.vocab_size, spec.span)
+    ds = datasets[h.main_dataset]
+    metrics.check_metric(h.metric.kind, ds.examples)
+    timings["datasets"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    with torch.no_grad():
+        engine = Engine(backend, datasets, h.main_dataset, h.ablation, seed=seed, batch_size=batch_size)
+        _check_names(h, ds)
+        clean = engine.clean_logits()
+        timings["clean_run"] = time.perf_counter() - t
+
+        def m_of(logits) -> np.ndarray:
+            return metrics.metric_values(h.metric.kind, logits, ds.examples, clean)
+
+        t = time.perf_counter()
+        say("scrubbing the hypothesis", 0, 0)
+        sc = engine.scrub(h)
+        base = engine.scrub(derive.empty(h))
+        m_model = m_of(clean)
+        m_scrub = m_of(sc.logits)
+        m_base = m_of(base.logits)
+        kl = metrics.kl_values(clean, sc.logits)
+        kl_base = metrics.kl_values(clean, base.logits)
+        timings["scrub"] = time.perf_counter() - t
+
+        rec = scores.recovered(m_model, m_scrub, m_base, resamples=h.bootstrap, seed=seed)
+        gap = None if rec.undefined_reason else float(m_model.mean() - m_base.mean())
+        mean_d, med_d, p90_d = scores.abs_delta_stats(m_model, m_scrub)
+
+        def scorer(hh: Hypothesis) -> np.ndarray:
+            return m_of(engine.scrub(hh).logits)
+
+        t = time.perf_counter()
+        n_rem = len(search.removable_nodes(h))
+        done = [0]
+
+        def tick(label, total):
+            def f():
+                done[0] += 1
+                say(label, done[0], total)
+
+            return f
+
+        mini = search.minimality(h, scorer, m_scrub, gap, progress=tick("minimality", n_rem))
+        timings["minimality"] = time.perf_counter() - t
+        t = time.perf_counter()
+        if completeness:
+            done[0] = 0
+            comp = search.completeness(h, scorer, seed=seed, progress=tick("completeness", 0))
+        else:
+            b = h.budget
+            comp = Completeness(tuple(b.sizes), b.samples, b.greedy_steps, (), None, 0, "completeness search disabled (--no-completeness)")
+        timings["completeness"] = time.perf_counter() - t
+
+    notes = _notes(h, rec, mini, sc, m_model, m_base)
+    rows = tuple(
+        ExampleRow(e.id, e.text, tuple(e.tokens), float(a), float(b_), float(c), float(abs(b_ - a)))
+        for e, a, b_, c in zip(ds.examples, m_model, m_scrub, m_base)
+    )
+    partial = CheckResult(
+        name=h.name, source_path=h.source_path, model=h.model.name, metric=h.metric.kind.value, ablation=str(h.ablation),
+        dataset=h.main_dataset, seed=seed, n=len(ds), f_model=float(m_model.mean()), f_scrubbed=float(m_scrub.mean()),
+        f_baseline=float(m_base.mean()), recovered=rec, mean_abs_delta=mean_d, median_abs_delta=med_d, p90_abs_delta=p90_d,
+        kl=float(kl.mean()), kl_baseline=float(kl_base.mean()), reused_class_of_one=sc.reused, class_draws=sc.class_draws,
+        completeness=comp, minimality=mini, expects=(), examples=rows, timings=(), notes=notes,
+    )
+    expects = tuple(_expect(partial, x) for x in h.expects)
+    timings["total"] = time.perf_counter() - t0
+    cost = (("forward_passes", engine.forward_passes), ("block_runs", engine.block_runs))
+    import dataclasses
+
+    return dataclasses.replace(partial, expects=expects, timings=tuple(timings.items()), cost=cost)
+
+
+def _expect(r: CheckResult, x) -> ExpectResult:
+    value = r.score(x.score)
+    line = x.span.line if x.span else None
+    if value is None:
+        reason = {
+            "incompleteness": r.completeness.skipped or "no subset K was evaluated",
+            "minimality": "no claimed node has outgoing edges, or recovered is undefined",
+        }.get(x.score, r.recovered.undefined_reason or "the bootstrap interval is undefined")
+        return ExpectResult(x.score, x.op.value, x.threshold, None, False, f"undefined: {reason}", line)
+    return ExpectResult(x.score, x.op.value, x.threshold, float(value), bool(x.op.holds(value, x.threshold)), None, line)
+
+
+def _check_names(h: Hypothesis, ds) -> None:
+    """Every position a claim names must be a named position of the dataset (an unresolved name is an error)."""
+    known = set(ds.position_names) | {k for e in ds.examples[:1] for k, _ in e.positions}
+    for c in h.claims:
+        for p in c.positions or ():
+            if p not in known:
+                raise CircuitError(
+                    [Diagnostic("E240", f"position `{p}` (claimed for {c.node.name}) is not a named position of dataset `{ds.name}`", c.span,
+                                hint=f"named positions: {', '.join(sorted(known)) or 'none'}")]
+                )
+
+
+def _notes(h, rec, mini, sc, m_model, m_base) -> tuple[str, ...]:
+    notes = [f"numbers are {h.metric.kind.value} under `ablate unclaimed by {h.ablation}`"]
+    if rec.undefined_reason:
+        notes.append(f"recovered is undefined: {rec.undefined_reason}")
+    if sc.reused:
+        notes.append(f"{sc.reused} of {sc.class_draws} class draws found a class holding only x itself; x was reused")
+    unchanged = [r.node for r in mini.removals if r.changed_nothing]
+    if unchanged:
+        extra = (" (a component that computes only a function of length or position is invisible to resampling "
+                 "within a layout; `ablate unclaimed by zero` shows such components)") if h.ablation.kind in (
+            AblationKind.RESAMPLE, AblationKind.RESAMPLE_FROM) else ""
+        notes.append(f"removing {', '.join(unchanged)} changed no example's metric{extra}")
+    if mini.redundancy_note:
+        notes.append(mini.redundancy_note)
+    return tuple(notes)

@@ -1,0 +1,63 @@
+"""Materialise the hypothesis' DatasetSpecs into Datasets (tokenized for the backend's tokenizer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from circuitdsl.datasets.core import Dataset
+from circuitdsl.diagnostics import CircuitError, Diagnostic
+from circuitdsl.ir import DatasetKind, DatasetSpec, Hypothesis
+
+__all__ = ["materialise", "materialise_all", "validate"]
+
+
+def materialise(spec: DatasetSpec, tokenizer: Any) -> Dataset:
+    if spec.kind is DatasetKind.GENERATOR:
+        from circuitdsl.datasets import registry
+
+        if registry.get(spec.source) is None:
+            raise CircuitError([Diagnostic("E402", f"unknown dataset generator `{spec.source}`", spec.span)])
+        try:
+            return registry.build(spec.source, tokenizer, dict(spec.args), spec.name)
+        except CircuitError:
+            raise
+        except Exception as e:  # a generator's own error: report it as a dataset error, not a traceback
+            raise CircuitError(
+                [Diagnostic("E410", f"dataset `{spec.name}` could not be generated: {type(e).__name__}: {e}", spec.span)]
+            ) from None
+    try:
+        from circuitdsl.datasets import jsonl
+    except ImportError:
+        raise CircuitError([Diagnostic("E404", "JSONL datasets are not available in this build", spec.span)]) from None
+    path = Path(spec.source)
+    if not path.is_file():
+        raise CircuitError([Diagnostic("E404", f"dataset file {path} is missing", spec.span)])
+    return jsonl.load(path, tokenizer, spec.name)
+
+
+def materialise_all(h: Hypothesis, tokenizer: Any) -> dict[str, Dataset]:
+    out = {}
+    for spec in h.datasets:
+        ds = materialise(spec, tokenizer)
+        if len(ds) == 0:
+            raise CircuitError([Diagnostic("E411", f"dataset `{spec.name}` is empty", spec.span)])
+        out[spec.name] = ds
+    return out
+
+
+def validate(ds: Dataset, n_ctx: int | None, vocab: int | None, span=None) -> None:
+    for e in ds.examples:
+        bad = [t for t in e.tokens + e.answers + e.wrongs if t < 0 or (vocab is not None and t >= vocab)]
+        if bad:
+            raise CircuitError(
+                [Diagnostic("E414", f"example `{e.id}` of dataset `{ds.name}` has token {bad[0]} outside the model's vocabulary ({vocab})", span)]
+            )
+        if n_ctx is not None and len(e.tokens) > n_ctx:
+            raise CircuitError([Diagnostic("E415", f"example `{e.id}` of `{ds.name}` has {len(e.tokens)} tokens; the model takes {n_ctx}", span)])
+        if len(e.answers) != len(e.scored_positions):
+            raise CircuitError(
+                [Diagnostic("E416", f"example `{e.id}` of `{ds.name}` has {len(e.answers)} answers for {len(e.scored_positions)} scored positions", span)]
+            )
+        if any(p >= len(e.tokens) for p in e.scored_positions):
+            raise CircuitError([Diagnostic("E416", f"example `{e.id}` of `{ds.name}` scores a position past its end", span)])
