@@ -1,5 +1,5 @@
 """`circuitdsl check FILE... [--format text|json] [--seed N] [--device cpu] [--batch-size N]
-[--no-completeness] [--json-out PATH]`: scrub each hypothesis and evaluate its `expect` clauses.
+[--no-completeness] [--json-out PATH] [--html PATH]`: scrub each hypothesis and evaluate its `expect` clauses.
 
 The report goes to stdout (text, or one JSON document: a list with one result per file); progress and
 diagnostics go to stderr. Exit: 0 every expect holds, 1 an expect failed, 2 a usage, language,
@@ -25,14 +25,36 @@ def add_parser(sub, name: str, help: str):
     p.add_argument("--batch-size", type=int, default=None, help="rows per block run (default 64); results do not depend on it")
     p.add_argument("--no-completeness", action="store_true", help="skip the completeness search")
     p.add_argument("--json-out", metavar="PATH", default=None, help="also write the JSON result here (atomically)")
+    p.add_argument("--html", metavar="PATH", default=None,
+                   help="also write a self-contained HTML report (with several files: PATH gets each file's name as a suffix)")
     return p
 
 
-def _progress_ctx(enabled: bool):
-    from contextlib import nullcontext
+class _PlainProgress:
+    """Progress for a stderr that is not a terminal (CI logs, `make demo | tee`): one line per phase."""
 
+    def __init__(self):
+        self._last = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, description, total=None):
+        return 0
+
+    def update(self, task, description="", completed=0, total=None):
+        phase = description.split(" (", 1)[0]
+        if phase != self._last:
+            self._last = phase
+            print(f"  .. {phase}", file=sys.stderr, flush=True)
+
+
+def _progress_ctx(enabled: bool):
     if not enabled:
-        return nullcontext(None)
+        return _PlainProgress()
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -77,6 +99,17 @@ def run(args) -> int:
         results.append(r)
         if args.format == "text":
             render_text(r, f)
+        if args.html:
+            html_path = _html_path(args.html, f, len(args.files))
+            from circuitdsl.report.build import write_report
+
+            try:
+                write_report(html_path, r, h, device=args.device)
+            except OSError as e:
+                print(f"circuitdsl check: cannot write `{html_path}`: {e.strerror or e}", file=sys.stderr)
+                worst = ExitCode.USAGE
+            else:
+                print(f"wrote {html_path}", file=sys.stderr)
         if not r.passed and worst is ExitCode.OK:
             worst = ExitCode.CLAIM_FAILED
     payload = [r.to_json() for r in results]
@@ -87,8 +120,19 @@ def run(args) -> int:
     return int(worst)
 
 
+def _html_path(arg: str, source: str, n_files: int):
+    from pathlib import Path
+
+    out = Path(arg)
+    if n_files == 1:
+        return out
+    return out.with_name(f"{out.stem}-{Path(source).stem}{out.suffix or '.html'}")
+
+
 def _f(v, digits=4) -> str:
-    return "undefined" if v is None else f"{v:.{digits}g}"
+    if v is None:
+        return "undefined"
+    return f"{v + 0.0:.{digits}g}" if v != 0 else "0"
 
 
 def render_text(r, path: str, console=None) -> None:

@@ -35,7 +35,7 @@ def _err(msg: str) -> int:
 
 
 def run(args) -> int:
-    from circuitdsl.report.html import write_html
+    from circuitdsl.report.build import write_report
     from circuitdsl.results import CheckResult
 
     out = Path(args.output)
@@ -56,7 +56,7 @@ def run(args) -> int:
     except (KeyError, TypeError) as e:
         return _err(f"`{args.result}` is not a complete circuitdsl check result (missing or malformed {e})")
 
-    hypothesis, source_text, extras, why = None, None, None, None
+    hypothesis, source_text = None, None
     if args.circuit:
         from circuitdsl.compiler import compile_file
 
@@ -73,26 +73,16 @@ def run(args) -> int:
                 f"the file that produced `{args.result}` ({result.name}, model {result.model})",
                 file=sys.stderr,
             )
-        if args.no_model:
-            why = "--no-model was given."
-        else:
-            from circuitdsl.report.extras import ExtrasError, compute_extras
-
-            try:
-                import torch
-
-                torch.set_num_threads(min(torch.get_num_threads(), 4))
-                extras = compute_extras(hypothesis, result, n_attention=args.examples, device=args.device)
-            except ExtrasError as e:
-                why = str(e)
-                print(f"circuitdsl report: warning: {why}; writing the report without those sections", file=sys.stderr)
     else:
         hypothesis, source_text = _from_recorded_source(result)
+    model_sections = bool(args.circuit) and not args.no_model
     try:
-        write_html(out, result, source_text=source_text, hypothesis=hypothesis, extras=extras, extras_unavailable=why)
+        why = write_report(out, result, hypothesis, source_text=source_text, model_sections=model_sections,
+                           unavailable="--no-model was given." if args.circuit and args.no_model else None,
+                           device=args.device, n_attention=args.examples)
     except OSError as e:
         return _err(f"cannot write `{out}`: {e.strerror or e}")
-    parts = ["graph" if hypothesis is not None else None, "model sections" if extras is not None else None]
+    parts = ["graph" if hypothesis is not None else None, "model sections" if model_sections and why is None else None]
     with_ = ", ".join(p for p in parts if p) or "scores only"
     print(f"wrote {out} ({out.stat().st_size // 1024} KB; {with_})")
     return int(ExitCode.OK)
