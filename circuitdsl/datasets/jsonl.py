@@ -1,0 +1,353 @@
+"""The JSONL dataset format (docs/DATASETS.md): one JSON object per line, one example per object.
+
+    {"text": "When Mary and John went", "answer": " Mary", "wrong": " John", "positions": {"IO": 1}, "template": 0}
+    {"tokens": [5, 9, 2, 5], "answer": 9, "scored": [3], "positions": {"A1": 0, "A2": 3}, "A": 5}
+
+`read_schema` needs neither torch nor a tokenizer (the compiler checks names with it); `load`
+tokenizes and validates every row. Every problem is a Diagnostic pointing at the file, the line
+and (where there is one) the offending key; all problems of a file are reported together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from circuitdsl.datasets.core import Dataset, Example
+from circuitdsl.diagnostics import CircuitError, Diagnostic
+from circuitdsl.ir import Span
+
+__all__ = ["RESERVED_KEYS", "read_schema", "load", "MAX_DIAGNOSTICS"]
+
+RESERVED_KEYS = ("text", "tokens", "answer", "wrong", "scored", "positions", "id", "fields")
+"""Keys with a meaning of their own; every other key of a row is a feature field."""
+
+MAX_DIAGNOSTICS = 20
+"""At most this many problems are reported per file (the rest are counted)."""
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class _Row:
+    line: int
+    raw: str
+    obj: dict[str, Any]
+
+
+class _Collector:
+    def __init__(self, path: Path):
+        self.file = str(path)
+        self.diags: list[Diagnostic] = []
+        self.dropped = 0
+
+    def span(self, row: _Row | None, key: str | None = None, line: int | None = None) -> Span:
+        if row is None:
+            n = line or 1
+            return Span(self.file, n, 1, n, 2)
+        col, end = 1, max(2, len(row.raw) + 1)
+        if key is not None:
+            m = re.search(r'"' + re.escape(key) + r'"\s*:', row.raw)
+            if m:
+                col, end = m.start() + 1, m.start() + len(key) + 3
+        return Span(self.file, row.line, col, row.line, end)
+
+    def error(self, code: str, message: str, hint: str, row: _Row | None = None, key: str | None = None, line=None):
+        if len(self.diags) >= MAX_DIAGNOSTICS:
+            self.dropped += 1
+            return
+        self.diags.append(Diagnostic(code=code, message=message, span=self.span(row, key, line), hint=hint))
+
+    def raise_if_any(self) -> None:
+        if not self.diags:
+            return
+        self.diags.sort(key=lambda d: (d.span.line, d.span.col) if d.span else (0, 0))
+        if self.dropped:
+            last = self.diags[-1]
+            self.diags[-1] = Diagnostic(
+                last.code, last.message, last.span, last.label, f"{last.hint} ({self.dropped} more problems not shown)"
+            )
+        raise CircuitError(self.diags)
+
+
+def _read_rows(path: Path, col: _Collector) -> list[_Row]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CircuitError(
+            [Diagnostic("E429", f"dataset file not found: {path}", hint="paths are relative to the .circuit file")]
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CircuitError([Diagnostic("E429", f"cannot read dataset file {path}: {e}", hint="a JSONL file is UTF-8 text")]) from None
+    rows = []
+    for n, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as e:
+            col.diags.append(
+                Diagnostic(
+                    "E420",
+                    f"invalid JSON: {e.msg}",
+                    Span(col.file, n, e.colno, n, e.colno + 1),
+                    hint="each line of a JSONL file is one complete JSON object",
+                )
+            )
+            continue
+        if not isinstance(obj, dict):
+            col.error("E421", f"a row must be a JSON object, not {type(obj).__name__}", 'write e.g. {"tokens": [1, 2], "answer": 3}', line=n)
+            continue
+        rows.append(_Row(n, raw, obj))
+    if not rows and not col.diags:
+        col.error("E427", "the dataset file has no rows", "add one JSON object per line", line=1)
+    return rows
+
+
+def _row_fields(row: _Row, col: _Collector) -> dict[str, Any]:
+    out = {k: v for k, v in row.obj.items() if k not in RESERVED_KEYS}
+    nested = row.obj.get("fields", {})
+    if not isinstance(nested, dict):
+        col.error("E421", "`fields` must be an object of feature values", 'write "fields": {"name": value}', row, "fields")
+        nested = {}
+    for k, v in nested.items():
+        if k in out:
+            col.error("E421", f"field `{k}` is given twice (at the top level and under `fields`)", "keep one of them", row, "fields")
+        out[k] = v
+    for k in list(out):
+        if not _NAME.match(k):
+            col.error("E421", f"field name `{k}` is not an identifier", "field names look like `io_name` (letters, digits, _)", row, k)
+            del out[k]
+    return out
+
+
+def _row_positions(row: _Row, col: _Collector) -> dict[str, Any]:
+    pos = row.obj.get("positions", {})
+    if not isinstance(pos, dict):
+        col.error("E421", "`positions` must be an object {name: index or [indices]}", 'write "positions": {"end": -1}', row, "positions")
+        return {}
+    for k in list(pos):
+        if not _NAME.match(k):
+            col.error("E421", f"position name `{k}` is not an identifier", "position names look like `S2` (letters, digits, _)", row, "positions")
+            pos = {kk: vv for kk, vv in pos.items() if kk != k}
+    return pos
+
+
+def _schema(rows: list[_Row], col: _Collector) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if not rows:
+        return (), ()
+    first = rows[0]
+    f0 = set(_row_fields(first, col))
+    p0 = set(_row_positions(first, col))
+    for row in rows[1:]:
+        for what, mine, ref in (("fields", set(_row_fields(row, col)), f0), ("positions", set(_row_positions(row, col)), p0)):
+            if mine != ref:
+                diff = []
+                if ref - mine:
+                    diff.append("missing " + ", ".join(f"`{k}`" for k in sorted(ref - mine)))
+                if mine - ref:
+                    diff.append("extra " + ", ".join(f"`{k}`" for k in sorted(mine - ref)))
+                col.error(
+                    "E425",
+                    f"this row's {what} differ from line {first.line}'s: {'; '.join(diff)}",
+                    f"every row must have the same {what} (a feature must be defined on every example)",
+                    row,
+                    "positions" if what == "positions" else None,
+                )
+    return tuple(sorted(f0)), tuple(sorted(p0))
+
+
+def read_schema(path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(field names, position names) common to every row. Needs no tokenizer and no torch."""
+    path = Path(path)
+    col = _Collector(path)
+    rows = _read_rows(path, col)
+    schema = _schema(rows, col)
+    col.raise_if_any()
+    return schema
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _token(value: Any, tokenizer: Any, row: _Row, key: str, col: _Collector, vocab_size: int | None) -> int | None:
+    """One answer token from an id or a string that encodes to exactly one token."""
+    if _is_int(value):
+        if value < 0 or (vocab_size is not None and value >= vocab_size):
+            bound = f"0..{vocab_size - 1}" if vocab_size is not None else ">= 0"
+            col.error("E423", f"`{key}` token id {value} is out of range", f"token ids are {bound}", row, key)
+            return None
+        return value
+    if isinstance(value, str):
+        if tokenizer is None:
+            col.error("E424", f"`{key}` is a string but this model has no tokenizer", "give the token id (an integer)", row, key)
+            return None
+        ids = list(tokenizer.encode(value))
+        if len(ids) != 1:
+            pieces = ", ".join(repr(tokenizer.decode([i])) for i in ids) if ids else "nothing"
+            col.error(
+                "E424",
+                f"`{key}` {value!r} is {len(ids)} tokens ({pieces}), not one",
+                "an answer must be a single token: pick another word, mind the leading space, or give the id",
+                row,
+                key,
+            )
+            return None
+        return int(ids[0])
+    col.error("E421", f"`{key}` must be a token string or id (or a list of them), got {type(value).__name__}", 'write e.g. "answer": " Mary"', row, key)
+    return None
+
+
+def _tokens(row: _Row, tokenizer: Any, col: _Collector, vocab_size: int | None) -> list[int] | None:
+    has_text, has_tokens = "text" in row.obj, "tokens" in row.obj
+    if has_text and has_tokens:
+        col.error("E421", "a row has both `text` and `tokens`", "give one of them", row, "tokens")
+        return None
+    if has_tokens:
+        toks = row.obj["tokens"]
+        if not isinstance(toks, list) or not toks or not all(_is_int(t) for t in toks):
+            col.error("E421", "`tokens` must be a non-empty list of token ids", 'write e.g. "tokens": [4, 17, 4]', row, "tokens")
+            return None
+        bad = [t for t in toks if t < 0 or (vocab_size is not None and t >= vocab_size)]
+        if bad:
+            bound = f"0..{vocab_size - 1}" if vocab_size is not None else ">= 0"
+            col.error("E423", f"token id {bad[0]} is out of range", f"token ids are {bound}", row, "tokens")
+            return None
+        return list(toks)
+    if has_text:
+        text = row.obj["text"]
+        if not isinstance(text, str) or not text:
+            col.error("E421", "`text` must be a non-empty string", 'write e.g. "text": "The cat sat"', row, "text")
+            return None
+        if tokenizer is None:
+            col.error("E422", "this model has no tokenizer, so rows need `tokens`, not `text`", "give token ids: \"tokens\": [...]", row, "text")
+            return None
+        toks = [int(t) for t in tokenizer.encode(text)]
+        if not toks:
+            col.error("E421", "`text` encodes to no tokens", "give some text", row, "text")
+            return None
+        return toks
+    col.error("E422", "the row has neither `text` nor `tokens`", 'add "text": "..." (or "tokens": [ids])', row)
+    return None
+
+
+def _index(v: Any, n: int, row: _Row, key: str, what: str, col: _Collector) -> int | None:
+    if not _is_int(v):
+        col.error("E421", f"{what} must be an integer index, got {v!r}", "indices are ints; negative ones count from the end", row, key)
+        return None
+    i = v + n if v < 0 else v
+    if not 0 <= i < n:
+        col.error("E423", f"{what} {v} is out of range for a row of {n} tokens", f"indices run from 0 to {n - 1} (or -{n} to -1)", row, key)
+        return None
+    return i
+
+
+def _answers(key: str, row: _Row, n_scored: int, tokenizer, col: _Collector, vocab_size) -> list[int] | None:
+    value = row.obj[key]
+    values = value if isinstance(value, list) else [value]
+    if len(values) != n_scored:
+        col.error(
+            "E421",
+            f"`{key}` has {len(values)} token(s) but the row scores {n_scored} position(s)",
+            f"give one `{key}` per scored position",
+            row,
+            key,
+        )
+        return None
+    out = [_token(v, tokenizer, row, key, col, vocab_size) for v in values]
+    return None if any(t is None for t in out) else out  # type: ignore[misc]
+
+
+def load(path: Path, tokenizer: Any, name: str, *, vocab_size: int | None = None) -> Dataset:
+    """Read, tokenize and validate a JSONL dataset. Raises CircuitError listing every bad row.
+
+    `tokenizer` is None for models whose inputs are token ids (rows then need `tokens` and integer
+    answers); `vocab_size`, if given, bounds token ids.
+    """
+    path = Path(path)
+    col = _Collector(path)
+    rows = _read_rows(path, col)
+    field_names, position_names = _schema(rows, col)
+    examples: list[Example] = []
+    ids: dict[str, int] = {}
+    for row in rows:
+        toks = _tokens(row, tokenizer, col, vocab_size)
+        if toks is None:
+            continue
+        n = len(toks)
+        scored_raw = row.obj.get("scored", [-1])
+        if _is_int(scored_raw):
+            scored_raw = [scored_raw]
+        if not isinstance(scored_raw, list) or not scored_raw:
+            col.error("E421", "`scored` must be a non-empty list of positions", 'write e.g. "scored": [-1]', row, "scored")
+            continue
+        scored = [_index(s, n, row, "scored", "scored position", col) for s in scored_raw]
+        if any(s is None for s in scored):
+            continue
+        if len(set(scored)) != len(scored):
+            col.error("E421", "`scored` lists a position twice", "list each scored position once", row, "scored")
+            continue
+        if "answer" not in row.obj:
+            col.error("E422", "the row has no `answer`", 'add "answer": a token string or id (one per scored position)', row)
+            continue
+        answers = _answers("answer", row, len(scored), tokenizer, col, vocab_size)
+        wrongs: list[int] | None = []
+        if "wrong" in row.obj:
+            wrongs = _answers("wrong", row, len(scored), tokenizer, col, vocab_size)
+        positions: dict[str, tuple[int, ...]] = {}
+        ok = answers is not None and wrongs is not None
+        for pname, pv in _row_positions(row, col).items():
+            vals = pv if isinstance(pv, list) else [pv]
+            if not vals:
+                col.error("E421", f"position `{pname}` lists no index", "give an index or a non-empty list", row, "positions")
+                ok = False
+                continue
+            idx = [_index(v, n, row, "positions", f"position `{pname}`", col) for v in vals]
+            if any(i is None for i in idx):
+                ok = False
+                continue
+            positions[pname] = tuple(idx)  # type: ignore[arg-type]
+        rid = row.obj.get("id", "")
+        if "id" in row.obj:
+            if not (isinstance(rid, str) and rid) and not _is_int(rid):
+                col.error("E421", "`id` must be a non-empty string or an integer", 'write e.g. "id": "ex-17"', row, "id")
+                ok = False
+            elif str(rid) in ids:
+                col.error("E426", f"id {str(rid)!r} was already used on line {ids[str(rid)]}", "ids must be unique", row, "id")
+                ok = False
+            else:
+                ids[str(rid)] = row.line
+        if not ok:
+            continue
+        fields = {k: v for k, v in _row_fields(row, col).items() if k in field_names}
+        bad_field = next((k for k, v in fields.items() if not _jsonable_value(v)), None)
+        if bad_field is not None:
+            col.error("E421", f"field `{bad_field}` must be a number, string, bool, null or a list of them", "objects are not feature values", row, bad_field)
+            continue
+        text = row.obj.get("text") if isinstance(row.obj.get("text"), str) else None
+        examples.append(
+            Example.make(toks, answers, scored=scored, wrongs=wrongs, positions=positions, fields=fields, text=text, id=str(rid) if "id" in row.obj else "")
+        )
+    col.raise_if_any()
+    # Rows with identical content and no `id` would share a content id: number the repeats.
+    seen: dict[str, int] = {}
+    for i, (row, ex) in enumerate(zip(rows, examples, strict=True)):
+        if "id" not in row.obj and ex.id in seen:
+            seen[ex.id] += 1
+            examples[i] = dataclasses.replace(ex, id=f"{ex.id}-{seen[ex.id]}")
+        else:
+            seen.setdefault(ex.id, 0)
+    return Dataset(name=name, examples=tuple(examples), field_names=field_names, position_names=position_names, description=f"JSONL file {path}")
+
+
+def _jsonable_value(v: Any) -> bool:
+    if v is None or isinstance(v, bool | int | float | str):
+        return True
+    if isinstance(v, list | tuple):
+        return all(_jsonable_value(x) for x in v)
+    return False
