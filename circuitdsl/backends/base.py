@@ -165,8 +165,17 @@ class Backend:
 
             return fn
 
-        with hooks(self.model, [(k, capture(k)) for k in names]):
-            logits = self.model(tokens)
+        handle = None
+        if self.kind == "bridge":
+            # keep the keyword arguments the bridge passes its blocks (rotary embeddings, attention mask)
+            # for this sequence length, so that run_layer can call one block directly
+            handle = self.model.blocks[0].register_forward_pre_hook(self._keep_block_kwargs, with_kwargs=True)
+        try:
+            with hooks(self.model, [(k, capture(k)) for k in names]):
+                logits = self.model(tokens)
+        finally:
+            if handle is not None:
+                handle.remove()
         missing = [k for k in names if k not in got]
         if missing:
             raise BackendError(f"the model did not run hooks {missing[:3]}", "is this model supported?")
@@ -184,6 +193,54 @@ class Backend:
     @staticmethod
     def hook_resid_mid(layer: int) -> str:
         return f"blocks.{layer}.hook_resid_mid"
+
+    # ---- calling one bridge block directly -------------------------------------------------------
+    _DROP = ("past_key_values", "past_key_value", "use_cache", "output_attentions")
+
+    def _keep_block_kwargs(self, module, args, kwargs) -> None:
+        """Forward pre-hook on block 0 during clean runs: record, per sequence length, the keyword
+        arguments every block receives. Per-row tensors (the attention mask) are kept only when every
+        row of the batch has the same one (no padding): then the value does not depend on the input.
+        A length whose arguments vary between rows is marked None (run_layer falls back to a forward)."""
+        if not args or not torch.is_tensor(args[0]):
+            return
+        B, P = int(args[0].shape[0]), int(args[0].shape[1])
+        store = self._extra.setdefault("block_kwargs", {})
+
+        def one(name, t):
+            if not torch.is_tensor(t):
+                return (t, False)
+            batched = name == "attention_mask" or (B > 1 and t.dim() > 0 and t.shape[0] == B)
+            if batched and t.shape[0] > 1:
+                if not bool((t == t[:1]).all()):
+                    raise ValueError(name)
+                t = t[:1]
+            return (t.detach().clone(), batched)
+
+        try:
+            kept = {}
+            for k, v in kwargs.items():
+                if k in self._DROP:
+                    continue
+                kept[k] = tuple(one(k, x) for x in v) if isinstance(v, tuple) else one(k, v)
+        except ValueError:
+            store[P] = None
+            return
+        if store.get(P, kept) is not None:
+            store[P] = kept
+
+    def _block_call_kwargs(self, P: int, R: int) -> dict | None:
+        kept = self._extra.get("block_kwargs", {}).get(P)
+        if kept is None:
+            return None
+
+        def val(x):
+            t, batched = x
+            return t.expand(R, *t.shape[1:]) if batched and torch.is_tensor(t) else t
+
+        out = {k: tuple(val(x) for x in v) if isinstance(v, tuple) and v and isinstance(v[0], tuple) else val(v) for k, v in kept.items()}
+        out["use_cache"] = False
+        return out
 
     @torch.no_grad()
     def run_layer(
@@ -223,9 +280,15 @@ class Backend:
         if want_mlp:
             fh += [(self.hook_mlp_in(layer), setter(mlp_in)), (self.hook_mlp_out(layer), grab("mlp", True))]
         resid = q_in[:, :, 0]
+        direct = self._block_call_kwargs(int(resid.shape[1]), int(resid.shape[0])) if self.kind == "bridge" else None
         try:
             with hooks(self.model, fh):
-                self.model(resid, start_at_layer=layer, stop_at_layer=layer + 1)
+                if direct is not None:
+                    # one block, called as the bridge calls it (transformer-lens 4.3.0's
+                    # forward(start_at_layer=L) would still run blocks 0..L-1 internally)
+                    self.model.blocks[layer](resid, **direct)
+                else:
+                    self.model(resid, start_at_layer=layer, stop_at_layer=layer + 1)
         except _Stop:
             pass
         return got["result"], got.get("mlp")

@@ -41,6 +41,8 @@ class NativeConfig:
         self.d_vocab = int(cfg["d_vocab"])
         self.d_vocab_out = int(cfg.get("d_vocab_out") or self.d_vocab)
         self.input_vocab = cfg.get("input_vocab")
+        self.device = "cpu"
+        """Where the weights live (transformer-lens utilities such as its patching module read cfg.device)."""
         self.output_vocab = cfg.get("output_vocab")
 
 
@@ -217,5 +219,6 @@ def load_native(model_dir: Path, device: str = "cpu") -> NativeTransformer:
             raise BackendError(f"weight {k} has shape {tuple(v.shape)}, config says {tuple(own[k].shape)}")
     model.load_state_dict(state)
     model.to(device)
+    cfg.device = str(device)
     model.eval()
     return model

@@ -27,7 +27,10 @@ from circuitdsl.engine.draws import CLASS, OTHER, FeatureIndex, pick
 from circuitdsl.engine.treeify import TNode, Tree, treeify
 from circuitdsl.ir import Ablation, AblationKind, FeatureKind, Hypothesis, NodeId, NodeKind, Port
 
-__all__ = ["Engine", "ScrubOutput", "LayoutData", "AblSource"]
+__all__ = ["Engine", "ScrubOutput", "LayoutData", "AblSource", "DEFAULT_CACHE_BYTES"]
+
+DEFAULT_CACHE_BYTES = 1 << 30
+"""Default budget (bytes) of the cross-scrub row memo."""
 
 
 @dataclass(frozen=True)
@@ -66,9 +69,53 @@ class LayoutData:
     positions: dict[str, tuple[int, ...]]
     clean_logits: tuple[torch.Tensor, ...]
     """Clean logits at scored positions, per pool entry."""
-    # memo: node -> (sig bytes -> global row), outputs per node
+    # memo: (node, struct) -> (sig bytes -> global row); outputs: node -> _Store of computed rows
     memo: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
+    # draws do not depend on the hypothesis beyond (path, features on it): cached across scrubs
+    class_draws: dict = field(default_factory=dict)
+    """(ctx, features of ctx) -> (local index per root, reused, draws)"""
+    other_draws: dict = field(default_factory=dict)
+    """draw path -> local index per root (resample kinds)"""
+    masks: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """New rows of one model node in one phase: their signatures and where they go in its store."""
+
+    node: NodeId
+    struct: tuple
+    sig: np.ndarray
+    t: TNode
+    g0: int
+
+
+class _Store:
+    """The computed rows of one model node in one layout: a tensor [capacity, P, D] that grows by
+    doubling (no re-concatenation per phase), and the number of rows in use."""
+
+    __slots__ = ("data", "n")
+
+    def __init__(self) -> None:
+        self.data: torch.Tensor | None = None
+        self.n = 0
+
+    def reserve(self, k: int, shape: tuple[int, ...], dtype: torch.dtype) -> int:
+        """Room for k more rows; returns the index of the first."""
+        need = self.n + k
+        if self.data is None:
+            self.data = torch.empty((need, *shape), dtype=dtype)
+        elif need > self.data.shape[0]:
+            grown = torch.empty((max(need, 2 * self.data.shape[0]), *shape), dtype=dtype)
+            grown[: self.n] = self.data[: self.n]
+            self.data = grown
+        start, self.n = self.n, need
+        return start
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.data is None else self.data.element_size() * self.data.nelement()
 
 
 def _mean_cache(c: CleanCache) -> CleanCache:
@@ -119,6 +166,7 @@ class Engine:
         seed: int = 0,
         batch_size: int | None = None,
         memo: bool = True,
+        cache_bytes: int | None = None,
         progress: Callable[[str, int, int], None] | None = None,
     ):
         self.backend = backend
@@ -130,6 +178,11 @@ class Engine:
         if self.batch_size < 1:
             raise ValueError("batch_size must be positive")
         self.use_memo = memo
+        self.cache_bytes = DEFAULT_CACHE_BYTES if cache_bytes is None else int(cache_bytes)
+        """Budget for the cross-scrub row memo: when the computed rows held exceed it at the start of a
+        scrub, the memo is emptied (`memo_flushes`); a scrub's own rows are always held while it runs."""
+        self.memo_flushes = 0
+        self.memo_peak_bytes = 0
         self.progress = progress
         self.fidx = FeatureIndex(self.ds)
         self._layouts: dict[Layout, LayoutData] = {}
@@ -226,7 +279,22 @@ class Engine:
         return tuple(out)  # type: ignore[arg-type]
 
     # ---- scrub ----------------------------------------------------------------------------------
+    def memo_bytes(self) -> int:
+        """Bytes held by computed rows (the cross-scrub memo)."""
+        return sum(st.nbytes for d in self._layouts.values() for st in d.outputs.values())
+
+    def _bound_memo(self) -> None:
+        held = self.memo_bytes()
+        self.memo_peak_bytes = max(self.memo_peak_bytes, held)
+        if held > self.cache_bytes or not self.use_memo:
+            if held:
+                self.memo_flushes += int(self.use_memo)
+            for d in self._layouts.values():
+                d.memo.clear()
+                d.outputs.clear()
+
     def scrub(self, h: Hypothesis) -> ScrubOutput:
+        self._bound_memo()
         tree = treeify(h)
         out: list[torch.Tensor | None] = [None] * len(self.ds)
         reused = computed = draws = 0
@@ -244,25 +312,33 @@ class Engine:
         n = len(data.pool)
         ids = [self.ds.examples[i].id for i in data.pool]
         local = {d: j for j, d in enumerate(data.pool)}
-        xs: dict[tuple[NodeId, ...], np.ndarray] = {(): np.arange(n)}
-        reused = draws = 0
         features = {k[0]: t.feature for k, t in tree.nodes.items()}
+        cache = data.class_draws
+        counted: set = set()
+        reused = draws = 0
 
         def x_of(ctx: tuple[NodeId, ...]) -> np.ndarray:
             nonlocal reused, draws
-            if ctx in xs:
-                return xs[ctx]
-            parent = x_of(ctx[:-1])
-            u = ctx[-1]
-            path = "/".join(v.name for v in ctx)
-            res = np.empty(n, dtype=np.int64)
-            for j in range(n):
-                cls = self.fidx.cls(features[u], data.pool[parent[j]])
-                draws += 1
-                if len(cls) == 1:
-                    reused += 1
-                res[j] = local[pick(cls, self.seed, ids[j], path, CLASS)]
-            xs[ctx] = res
+            if not ctx:
+                return np.arange(n)
+            ck = (ctx, tuple(features[u] for u in ctx))
+            if ck not in cache:
+                parent = x_of(ctx[:-1])
+                u = ctx[-1]
+                path = "/".join(v.name for v in ctx)
+                res = np.empty(n, dtype=np.int64)
+                r = 0
+                for j in range(n):
+                    cls = self.fidx.cls(features[u], data.pool[parent[j]])
+                    r += len(cls) == 1
+                    res[j] = local[pick(cls, self.seed, ids[j], path, CLASS)]
+                cache[ck] = (res, r, n)
+            res, r, d = cache[ck]
+            if ck not in counted:  # counts per scrub, as if drawn afresh (ancestors included)
+                counted.add(ck)
+                x_of(ctx[:-1])
+                reused += r
+                draws += d
             return res
 
         per_node = {key: x_of(t.input_ctx) for key, t in tree.nodes.items()}
@@ -272,8 +348,12 @@ class Engine:
         a = data.abl
         n = len(data.pool)
         if a.kind in (AblationKind.RESAMPLE, AblationKind.RESAMPLE_FROM):
-            ids = [self.ds.examples[i].id for i in data.pool]
-            return np.array([pick(a.pool, self.seed, ids[j], t.path, OTHER) for j in range(n)], dtype=np.int64)
+            got = data.other_draws.get(t.path)
+            if got is None:
+                ids = [self.ds.examples[i].id for i in data.pool]
+                got = np.array([pick(a.pool, self.seed, ids[j], t.path, OTHER) for j in range(n)], dtype=np.int64)
+                data.other_draws[t.path] = got
+            return got
         if a.kind is AblationKind.PAIRED:
             return np.array([a.paired[int(x)] for x in x_t], dtype=np.int64)
         return np.zeros(n, dtype=np.int64)
@@ -311,24 +391,24 @@ class Engine:
                 uniq, inv = np.unique(sig, axis=0, return_inverse=True)
                 inv = inv.reshape(-1)
                 memo = data.memo.setdefault((v, struct), {}) if self.use_memo else {}
-                store = data.outputs.setdefault(v, [0])  # [count] then tensors
+                store = data.outputs.setdefault(v, _Store())
                 new_rows = []
                 gid = np.empty(len(uniq), dtype=np.int64)
                 for u in range(len(uniq)):
                     k = uniq[u].tobytes()
                     g = memo.get(k)
                     if g is None:
-                        g = store[0] + len(new_rows)
+                        g = store.n + len(new_rows)
                         memo[k] = g
                         new_rows.append(u)
                     gid[u] = g
                 if new_rows:
-                    pending.append((v, struct, uniq[new_rows], tns[0]))
-                    store[0] += len(new_rows)
+                    g0 = store.reserve(len(new_rows), (P, self.backend.shape.d_model), self._dtype(data))
+                    pending.append(_Pending(v, struct, uniq[new_rows], tns[0], g0))
                 for i, t in enumerate(tns):
                     rows[t.key] = gid[inv[i * n : (i + 1) * n]]
             if pending:
-                computed += sum(len(p[2]) for p in pending)
+                computed += sum(len(p.sig) for p in pending)
                 self._compute_phase(pending, data, P)
         root = tree.nodes[tree.root]
         logits = self._out_logits(root, rows[root.key], data)
@@ -342,11 +422,14 @@ class Engine:
     def _mask(self, data: LayoutData, names: tuple[str, ...] | None) -> torch.Tensor | None:
         if names is None:
             return None
+        if names in data.masks:
+            return data.masks[names]
         m = torch.zeros(data.layout[0], dtype=torch.float32)
         for nm in names:
             if nm not in data.positions:
                 raise CircuitError([Diagnostic("E240", f"position `{nm}` is not a named position of dataset `{self.ds.name}`")])
             m[list(data.positions[nm])] = 1.0
+        data.masks[names] = m
         return m
 
     def _edge_mask(self, data: LayoutData, t: TNode, sender_pos, port: Port) -> torch.Tensor | None:
@@ -366,7 +449,7 @@ class Engine:
             if c.pos is None:
                 raise CircuitError([Diagnostic("E241", "`pos` names the learned position embedding, which this model lacks")])
             return c.pos[idx]
-        return data.outputs[s][1][idx]
+        return data.outputs[s].data[idx]
 
     def _ablated(self, s: NodeId, data: LayoutData, a: torch.Tensor) -> torch.Tensor:
         c = data.abl.cache
@@ -400,65 +483,78 @@ class Engine:
             out[edge.port] += delta
         return out
 
-    def _compute_phase(self, pending, data: LayoutData, P: int) -> None:
+    def _dtype(self, data: LayoutData) -> torch.dtype:
+        return data.cache.resid_pre[0].dtype if data.cache.resid_pre else data.cache.embed.dtype
+
+    def _compute_phase(self, pending: list["_Pending"], data: LayoutData, P: int) -> None:
+        """Compute the new rows of one phase (the heads of a layer, its MLP, or `out`).
+
+        Head rows are packed: one block row carries a row of several heads at once (head H's output
+        depends only on its own q input and its key/value group's k/v inputs), so a block row holds one
+        row per head (per key/value group in GQA models, whose k/v inputs the group's heads share)."""
         b = self.backend
-        v0 = pending[0][0]
+        v0 = pending[0].node
         layer, kind = v0.layer, v0.kind
+        bs = self.batch_size
         if kind is NodeKind.OUT:  # out computes nothing: its row is the final residual it reads
-            for v, struct, sig, t in pending:
-                parts = [self._port_inputs(t, struct, sig[i : i + self.batch_size], data)[Port.IN] for i in range(0, len(sig), self.batch_size)]
-                store = data.outputs[v]
-                new = torch.cat(parts)
-                store[1:] = [new if len(store) == 1 else torch.cat([store[1], new])]
+            for pd in pending:
+                store = data.outputs[pd.node]
+                for i in range(0, len(pd.sig), bs):
+                    part = self._port_inputs(pd.t, pd.struct, pd.sig[i : i + bs], data)[Port.IN]
+                    store.data[pd.g0 + i : pd.g0 + i + len(part)] = part
             return
-        # flatten rows of all nodes of this phase, then run the block in chunks
-        items = [(v, struct, sig[r : r + 1], t) for v, struct, sig, t in pending for r in range(len(sig))]
-        results: dict[NodeId, list[torch.Tensor]] = {}
-        for start in range(0, len(items), self.batch_size):
-            chunk = items[start : start + self.batch_size]
-            # group the chunk's rows by node to build port inputs in vectorised form
-            q, k, vv, mi, owners = [], [], [], [], []
-            i = 0
-            while i < len(chunk):
-                v, struct, _, t = chunk[i]
-                j = i
-                while j < len(chunk) and chunk[j][0] == v:
-                    j += 1
-                sig = np.concatenate([c[2] for c in chunk[i:j]], axis=0)
-                ports = self._port_inputs(t, struct, sig, data)
+        shape = b.shape
+        H, G = shape.n_heads, shape.n_kv_heads
+        # pack: each pending item gets a slot (a head, or a key/value group) and a run of block rows
+        fill: dict[int, int] = {}
+        starts = []
+        for pd in pending:
+            slot = (pd.node.head if G == H else shape.kv_group(pd.node.head)) if kind is NodeKind.HEAD else 0
+            starts.append(fill.get(slot, 0))
+            fill[slot] = starts[-1] + len(pd.sig)
+        R = max(fill.values())
+        dtype = self._dtype(data)
+        D = shape.d_model
+        for c0 in range(0, R, bs):
+            c1 = min(R, c0 + bs)
+            r = c1 - c0
+            if kind is NodeKind.HEAD:
+                q = torch.zeros(r, P, H, D, dtype=dtype)
+                k = torch.zeros(r, P, G, D, dtype=dtype)
+                vv = torch.zeros(r, P, G, D, dtype=dtype)
+                mi = None
+            else:
+                mi = torch.zeros(r, P, D, dtype=dtype)
+            users = []
+            for pd, st in zip(pending, starts):
+                lo, hi = max(st, c0), min(st + len(pd.sig), c1)
+                if lo >= hi:
+                    continue
+                ports = self._port_inputs(pd.t, pd.struct, pd.sig[lo - st : hi - st], data)
                 if kind is NodeKind.HEAD:
-                    q.append(ports[Port.Q]); k.append(ports[Port.K]); vv.append(ports[Port.V])
+                    h = pd.node.head
+                    g = shape.kv_group(h)
+                    q[lo - c0 : hi - c0, :, h] = ports[Port.Q]
+                    k[lo - c0 : hi - c0, :, g] = ports[Port.K]
+                    vv[lo - c0 : hi - c0, :, g] = ports[Port.V]
                 else:
-                    q.append(ports[Port.IN]); k.append(ports[Port.IN]); vv.append(ports[Port.IN]); mi.append(ports[Port.IN])
-                owners.append((v, j - i))
-                i = j
-            qt, kt, vt = torch.cat(q), torch.cat(k), torch.cat(vv)
-            G = b.shape.n_kv_heads
-            result, mlp = b.run_layer(
-                layer,
-                qt.unsqueeze(2).expand(-1, -1, b.shape.n_heads, -1),
-                kt.unsqueeze(2).expand(-1, -1, G, -1),
-                vt.unsqueeze(2).expand(-1, -1, G, -1),
-                torch.cat(mi) if mi else None,
-            )
+                    mi[lo - c0 : hi - c0] = ports[Port.IN]
+                users.append((pd, lo - st, hi - st, lo - c0))
+            if kind is NodeKind.HEAD:
+                result, _ = b.run_layer(layer, q, k, vv, None)
+            else:
+                x = mi.unsqueeze(2)
+                result, mlp = b.run_layer(layer, x.expand(-1, -1, H, -1), x.expand(-1, -1, G, -1), x.expand(-1, -1, G, -1), mi)
             self.block_runs += 1
-            r0 = 0
-            for v, cnt in owners:
-                if kind is NodeKind.HEAD:
-                    results.setdefault(v, []).append(result[r0 : r0 + cnt, :, v.head])
-                else:
-                    results.setdefault(v, []).append(mlp[r0 : r0 + cnt])
-                r0 += cnt
+            for pd, a, z, at in users:
+                out = result[at : at + z - a, :, pd.node.head] if kind is NodeKind.HEAD else mlp[at : at + z - a]
+                data.outputs[pd.node].data[pd.g0 + a : pd.g0 + z] = out
             if self.progress:
-                self.progress("rows", len(chunk), 0)
-        for v, parts in results.items():
-            store = data.outputs[v]
-            new = torch.cat(parts)
-            store[1:] = [new if len(store) == 1 else torch.cat([store[1], new])]
+                self.progress("rows", r, 0)
 
     def _out_logits(self, root: TNode, grows: np.ndarray, data: LayoutData) -> list[torch.Tensor]:
         """The out rows: final residuals -> logits at each root's scored positions."""
-        resid = data.outputs[root.node][1][torch.from_numpy(grows)]
+        resid = data.outputs[root.node].data[torch.from_numpy(grows)]
         sel, sizes = [], []
         for j, i in enumerate(data.pool):
             sp = list(self.ds.examples[i].scored_positions)

@@ -8,7 +8,7 @@ import pytest
 from circuitdsl.ir import Ablation, AblationKind, Claim, Feature, FeatureKind
 from common import engine, max_rel, setup
 from helpers import EMBED, OUT, POS, e, head, hyp, mlp, qkv
-from reference import reference_scrub
+from reference import reference_scrub  # benchmarks/reference.py (see conftest.py)
 
 pytestmark = pytest.mark.engine
 

@@ -2,7 +2,8 @@
 
 It shares only the draw rules (treeify, draws) with the engine; every activation comes from
 `run_with_cache` / `run_with_hooks` on the whole model, with no clean cache, no row dedupe and no
-single-block runs. The engine must agree with it (tests/engine/test_reference.py)."""
+single-block runs. The engine must agree with it (tests/engine/test_reference.py), and
+benchmarks/run.py times it against the engine."""
 
 from __future__ import annotations
 
