@@ -16,6 +16,8 @@ __all__ = [
     "NO_SPAN",
     "Ident",
     "NodeRef",
+    "NodeRange",
+    "NodeSpec",
     "Target",
     "Literal",
     "Arg",
@@ -30,6 +32,7 @@ __all__ = [
     "Group",
     "NodeStmt",
     "Edge",
+    "Wire",
     "SetStmt",
     "ExpectStmt",
     "Statement",
@@ -41,7 +44,7 @@ __all__ = [
 
 NO_SPAN = Span("<none>", 0, 0, 0, 0)
 
-STATEMENT_KEYWORDS = ("import", "model", "dataset", "on", "metric", "ablate", "group", "node", "edge", "set", "expect")
+STATEMENT_KEYWORDS = ("import", "model", "dataset", "on", "metric", "ablate", "group", "node", "edge", "wire", "set", "expect")
 KEYWORDS = STATEMENT_KEYWORDS + (
     "unclaimed", "by", "from", "paired", "mean", "over", "zero", "resample",
     "at", "depends", "input", "nothing", "field", "token",
@@ -73,10 +76,28 @@ class NodeRef(_Node):
 
 
 @dataclass(frozen=True)
-class Target(_Node):
-    """One end of an edge: a node reference with an optional port (`a1.0.k`, `out`)."""
+class NodeRange(_Node):
+    """`m3..m7` or `a8.0..a9.8`: every node from `start` to `end` (inclusive) in model order.
+    Kept as written (not expanded) so that the formatter prints it back as a range."""
 
-    node: NodeRef
+    start: NodeRef
+    end: NodeRef
+
+    @property
+    def text(self) -> str:
+        return f"{self.start.text}..{self.end.text}"
+
+
+NodeSpec = Union[NodeRef, NodeRange]
+"""What a node list holds: a single node or group name, or a range."""
+
+
+@dataclass(frozen=True)
+class Target(_Node):
+    """One end of an edge: a node reference with an optional port (`a1.0.k`, `out`), or a range
+    (which never has a port)."""
+
+    node: NodeSpec
     port: Ident | None = None
 
     @property
@@ -156,12 +177,12 @@ class Ablate(_Node):
 @dataclass(frozen=True)
 class Group(_Node):
     name: Ident
-    members: tuple[NodeRef, ...]
+    members: tuple[NodeSpec, ...]
 
 
 @dataclass(frozen=True)
 class NodeStmt(_Node):
-    nodes: tuple[NodeRef, ...]
+    nodes: tuple[NodeSpec, ...]
     positions: tuple[Ident, ...] | None = None
     feature: FeatureExpr | None = None
 
@@ -171,6 +192,13 @@ class Edge(_Node):
     """`edge A -> B -> C`: steps[i] are the targets between arrows i-1 and i."""
 
     steps: tuple[tuple[Target, ...], ...]
+
+
+@dataclass(frozen=True)
+class Wire(_Node):
+    """`wire A, B, ...`: claims every forward edge among the listed nodes (each into every port)."""
+
+    nodes: tuple[NodeSpec, ...]
 
 
 @dataclass(frozen=True)
@@ -186,7 +214,7 @@ class ExpectStmt(_Node):
     value: Literal
 
 
-Statement = Union[Import, Model, DatasetGen, DatasetFile, On, MetricStmt, Ablate, Group, NodeStmt, Edge, SetStmt, ExpectStmt]
+Statement = Union[Import, Model, DatasetGen, DatasetFile, On, MetricStmt, Ablate, Group, NodeStmt, Edge, Wire, SetStmt, ExpectStmt]
 
 
 @dataclass(frozen=True)

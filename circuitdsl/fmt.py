@@ -71,6 +71,8 @@ def format_statement(s: ast.Statement) -> str:
         return out
     if isinstance(s, ast.Edge):
         return "edge " + " -> ".join(", ".join(t.text for t in step) for step in s.steps)
+    if isinstance(s, ast.Wire):
+        return "wire " + ", ".join(r.text for r in s.nodes)
     if isinstance(s, ast.SetStmt):
         return f"set {s.key.text} = {_literal(s.value)}"
     if isinstance(s, ast.ExpectStmt):

@@ -168,6 +168,29 @@ class _Builder:
         head = int(ch[1]) if len(ch) > 1 else None
         return ast.NodeRef(str(ch[0]), head, span=self.span(meta))
 
+    def _ref_from(self, toks) -> ast.NodeRef:
+        """NAME [INT] tokens -> NodeRef spanning them."""
+        name = toks[0]
+        head = int(toks[1]) if len(toks) > 1 else None
+        end = toks[-1]
+        return ast.NodeRef(str(name), head, span=Span(self.path, name.line, name.column, end.end_line, end.end_column))
+
+    def _range_from(self, meta, toks) -> ast.NodeRange:
+        """NAME [INT] NAME [INT] tokens (the `..` is dropped by the grammar) -> NodeRange."""
+        split = 2 if len(toks) > 1 and toks[1].type == "INT" else 1
+        start, end = self._ref_from(toks[:split]), self._ref_from(toks[split:])
+        return ast.NodeRange(start, end, span=self.span(meta))
+
+    def noderange(self, meta, ch):
+        return self._range_from(meta, ch)
+
+    def target_range(self, meta, ch):
+        rng = self._range_from(meta, ch)
+        return ast.Target(rng, None, span=rng.span)
+
+    def wire_stmt(self, meta, ch):
+        return ast.Wire(ch[0], span=self.span(meta))
+
     def edge_stmt(self, meta, ch):
         return ast.Edge(tuple(ch), span=self.span(meta))
 
@@ -388,6 +411,8 @@ def _syntax_diagnostic(e, text, path, UnexpectedCharacters, UnexpectedToken, Une
 
 
 def _syntax_hint(tok, expected) -> str:
+    if str(tok) == "." and "_RANGE" not in expected and ("_ARROW" in expected or "_COMMA" in expected):
+        return "a range has no port: name the range in a group (`group g = a1.0..a1.3`) and write `g.k`"
     if tok.type == "_NL" and "_ARROW" in expected:
         return "an edge needs a receiver after `->`"
     if tok.type == "_NL" and "_DEPENDS" not in expected and ("NAME" in expected or "NUMBER" in expected):

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from circuitdsl import ast
 from circuitdsl.compiler.codes import diag
-from circuitdsl.compiler.names import resolve_ref
+from circuitdsl.compiler.names import ref_group_name, resolve_ref
 from circuitdsl.compiler.unit import Unit, base_dir, did_you_mean
 from circuitdsl.diagnostics import Diagnostic, Label
 from circuitdsl.ir import IDENTITY, Claim, EdgeId, Feature, FeatureKind, NodeId, NodeKind, Port, Span
@@ -239,10 +239,11 @@ def resolve_edges(u: Unit) -> Unit:
     for s in u.of(ast.Edge):  # group names used in edges are recorded on claims (for drawing)
         for step in s.steps:
             for t in step:
-                if t.node.head is None and t.node.name in groups:
-                    for n in groups[t.node.name]:
-                        if n in claims and t.node.name not in claims[n].groups:
-                            claims[n] = replace(claims[n], groups=claims[n].groups + (t.node.name,))
+                gname = ref_group_name(t.node)
+                if gname is not None and gname in groups:
+                    for n in groups[gname]:
+                        if n in claims and gname not in claims[n].groups:
+                            claims[n] = replace(claims[n], groups=claims[n].groups + (gname,))
     claims_sorted = tuple(sorted(claims.values(), key=lambda c: c.node.sort_key()))
     return u.add(
         *diags,

@@ -35,6 +35,9 @@ CODES: dict[str, str] = {
     "E213": "setting value of the wrong type",
     "E214": "unknown metric",
     "E215": "imported file cannot be read",
+    "E216": "range endpoints of different kinds (a range runs from head to head or from MLP to MLP)",
+    "E217": "reversed range: the first endpoint comes after the last",
+    "E218": "range endpoint does not exist in the model",
     # E3xx graph structure
     "E301": "duplicate definition",
     "E302": "a node claimed twice with different features or positions",

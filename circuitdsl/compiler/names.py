@@ -10,7 +10,7 @@ from circuitdsl.compiler.unit import did_you_mean
 from circuitdsl.diagnostics import Diagnostic
 from circuitdsl.ir import ModelRef, NodeId, NodeKind
 
-__all__ = ["all_node_names", "resolve_builtin", "is_builtin_name", "resolve_ref"]
+__all__ = ["all_node_names", "resolve_builtin", "is_builtin_name", "resolve_ref", "resolve_range", "ref_group_name"]
 
 _HEAD = re.compile(r"a([0-9]+)")
 _MLP = re.compile(r"m([0-9]+)")
@@ -101,14 +101,76 @@ def resolve_builtin(ref: ast.NodeRef, model: ModelRef | None) -> tuple[NodeId | 
     return None, []
 
 
+def ref_group_name(ref: ast.NodeSpec) -> str | None:
+    """The name a reference could give to a group (a bare name), or None (a head, a range)."""
+    if isinstance(ref, ast.NodeRef) and ref.head is None:
+        return ref.name
+    return None
+
+
+_KIND_WORD = {NodeKind.HEAD: "a head", NodeKind.MLP: "an MLP", NodeKind.EMBED: "an embedding",
+              NodeKind.POS: "an embedding", NodeKind.OUT: "the output"}  # fmt: skip
+_RANGE_HELP = "a range runs from head to head (`a8.0..a9.8`) or from MLP to MLP (`m3..m7`)"
+
+
+def _endpoint(ref: ast.NodeRef, rng: ast.NodeRange, model: ModelRef | None, group_names) -> tuple[NodeId | None, list[Diagnostic]]:
+    node, diags = resolve_builtin(ref, model)
+    if diags:
+        d = diags[0]
+        if d.code in ("E201", "E202", "E205"):  # the node does not exist in this model
+            return None, [diag("E218", f"range `{rng.text}`: {d.message}", d.span, label=d.label, hint=d.hint)]
+        return None, diags
+    if node is None:
+        what = "a group" if ref.name in group_names else "not a node name"
+        return None, [diag("E216", f"range endpoint `{ref.text}` is not a head or an MLP", ref.span,
+                           label=what, hint=_RANGE_HELP + (f"; a group goes in the list on its own: `{ref.name}`" if ref.name in group_names else ""))]  # fmt: skip
+    if node.kind not in (NodeKind.HEAD, NodeKind.MLP):
+        return None, [diag("E216", f"range endpoint `{ref.text}` is not a head or an MLP", ref.span,
+                           label=f"`{ref.text}` is {_KIND_WORD[node.kind]}", hint=_RANGE_HELP + f"; list `{ref.text}` on its own, beside the range")]  # fmt: skip
+    return node, []
+
+
+def resolve_range(rng: ast.NodeRange, model: ModelRef | None, group_names=()) -> tuple[tuple[NodeId, ...], list[Diagnostic]]:
+    """Every node of `a8.0..a9.8` / `m3..m7` in model order (heads by layer then index), inclusive.
+    Empty on error (E216 kinds, E217 reversed, E218 missing endpoint)."""
+    a, da = _endpoint(rng.start, rng, model, group_names)
+    b, db = _endpoint(rng.end, rng, model, group_names)
+    if da or db:
+        return (), da + db
+    if a is None or b is None:
+        return (), []
+    if a.kind is not b.kind:
+        return (), [diag("E216", f"range `{rng.text}` mixes {_KIND_WORD[a.kind]} and {_KIND_WORD[b.kind]}", rng.span,
+                         label="both ends must be heads, or both MLPs", hint=_RANGE_HELP)]  # fmt: skip
+    if b.sort_key() < a.sort_key():
+        return (), [diag("E217", f"reversed range `{rng.text}`: `{rng.start.text}` comes after `{rng.end.text}`", rng.span,
+                         label="ranges run forward, in model order", hint=f"write `{rng.end.text}..{rng.start.text}`")]  # fmt: skip
+    if model is None:
+        return (), []  # the model did not resolve (reported elsewhere): members unknown
+    if a.kind is NodeKind.MLP:
+        return tuple(NodeId(NodeKind.MLP, layer) for layer in range(a.layer, b.layer + 1)), []
+    n_heads = model.shape.n_heads
+    heads = [
+        NodeId(NodeKind.HEAD, layer, h)
+        for layer in range(a.layer, b.layer + 1)
+        for h in range(n_heads)
+        if (a.layer, a.head) <= (layer, h) <= (b.layer, b.head)
+    ]
+    return tuple(heads), []
+
+
 def resolve_ref(
-    ref: ast.NodeRef, model: ModelRef | None, groups: dict[str, tuple[NodeId, ...]], group_names
+    ref: ast.NodeSpec, model: ModelRef | None, groups: dict[str, tuple[NodeId, ...]], group_names
 ) -> tuple[tuple[NodeId, ...], tuple[str, ...], list[Diagnostic]]:
     """(nodes, the group name if ref names a group, diagnostics). Nodes is empty on error.
 
     `group_names` holds every declared group, also those that failed to resolve (whose own
     errors were reported at their definition): a reference to such a group is not an error again.
+    A range resolves to its members (no group name).
     """
+    if isinstance(ref, ast.NodeRange):
+        nodes, diags = resolve_range(ref, model, group_names)
+        return nodes, (), diags
     node, diags = resolve_builtin(ref, model)
     if node is not None or diags:
         return ((node,) if node else ()), (), diags

@@ -14,6 +14,7 @@ from circuitdsl.compiler.resolve import (
 )
 from circuitdsl.compiler.unit import Unit
 from circuitdsl.compiler.validate import check_cycles, check_paths, note_gqa
+from circuitdsl.compiler.wire import resolve_wires
 
 __all__ = ["PASSES", "run_passes"]
 
@@ -25,6 +26,7 @@ PASSES = (
     resolve_groups,
     resolve_nodes,
     resolve_edges,
+    resolve_wires,
     check_cycles,
     check_paths,
     note_gqa,

@@ -12,7 +12,7 @@ from typing import Any
 
 from circuitdsl import ast
 from circuitdsl.compiler.codes import diag
-from circuitdsl.compiler.names import is_builtin_name, resolve_ref
+from circuitdsl.compiler.names import is_builtin_name, ref_group_name, resolve_ref
 from circuitdsl.compiler.unit import Unit, base_dir, did_you_mean
 from circuitdsl.diagnostics import Diagnostic, Label
 from circuitdsl.ir import (
@@ -277,14 +277,15 @@ def resolve_groups(u: Unit) -> Unit:
         nodes: list[NodeId] = []
         ok = True
         for ref in g.members:
-            if ref.head is None and ref.name in defs and not is_builtin_name(ref.name):
-                if ref.name in stack or ref.name == name:
-                    path = " -> ".join(stack[stack.index(ref.name):] + (name, ref.name)) if ref.name in stack else f"{name} -> {name}"
+            gname = ref_group_name(ref)
+            if gname is not None and gname in defs and not is_builtin_name(gname):
+                if gname in stack or gname == name:
+                    path = " -> ".join(stack[stack.index(gname):] + (name, gname)) if gname in stack else f"{name} -> {name}"
                     diags.append(diag("E307", f"group `{name}` contains itself ({path})", ref.span,
                                       label="leads back to the group being defined", hint="a group may contain other groups, not itself"))  # fmt: skip
                     ok = False
                     continue
-                sub = expand(ref.name, stack + (name,))
+                sub = expand(gname, stack + (name,))
                 if sub is None:
                     ok = False
                 else:

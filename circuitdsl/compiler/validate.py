@@ -53,7 +53,7 @@ def check_paths(u: Unit) -> Unit:
     out = NodeId(NodeKind.OUT)
     has_out = out in g and g.in_degree(out) > 0
     if u.edges and not has_out:
-        last_edge = u.of(ast.Edge)[-1]
+        last_edge = u.of(ast.Edge, ast.Wire)[-1]
         diags.append(diag("W303", "no claimed edge into `out`", last_edge.span, label="no edge of the hypothesis reaches `out`",
                           hint="claim the edges that carry the answer to the output, e.g. `edge a9.6 -> out`"))  # fmt: skip
     from_emb: set[NodeId] = set()
