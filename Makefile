@@ -27,7 +27,8 @@ demo: $(STAMP)
 	$(BIN)/circuitdsl check $(DEMO)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	# two workers on two cores: one torch thread each (oversubscribed threads made checks ~3x slower)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
