@@ -38,6 +38,7 @@ _REGISTRY: dict[str, GeneratorInfo] = {}
 _GENERATOR_MODULES = (
     "circuitdsl.datasets.induction",
     "circuitdsl.datasets.ioi",
+    "circuitdsl.datasets.pronoun",
 )
 
 
