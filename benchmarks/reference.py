@@ -7,7 +7,6 @@ benchmarks/run.py times it against the engine."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from circuitdsl.engine.draws import CLASS, OTHER, FeatureIndex, pick

@@ -32,9 +32,10 @@ import pstats
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from circuitdsl.atomic import write_bytes
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -317,15 +318,7 @@ def profile(backend, datasets, h, batch_size: int, top: int = 12) -> list[dict]:
 
 # ---- output ---------------------------------------------------------------------------------------
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(path, data, parents=True)
 
 
 def plot(res: dict, path: Path) -> None:

@@ -9,13 +9,12 @@ q, k, v into one head are one arrow (`view`). No torch is imported here.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from circuitdsl.atomic import replacing, write_bytes
 from circuitdsl.ir import Claim, FeatureKind, Hypothesis, NodeId, NodeKind, Port
 
 __all__ = ["to_dot", "view", "View", "Box", "Arrow", "write_drawing", "PORT_STYLE", "SUFFIXES", "COMPACT_EDGES"]
@@ -208,15 +207,7 @@ def to_dot(h: Hypothesis) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_bytes(path, data)
 
 
 def write_drawing(h: Hypothesis, path, *, use_graphviz: bool = True) -> str:
@@ -308,11 +299,5 @@ def _draw_matplotlib(h: Hypothesis, path: Path, fmt: str) -> None:
     ax.legend(handles=handles, title="port", loc="lower right", fontsize=8)
     ax.set_xlim(min(xs) - 1.5, max(xs) + 1.5)
     ax.set_ylim(min(ys) - 1.5, max(ys) + 1.5)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".{fmt}")
-    os.close(fd)
-    try:
+    with replacing(path, suffix=f".{fmt}") as tmp:
         fig.savefig(tmp, format=fmt, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

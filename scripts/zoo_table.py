@@ -14,7 +14,6 @@ import datetime as dt
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -79,10 +78,9 @@ def write_readme(table: str) -> None:
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1] if END in rest else rest
     new = f"{head}{BEGIN}\n{table}\n{END}{tail}"
-    fd, tmp = tempfile.mkstemp(dir=readme.parent, prefix=".README.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(new)
-    os.replace(tmp, readme)
+    from circuitdsl.atomic import write_text
+
+    write_text(readme, new, keep_mode=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,11 +9,10 @@ Exit: 0 nothing to change / all formatted, 1 `--check` found a file to change, 2
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from circuitdsl.atomic import write_text
 from circuitdsl.cli.exitcodes import ExitCode
 
 __all__ = ["add_parser", "run"]
@@ -27,17 +26,7 @@ def add_parser(sub, name: str, help: str):
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    mode = path.stat().st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text(path, text, keep_mode=True)
 
 
 def run(args) -> int:

@@ -12,9 +12,7 @@ Exit: 0 done, 2 usage, dataset or model error.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,16 +197,9 @@ def _progress(enabled: bool):
 
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` via a temporary file beside it and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from circuitdsl.atomic import write_bytes
+
+    write_bytes(path, data, parents=True)
 
 
 def print_table(result, top: int, file=None) -> None:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import base64
 import html
 import math
-import os
 import statistics
-import tempfile
 from pathlib import Path
 
+from circuitdsl.atomic import write_text
 from circuitdsl.ir import Hypothesis
 from circuitdsl.report.charts import dla_bars_svg, metric_histogram_svg
 from circuitdsl.report.extras import Extras
@@ -510,13 +509,4 @@ def write_html(path, result: CheckResult, **kwargs) -> Path:
     """Render and write the report to `path` atomically (temp file in the same folder + os.replace)."""
     path = Path(path)
     text = render_html(result, **kwargs)
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_text(path, text)

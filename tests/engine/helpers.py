@@ -6,16 +6,11 @@ import random
 
 from circuitdsl.datasets.core import Dataset, Example
 from circuitdsl.ir import (
-    IDENTITY,
     Ablation,
-    AblationKind,
     Claim,
     DatasetKind,
     DatasetSpec,
     EdgeId,
-    Expect,
-    Feature,
-    FeatureKind,
     Hypothesis,
     Metric,
     MetricKind,

@@ -9,7 +9,6 @@ import re
 import networkx as nx
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from circuitdsl import strategies as S
 from circuitdsl.compiler import compile_source

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import random
 
 import numpy as np
 import pytest

@@ -1,7 +1,6 @@
 """Open the report in a real headless Chromium: every section renders, every image decodes, and the
 console shows no error. Skips only where no chromium binary exists."""
 
-import os
 import re
 import shutil
 import subprocess
