@@ -7,6 +7,7 @@ layer recomputed from given port inputs (`run_layer`), and for logits from a fin
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -75,15 +76,47 @@ class CleanCache:
         )
 
 
+_POINTS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def _hook_points(model: Any) -> dict | None:
+    """name -> HookPoint (aliases included), read once per model; None if the model has no hook_dict."""
+    try:
+        got = _POINTS.get(model)
+        if got is None:
+            got = _POINTS[model] = dict(model.hook_dict)
+        return got
+    except (AttributeError, TypeError):
+        return None
+
+
 @contextmanager
 def hooks(model: Any, fwd_hooks: list[tuple[str, Callable]]) -> Iterator[None]:
-    """Add forward hooks for the duration of the block; always removed, also after an error."""
+    """Add forward hooks for the duration of the block; always removed, also after an error.
+
+    The hooks are added to the named HookPoints directly and only those points are cleared on exit
+    (`model.reset_hooks()` walks every hook point of the model: ~50 ms on the SmolLM2 bridge, more than
+    a single-block run). Names the model's `hook_dict` does not know go through `model.add_hook`, and
+    then the whole model is reset."""
+    points = _hook_points(model)
+    resolved = [(points.get(name), fn) for name, fn in fwd_hooks] if points is not None else None
+    if resolved is None or any(hp is None for hp, _ in resolved):
+        try:
+            for name, fn in fwd_hooks:
+                model.add_hook(name, fn)
+            yield
+        finally:
+            model.reset_hooks(including_permanent=False)
+        return
+    touched: list[Any] = []
     try:
-        for name, fn in fwd_hooks:
-            model.add_hook(name, fn)
+        for hp, fn in resolved:
+            touched.append(hp)
+            hp.add_hook(fn, dir="fwd")
         yield
     finally:
-        model.reset_hooks(including_permanent=False)
+        for hp in touched:
+            hp.remove_hooks("fwd", including_permanent=False)
 
 
 class _Stop(Exception):
@@ -292,6 +325,31 @@ class Backend:
         except _Stop:
             pass
         return got["result"], got.get("mlp")
+
+    @torch.no_grad()
+    def run_mlp(self, layer: int, mlp_in: torch.Tensor) -> torch.Tensor:
+        """hook_mlp_out [R,P,D] of block `layer` when its MLP input (hook_resid_mid) is mlp_in [R,P,D].
+
+        On the bridge the block's MLP norm and MLP are called directly (the modules the block calls, on
+        the tensor its hook_resid_mid would hold): the attention is not run. Elsewhere, a block run."""
+        if self.kind == "bridge" and self._extra.get("mlp_direct", True):
+            blk = self.model.blocks[layer]
+            ln2, mlp = getattr(blk, "ln2", None), getattr(blk, "mlp", None)
+            if ln2 is not None and mlp is not None:
+                got: dict[str, torch.Tensor] = {}
+
+                def grab(x, hook):
+                    got["mlp"] = x.detach().clone()
+                    return None
+
+                with hooks(self.model, [(self.hook_mlp_out(layer), grab)]):
+                    mlp(ln2(mlp_in))
+                if "mlp" in got:
+                    return got["mlp"]
+        x = mlp_in.unsqueeze(2)
+        H, G = self.shape.n_heads, self.shape.n_kv_heads
+        _, out = self.run_layer(layer, x.expand(-1, -1, H, -1), x.expand(-1, -1, G, -1), x.expand(-1, -1, G, -1), mlp_in)
+        return out
 
     @torch.no_grad()
     def unembed(self, resid_final: torch.Tensor) -> torch.Tensor:

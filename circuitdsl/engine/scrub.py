@@ -78,6 +78,8 @@ class LayoutData:
     other_draws: dict = field(default_factory=dict)
     """draw path -> local index per root (resample kinds)"""
     masks: dict = field(default_factory=dict)
+    paired_index: np.ndarray | None = None
+    """paired: local index -> row of the paired dataset's cache, as an array."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,51 @@ class _Store:
     @property
     def nbytes(self) -> int:
         return 0 if self.data is None else self.data.element_size() * self.data.nelement()
+
+
+class _Struct(tuple):
+    """A node's struct (see `Engine._struct`) as a tuple whose hash is computed once: it keys the memo
+    and the port plans, and can hold hundreds of edges."""
+
+    def __new__(cls, items: tuple) -> "_Struct":
+        self = super().__new__(cls, items)
+        self._h = tuple.__hash__(self)
+        return self
+
+    def __hash__(self) -> int:
+        return self._h
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+
+def _unique_rows(sig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unique rows, inverse) of an int64 matrix: rows hashed to one uint64 each, then checked exactly
+    (np.unique(axis=0) sorts whole rows, which costs more than everything else on a row)."""
+    if len(sig) == 0:
+        return sig, np.zeros(0, dtype=np.int64)
+    w = _weights(sig.shape[1])
+    h = (sig.astype(np.uint64) * w).sum(axis=1, dtype=np.uint64)
+    _, first, inv = np.unique(h, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1)
+    uniq = sig[first]
+    if not np.array_equal(uniq[inv], sig):  # a hash collision: sort the rows themselves
+        uniq, inv = np.unique(sig, axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+    return uniq, inv
+
+
+def _weights(k: int) -> np.ndarray:
+    w = _WEIGHTS.get(k)
+    if w is None:
+        w = _WEIGHTS[k] = np.random.default_rng(k).integers(1, 1 << 63, size=k, dtype=np.uint64) | np.uint64(1)
+    return w
+
+
+_WEIGHTS: dict[int, np.ndarray] = {}
 
 
 def _mean_cache(c: CleanCache) -> CleanCache:
@@ -167,6 +214,7 @@ class Engine:
         batch_size: int | None = None,
         memo: bool = True,
         cache_bytes: int | None = None,
+        shortcuts: bool = True,
         progress: Callable[[str, int, int], None] | None = None,
     ):
         self.backend = backend
@@ -189,6 +237,12 @@ class Engine:
         self._clean_cache: dict[tuple[str, Layout], tuple[tuple[int, ...], CleanCache]] = {}
         self.forward_passes = 0
         self.block_runs = 0
+        self.shortcuts = bool(shortcuts)
+        """Use the clean-base ('x') form of port inputs and skip rows that are exactly clean (`_plan`);
+        off: every port input is computed from its ablated base, as SEMANTICS.md section 3 writes it."""
+        self._up: dict[NodeId, tuple[NodeId, ...]] = {}
+        self._plans: dict[tuple, tuple] = {}
+        self._structs: dict[tuple, _Struct] = {}
         if backend.shape.parallel_attn_mlp:
             raise CircuitError([Diagnostic("E520", "models whose MLP reads the attention input (parallel blocks) are not supported by the engine yet")])
         for layout in self.ds.layouts():
@@ -307,12 +361,17 @@ class Engine:
                 out[i] = logits[j]
         return ScrubOutput(tuple(out), reused, computed, draws)  # type: ignore[arg-type]
 
-    def _inputs(self, tree: Tree, data: LayoutData) -> tuple[dict[tuple, np.ndarray], int, int]:
-        """x_t (local index) of every treeified node, for every root."""
+    def _inputs(self, tree: Tree, data: LayoutData) -> tuple[np.ndarray, int, int]:
+        """[number of input ctxs, n]: the input example (local index) of every input ctx of the tree
+        (`Tree.ctxs`), for every root."""
         n = len(data.pool)
         ids = [self.ds.examples[i].id for i in data.pool]
         local = {d: j for j, d in enumerate(data.pool)}
-        features = {k[0]: t.feature for k, t in tree.nodes.items()}
+        features: dict[NodeId, object] = {}
+        for c in tree.ctxs[1:]:
+            u = c[-1]
+            if u not in features:
+                features[u] = tree.nodes[(u, c[:-1])].feature
         cache = data.class_draws
         counted: set = set()
         reused = draws = 0
@@ -341,8 +400,8 @@ class Engine:
                 draws += d
             return res
 
-        per_node = {key: x_of(t.input_ctx) for key, t in tree.nodes.items()}
-        return per_node, reused, draws
+        xs = np.stack([x_of(c) for c in tree.ctxs]).astype(np.int64, copy=False)
+        return xs, reused, draws
 
     def _abl_index(self, t: TNode, data: LayoutData, x_t: np.ndarray) -> np.ndarray:
         a = data.abl
@@ -355,23 +414,29 @@ class Engine:
                 data.other_draws[t.path] = got
             return got
         if a.kind is AblationKind.PAIRED:
-            return np.array([a.paired[int(x)] for x in x_t], dtype=np.int64)
+            if data.paired_index is None:
+                data.paired_index = np.array([a.paired[j] for j in range(n)], dtype=np.int64)
+            return data.paired_index[x_t]
         return np.zeros(n, dtype=np.int64)
 
     def _scrub_layout(self, tree: Tree, data: LayoutData) -> tuple[list[torch.Tensor], int, int, int]:
         n = len(data.pool)
-        x_in, reused, draws = self._inputs(tree, data)
+        xs, reused, draws = self._inputs(tree, data)
         P = data.layout[0]
-        rows: dict[tuple, np.ndarray] = {}  # tnode key -> global row (or x index for embeddings) per root
-        by_node: dict[NodeId, list[TNode]] = {}
-        for key in tree.order:
-            by_node.setdefault(key[0], []).append(tree.nodes[key])
+        in_ctx = np.asarray(tree.input_ctx_of, dtype=np.int64)
+        # rows[i] = the global row (or x index for embeddings, or -(x + 1) for a clean row) of order[i], per root
+        rows = np.empty((len(tree.order), n), dtype=np.int64)
+        by_node: dict[NodeId, list[int]] = {}
+        positions = []
+        for i, key in enumerate(tree.order):
+            by_node.setdefault(key[0], []).append(i)
+            positions.append(tree.nodes[key].positions)
         computed = 0
         phases: list[list[NodeId]] = []
         for v in sorted(by_node):
             if v.kind in (NodeKind.EMBED, NodeKind.POS):
-                for t in by_node[v]:
-                    rows[t.key] = x_in[t.key]
+                idx = np.asarray(by_node[v])
+                rows[idx] = xs[in_ctx[idx]]
                 continue
             tag = (v.layer, v.kind)
             if phases and (phases[-1][0].layer, phases[-1][0].kind) == tag:
@@ -379,22 +444,26 @@ class Engine:
             else:
                 phases.append([v])
         for phase in phases:
-            pending: list[tuple[NodeId, tuple, np.ndarray]] = []  # (node, struct, unique sig rows)
+            pending: list[_Pending] = []
             for v in phase:
-                tns = by_node[v]
-                struct = self._struct(tns[0], tree)
-                sigs = []
-                for t in tns:
-                    cols = [x_in[t.key], self._abl_index(t, data, x_in[t.key])] + [rows[e.child] for e in t.edges]
-                    sigs.append(np.stack(cols, axis=1))
-                sig = np.concatenate(sigs, axis=0)
-                uniq, inv = np.unique(sig, axis=0, return_inverse=True)
-                inv = inv.reshape(-1)
+                idx = np.asarray(by_node[v])
+                t0 = tree.nodes[tree.order[idx[0]]]
+                struct = self._intern(self._struct(t0, tree, idx[0], positions))
+                x_v = xs[in_ctx[idx]]  # [T, n]
+                a_v = self._abl_rows(tree, idx, data, x_v)
+                kids = np.array([tree.children[i] for i in idx], dtype=np.int64).reshape(len(idx), -1)  # [T, E]
+                sig = np.concatenate([x_v[:, None, :], a_v[:, None, :], rows[kids]], axis=1)  # [T, 2 + E, n]
+                sig = np.ascontiguousarray(sig.transpose(0, 2, 1)).reshape(len(idx) * n, -1)
+                uniq, inv = _unique_rows(sig)
                 memo = data.memo.setdefault((v, struct), {}) if self.use_memo else {}
                 store = data.outputs.setdefault(v, _Store())
                 new_rows = []
                 gid = np.empty(len(uniq), dtype=np.int64)
+                clean = self._clean_rows(t0, struct, uniq)
                 for u in range(len(uniq)):
+                    if clean[u]:
+                        gid[u] = -uniq[u, 0] - 1  # the clean activation of its input x: nothing to compute
+                        continue
                     k = uniq[u].tobytes()
                     g = memo.get(k)
                     if g is None:
@@ -404,19 +473,49 @@ class Engine:
                     gid[u] = g
                 if new_rows:
                     g0 = store.reserve(len(new_rows), (P, self.backend.shape.d_model), self._dtype(data))
-                    pending.append(_Pending(v, struct, uniq[new_rows], tns[0], g0))
-                for i, t in enumerate(tns):
-                    rows[t.key] = gid[inv[i * n : (i + 1) * n]]
+                    pending.append(_Pending(v, struct, uniq[new_rows], t0, g0))
+                rows[idx] = gid[inv].reshape(len(idx), n)
             if pending:
                 computed += sum(len(p.sig) for p in pending)
                 self._compute_phase(pending, data, P)
         root = tree.nodes[tree.root]
-        logits = self._out_logits(root, rows[root.key], data)
+        logits = self._out_logits(root, rows[tree.order.index(tree.root)], data)
         return logits, reused, computed, draws
 
-    def _struct(self, t: TNode, tree: Tree) -> tuple:
-        """What the rows of a node share: its edges and the position masks they carry."""
-        return tuple((e.edge, tree.nodes[e.child].positions) for e in t.edges) + (("positions", t.positions),)
+    def _clean_rows(self, t: TNode, struct: tuple, uniq: np.ndarray) -> np.ndarray:
+        """Rows (of a node whose every port reads every upstream sender, unmasked) whose children are
+        all the clean rows of the row's input x: their port inputs are exactly the clean residual of x
+        (the 'x' form of `_plan` with no term), so the node outputs its clean activation on x."""
+        _, clean_cols = self._plan(t, struct)
+        if clean_cols is None:
+            return np.zeros(len(uniq), dtype=bool)
+        x = uniq[:, 0]
+        ok = np.ones(len(uniq), dtype=bool)
+        for col, is_emb in clean_cols:
+            ok &= uniq[:, col] == (x if is_emb else -x - 1)
+        return ok
+
+    def _struct(self, t: TNode, tree: Tree, i: int, positions: list) -> tuple:
+        """What the rows of a node share: its edges and the position masks they carry (t = order[i])."""
+        return tuple((e.edge, positions[c]) for e, c in zip(t.edges, tree.children[i])) + (("positions", t.positions),)
+
+    def _intern(self, struct: tuple) -> tuple:
+        """The one stored copy of an equal struct, with its hash cached in a small wrapper key."""
+        got = self._structs.get(struct)
+        if got is None:
+            got = self._structs[struct] = _Struct(struct)
+        return got
+
+    def _abl_rows(self, tree: Tree, idx: np.ndarray, data: LayoutData, x_v: np.ndarray) -> np.ndarray:
+        """[T, n]: the ablation row of each treeified node order[idx[r]] for each root."""
+        kind = data.abl.kind
+        if kind is AblationKind.PAIRED:
+            if data.paired_index is None:
+                data.paired_index = np.array([data.abl.paired[j] for j in range(len(data.pool))], dtype=np.int64)
+            return data.paired_index[x_v]
+        if kind in (AblationKind.MEAN, AblationKind.ZERO):
+            return np.zeros_like(x_v)
+        return np.stack([self._abl_index(tree.nodes[tree.order[i]], data, x_v[r]) for r, i in enumerate(idx)])
 
     # ---- computing rows -------------------------------------------------------------------------
     def _mask(self, data: LayoutData, names: tuple[str, ...] | None) -> torch.Tensor | None:
@@ -441,15 +540,28 @@ class Engine:
             return mt
         return ms if mt is None else ms * mt
 
-    def _sender_out(self, s: NodeId, data: LayoutData, idx: torch.Tensor) -> torch.Tensor:
+    def _sender_out(self, s: NodeId, data: LayoutData, idx: np.ndarray) -> torch.Tensor:
+        """Outputs of sender s at rows `idx`: x indices for embeddings; for heads and MLPs, rows of its
+        store, or -(x + 1) for the clean output of x (a row whose inputs were all clean)."""
         c = data.cache
         if s.kind is NodeKind.EMBED:
-            return c.embed[idx]
+            return c.embed[torch.from_numpy(idx)]
         if s.kind is NodeKind.POS:
             if c.pos is None:
                 raise CircuitError([Diagnostic("E241", "`pos` names the learned position embedding, which this model lacks")])
-            return c.pos[idx]
-        return data.outputs[s].data[idx]
+            return c.pos[torch.from_numpy(idx)]
+        clean = idx < 0
+        if not clean.any():
+            return data.outputs[s].data[torch.from_numpy(idx)]
+        if clean.all():
+            return self._clean_out(s, data, torch.from_numpy(-idx - 1))
+        st = data.outputs.get(s)
+        out = torch.empty((len(idx), *self._clean_out(s, data, torch.zeros(1, dtype=torch.long)).shape[1:]), dtype=self._dtype(data))
+        ci = np.nonzero(clean)[0]
+        si = np.nonzero(~clean)[0]
+        out[torch.from_numpy(ci)] = self._clean_out(s, data, torch.from_numpy(-idx[ci] - 1))
+        out[torch.from_numpy(si)] = st.data[torch.from_numpy(idx[si])]
+        return out
 
     def _ablated(self, s: NodeId, data: LayoutData, a: torch.Tensor) -> torch.Tensor:
         c = data.abl.cache
@@ -469,19 +581,121 @@ class Engine:
             return c.resid_mid[v.layer][a]
         return c.resid_final[a]
 
-    def _port_inputs(self, t: TNode, struct: tuple, sig: np.ndarray, data: LayoutData) -> dict[Port, torch.Tensor]:
-        a = torch.from_numpy(sig[:, 1])
-        base = self._base(t.node, data, a)
-        ports = (Port.Q, Port.K, Port.V) if t.node.kind is NodeKind.HEAD else (Port.IN,)
-        out = {p: base.clone() for p in ports}
+    # ---- port plans: what each port input is a function of ------------------------------------
+    def _upstream(self, v: NodeId) -> tuple[NodeId, ...]:
+        up = self._up.get(v)
+        if up is None:
+            from circuitdsl.engine.derive import upstream
+
+            up = self._up[v] = upstream(v, self.backend.shape)
+        return up
+
+    def _plan(self, t: TNode, struct: tuple) -> dict:
+        """For each port of t's node: (pkey, cols). The port input of a row is a function of pkey (the
+        computation) and the row's signature columns `cols` only, so rows of different nodes (the heads of
+        one layer) or ports with equal (pkey, values) share one port input.
+
+        Two forms compute the same value (SEMANTICS.md section 3; they differ only in float rounding):
+        * 'a' (ablated base): base(a) + sum over claimed edges of mask * (child - ablated_s(a));
+        * 'x' (clean base), used when every edge into the port is unmasked and most of the port's
+          senders are claimed (the full hypothesis M and M \\ K): clean_resid(x) + sum over unclaimed
+          senders of (ablated_s(a) - clean_s(x)) + sum over claimed senders of (child - clean_s(x)),
+          where a child that is the clean row of x contributes exactly 0 and is skipped.
+        """
+        key = (t.node, struct)
+        got = self._plans.get(key)
+        if got is not None:
+            return got
+        v = t.node
+        ports = (Port.Q, Port.K, Port.V) if v.kind is NodeKind.HEAD else (Port.IN,)
+        per: dict[Port, list] = {p: [] for p in ports}
         for col, (edge, sender_pos) in enumerate(struct[:-1]):
-            idx = torch.from_numpy(sig[:, 2 + col])
-            delta = self._sender_out(edge.sender, data, idx) - self._ablated(edge.sender, data, a)
-            m = self._edge_mask(data, t, sender_pos, edge.port)
-            if m is not None:
-                delta = delta * m[None, :, None]
-            out[edge.port] += delta
+            if edge.port in (Port.K, Port.V) or v.kind is NodeKind.OUT:
+                mk = (sender_pos, None)
+            else:
+                mk = (sender_pos, t.positions)
+            per[edge.port].append((edge.sender, mk, 2 + col))
+        up = self._upstream(v)
+        base = (v.kind, v.layer)
+        plan = {}
+        full = True
+        for p, es in per.items():
+            claimed = {s: c for s, mk, c in es}
+            unmasked = all(mk == (None, None) for _, mk, _ in es)
+            if self.shortcuts and unmasked and 2 * len(claimed) > len(up) and set(claimed) <= set(up):
+                desc = tuple((s, s in claimed) for s in up)
+                cols = [0, 1] + [claimed[s] for s in up if s in claimed]
+                plan[p] = (("x", base, desc), np.array(cols, dtype=np.int64))
+                full = full and len(claimed) == len(up)
+            else:
+                plan[p] = (("a", base, tuple((s, mk) for s, mk, _ in es)), np.array([1] + [c for _, _, c in es], dtype=np.int64))
+                full = False
+        # a node whose every port reads every upstream sender, unmasked: rows whose children are all the
+        # clean rows of their input x compute exactly the clean activation (no block run)
+        clean_cols = None
+        if full:
+            clean_cols = tuple((2 + col, edge.sender.kind in (NodeKind.EMBED, NodeKind.POS)) for col, (edge, _) in enumerate(struct[:-1]))
+        got = self._plans[key] = (plan, clean_cols)
+        return got
+
+    def _edge_mask_of(self, data: LayoutData, mk: tuple) -> torch.Tensor | None:
+        sender_pos, receiver_pos = mk
+        ms = self._mask(data, sender_pos)
+        mt = self._mask(data, receiver_pos)
+        if ms is None:
+            return mt
+        return ms if mt is None else ms * mt
+
+    def _port_values(self, pkey: tuple, vals: np.ndarray, data: LayoutData) -> torch.Tensor:
+        """Port inputs [m, P, D] of m rows of one port computation (see `_plan`)."""
+        form, (kind, layer), desc = pkey
+        v = NodeId(kind, layer) if kind is not NodeKind.HEAD else NodeId(kind, layer, 0)
+        if form == "a":
+            a = torch.from_numpy(vals[:, 0])
+            out = self._base(v, data, a)  # a gather: a new tensor
+            for j, (s, mk) in enumerate(desc):
+                delta = self._sender_out(s, data, vals[:, 1 + j]) - self._ablated(s, data, a)
+                m = self._edge_mask_of(data, mk)
+                if m is not None:
+                    delta = delta * m[None, :, None]
+                out += delta
+            return out
+        x = vals[:, 0]
+        xt = torch.from_numpy(x)
+        a = torch.from_numpy(vals[:, 1])
+        out = self._clean_resid(v, data, xt)
+        j = 2
+        for s, claimed in desc:
+            if claimed:
+                idx = vals[:, j]
+                j += 1
+                clean_idx = x if s.kind in (NodeKind.EMBED, NodeKind.POS) else -(x + 1)
+                if np.array_equal(idx, clean_idx):
+                    continue  # every row reads the clean output of its x here: the term is exactly 0
+                out += self._sender_out(s, data, idx) - self._clean_out(s, data, xt)
+            else:
+                out += self._ablated(s, data, a) - self._clean_out(s, data, xt)
         return out
+
+    def _clean_resid(self, v: NodeId, data: LayoutData, x: torch.Tensor) -> torch.Tensor:
+        c = data.cache
+        if v.kind is NodeKind.HEAD:
+            return c.resid_pre[v.layer][x]
+        if v.kind is NodeKind.MLP:
+            return c.resid_mid[v.layer][x]
+        return c.resid_final[x]
+
+    def _clean_out(self, s: NodeId, data: LayoutData, x: torch.Tensor) -> torch.Tensor:
+        c = data.cache
+        if s.kind is NodeKind.EMBED:
+            return c.embed[x]
+        if s.kind is NodeKind.POS:
+            return c.pos[x]
+        if s.kind is NodeKind.HEAD:
+            return c.result[s.layer][x, :, s.head]
+        if s.kind is NodeKind.OUT:
+            return c.resid_final[x]
+        return c.mlp_out[s.layer][x]
 
     def _dtype(self, data: LayoutData) -> torch.dtype:
         return data.cache.resid_pre[0].dtype if data.cache.resid_pre else data.cache.embed.dtype
@@ -489,72 +703,146 @@ class Engine:
     def _compute_phase(self, pending: list["_Pending"], data: LayoutData, P: int) -> None:
         """Compute the new rows of one phase (the heads of a layer, its MLP, or `out`).
 
-        Head rows are packed: one block row carries a row of several heads at once (head H's output
-        depends only on its own q input and its key/value group's k/v inputs), so a block row holds one
-        row per head (per key/value group in GQA models, whose k/v inputs the group's heads share)."""
+        Port inputs are computed once per distinct (computation, signature values): the heads of a layer
+        that read the same senders from the same rows share them. Head rows are packed: one block row
+        carries a row of several heads at once (head H's output depends only on its own q input and its
+        key/value group's k/v inputs); heads of one key/value group share a block row when their k and v
+        inputs are the same, otherwise each takes its own."""
         b = self.backend
+        shape = b.shape
         v0 = pending[0].node
         layer, kind = v0.layer, v0.kind
         bs = self.batch_size
-        if kind is NodeKind.OUT:  # out computes nothing: its row is the final residual it reads
-            for pd in pending:
-                store = data.outputs[pd.node]
-                for i in range(0, len(pd.sig), bs):
-                    part = self._port_inputs(pd.t, pd.struct, pd.sig[i : i + bs], data)[Port.IN]
-                    store.data[pd.g0 + i : pd.g0 + i + len(part)] = part
-            return
-        shape = b.shape
-        H, G = shape.n_heads, shape.n_kv_heads
-        # pack: each pending item gets a slot (a head, or a key/value group) and a run of block rows
-        fill: dict[int, int] = {}
-        starts = []
+        pid_of: dict[tuple, int] = {}
+        pkeys: list[tuple] = []
+        uid_of: dict[tuple, int] = {}
+        uvals: list[np.ndarray] = []
+        upid: list[int] = []
+        ids = []  # per pending item: {port: uid per row}
         for pd in pending:
-            slot = (pd.node.head if G == H else shape.kv_group(pd.node.head)) if kind is NodeKind.HEAD else 0
-            starts.append(fill.get(slot, 0))
-            fill[slot] = starts[-1] + len(pd.sig)
-        R = max(fill.values())
-        dtype = self._dtype(data)
+            plan, _ = self._plan(pd.t, pd.struct)
+            per = {}
+            for p, (pkey, cols) in plan.items():
+                pid = pid_of.get(pkey)
+                if pid is None:
+                    pid = pid_of[pkey] = len(pkeys)
+                    pkeys.append(pkey)
+                vals = np.ascontiguousarray(pd.sig[:, cols])
+                u = np.empty(len(vals), dtype=np.int64)
+                for r in range(len(vals)):
+                    k = (pid, vals[r].tobytes())
+                    g = uid_of.get(k)
+                    if g is None:
+                        g = uid_of[k] = len(uvals)
+                        uvals.append(vals[r])
+                        upid.append(pid)
+                    u[r] = g
+                per[p] = u
+            ids.append(per)
+
+        def values(need: list[int]) -> tuple[torch.Tensor, dict[int, int]]:
+            """Port inputs of the uids in `need`, stacked; uid -> position."""
+            by_pid: dict[int, list[int]] = {}
+            for u in need:
+                by_pid.setdefault(upid[u], []).append(u)
+            parts, where = [], {}
+            for pid, us in by_pid.items():
+                parts.append(self._port_values(pkeys[pid], np.stack([uvals[u] for u in us]), data))
+                for u in us:
+                    where[u] = len(where)
+            return (parts[0] if len(parts) == 1 else torch.cat(parts)), where
+
         D = shape.d_model
+        if kind is not NodeKind.HEAD:
+            # MLP or out: one block row (or final residual) per distinct input
+            order: dict[int, int] = {}
+            for per in ids:
+                for u in per[Port.IN]:
+                    order.setdefault(int(u), len(order))
+            uniq = list(order)
+            got: list[torch.Tensor] = []
+            for c0 in range(0, len(uniq), bs):
+                need = uniq[c0 : c0 + bs]
+                vals, where = values(need)
+                x = vals[torch.tensor([where[u] for u in need])]
+                if kind is NodeKind.OUT:  # out computes nothing: its row is the final residual it reads
+                    got.append(x)
+                    continue
+                mlp = b.run_mlp(layer, x)
+                self.block_runs += 1
+                got.append(mlp)
+                if self.progress:
+                    self.progress("rows", len(need), 0)
+            allv = got[0] if len(got) == 1 else torch.cat(got)
+            for pd, per in zip(pending, ids):
+                pos = torch.tensor([order[int(u)] for u in per[Port.IN]], dtype=torch.long)
+                data.outputs[pd.node].data[pd.g0 : pd.g0 + len(pd.sig)] = allv[pos]
+            return
+        H, G = shape.n_heads, shape.n_kv_heads
+        # pack: per key/value group, block rows keyed by (k input, v input); each carries at most one row
+        # of each head of the group
+        groups: dict[int, dict[tuple[int, int], dict[int, list]]] = {}
+        for i, (pd, per) in enumerate(zip(pending, ids)):
+            h = pd.node.head
+            g = shape.kv_group(h)
+            bucket = groups.setdefault(g, {})
+            for r in range(len(pd.sig)):
+                kv = (int(per[Port.K][r]), int(per[Port.V][r]))
+                bucket.setdefault(kv, {}).setdefault(h, []).append((i, r, int(per[Port.Q][r])))
+        lanes: dict[int, list] = {}
+        for g, bucket in groups.items():
+            lane = lanes[g] = []
+            for (ku, vu), heads in bucket.items():
+                for j in range(max(len(x) for x in heads.values())):
+                    lane.append((ku, vu, [(h, x[j]) for h, x in heads.items() if j < len(x)]))
+        R = max(len(x) for x in lanes.values())
+        dtype = self._dtype(data)
         for c0 in range(0, R, bs):
             c1 = min(R, c0 + bs)
             r = c1 - c0
-            if kind is NodeKind.HEAD:
-                q = torch.zeros(r, P, H, D, dtype=dtype)
-                k = torch.zeros(r, P, G, D, dtype=dtype)
-                vv = torch.zeros(r, P, G, D, dtype=dtype)
-                mi = None
-            else:
-                mi = torch.zeros(r, P, D, dtype=dtype)
-            users = []
-            for pd, st in zip(pending, starts):
-                lo, hi = max(st, c0), min(st + len(pd.sig), c1)
-                if lo >= hi:
+            need: dict[int, None] = {}
+            for lane in lanes.values():
+                for ku, vu, hs in lane[c0:c1]:
+                    need[ku] = need[vu] = None
+                    for _, (_, _, qu) in hs:
+                        need[qu] = None
+            vals, where = values(list(need))
+            q = torch.zeros(r, P, H, D, dtype=dtype)
+            k = torch.zeros(r, P, G, D, dtype=dtype)
+            vv = torch.zeros(r, P, G, D, dtype=dtype)
+            qsel: dict[int, tuple[list[int], list[int]]] = {}
+            reads = []
+            for g, lane in lanes.items():
+                part = lane[c0:c1]
+                if not part:
                     continue
-                ports = self._port_inputs(pd.t, pd.struct, pd.sig[lo - st : hi - st], data)
-                if kind is NodeKind.HEAD:
-                    h = pd.node.head
-                    g = shape.kv_group(h)
-                    q[lo - c0 : hi - c0, :, h] = ports[Port.Q]
-                    k[lo - c0 : hi - c0, :, g] = ports[Port.K]
-                    vv[lo - c0 : hi - c0, :, g] = ports[Port.V]
-                else:
-                    mi[lo - c0 : hi - c0] = ports[Port.IN]
-                users.append((pd, lo - st, hi - st, lo - c0))
-            if kind is NodeKind.HEAD:
-                result, _ = b.run_layer(layer, q, k, vv, None)
-            else:
-                x = mi.unsqueeze(2)
-                result, mlp = b.run_layer(layer, x.expand(-1, -1, H, -1), x.expand(-1, -1, G, -1), x.expand(-1, -1, G, -1), mi)
+                k[: len(part), :, g] = vals[torch.tensor([where[x[0]] for x in part])]
+                vv[: len(part), :, g] = vals[torch.tensor([where[x[1]] for x in part])]
+                for j, (_, _, hs) in enumerate(part):
+                    for h, (i, rr, qu) in hs:
+                        sel = qsel.setdefault(h, ([], []))
+                        sel[0].append(j)
+                        sel[1].append(where[qu])
+                        reads.append((h, j, i, rr))
+            for h, (rows, src) in qsel.items():
+                q[torch.tensor(rows), :, h] = vals[torch.tensor(src)]
+            result, _ = b.run_layer(layer, q, k, vv, None)
             self.block_runs += 1
-            for pd, a, z, at in users:
-                out = result[at : at + z - a, :, pd.node.head] if kind is NodeKind.HEAD else mlp[at : at + z - a]
-                data.outputs[pd.node].data[pd.g0 + a : pd.g0 + z] = out
+            # write each head's outputs to its store, grouped per pending item
+            per_item: dict[int, tuple[list[int], list[int]]] = {}
+            for h, j, i, rr in reads:
+                sel = per_item.setdefault(i, ([], []))
+                sel[0].append(j)
+                sel[1].append(rr)
+            for i, (js, rrs) in per_item.items():
+                pd = pending[i]
+                data.outputs[pd.node].data[pd.g0 + torch.tensor(rrs)] = result[torch.tensor(js), :, pd.node.head]
             if self.progress:
                 self.progress("rows", r, 0)
 
     def _out_logits(self, root: TNode, grows: np.ndarray, data: LayoutData) -> list[torch.Tensor]:
         """The out rows: final residuals -> logits at each root's scored positions."""
-        resid = data.outputs[root.node].data[torch.from_numpy(grows)]
+        resid = self._sender_out(root.node, data, grows) if (grows < 0).any() else data.outputs[root.node].data[torch.from_numpy(grows)]
         sel, sizes = [], []
         for j, i in enumerate(data.pool):
             sp = list(self.ds.examples[i].scored_positions)

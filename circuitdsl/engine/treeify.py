@@ -9,6 +9,7 @@ edge, identity features) treeifies to one treeified node per model node.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from circuitdsl.ir import IDENTITY, EdgeId, Feature, FeatureKind, Hypothesis, NodeId, NodeKind, Port
 
@@ -17,8 +18,9 @@ __all__ = ["TNode", "TEdge", "Tree", "treeify", "OUT"]
 OUT = NodeId(NodeKind.OUT)
 
 
-@dataclass(frozen=True)
-class TEdge:
+class TEdge(NamedTuple):
+    """A claimed edge of a treeified node (a tuple: trees hold tens of thousands of them)."""
+
     edge: EdgeId
     child: tuple  # TNode key
 
@@ -57,6 +59,12 @@ class Tree:
     order: tuple[tuple, ...]
     """Keys, children before parents (model order)."""
     root: tuple
+    ctxs: tuple[tuple[NodeId, ...], ...] = ()
+    """Every input ctx (`TNode.input_ctx`) of the tree, numbered; `ctxs[0]` is ()."""
+    input_ctx_of: tuple[int, ...] = ()
+    """Per key of `order`: the number of its input ctx in `ctxs`."""
+    children: tuple[tuple[int, ...], ...] = ()
+    """Per key of `order`: the positions in `order` of its edges' children (in `TNode.edges` order)."""
 
 
 def treeify(h: Hypothesis) -> Tree:
@@ -68,44 +76,80 @@ def treeify(h: Hypothesis) -> Tree:
     if gqa:
         # GQA: an edge into L.H.k (or .v) is an edge into the k port of H's key/value group, so every
         # query head of the group reads it (SEMANTICS.md section 1).
-        extra: dict[NodeId, list[EdgeId]] = {}
+        senders: dict[tuple[int, int, Port], dict[NodeId, None]] = {}
         for e in h.edges:
             if e.port in (Port.K, Port.V) and e.receiver.kind is NodeKind.HEAD:
-                for m in shape.group_members(e.receiver.head):
-                    r = NodeId(NodeKind.HEAD, e.receiver.layer, m)
-                    if r != e.receiver:
-                        extra.setdefault(r, []).append(EdgeId(e.sender, r, e.port))
-        for r, es in extra.items():
-            have = {(x.sender, x.port) for x in into.get(r, ())}
-            for x in es:
-                if (x.sender, x.port) not in have:
-                    into.setdefault(r, []).append(x)
-                    have.add((x.sender, x.port))
+                g = shape.kv_group(e.receiver.head)
+                senders.setdefault((e.receiver.layer, g, e.port), {})[e.sender] = None
+        for (layer, g, port), ss in senders.items():
+            for m in shape.group_members(g * (shape.n_heads // shape.n_kv_heads)):
+                r = NodeId(NodeKind.HEAD, layer, m)
+                have = {x.sender for x in into.get(r, ()) if x.port is port}
+                for s in ss:
+                    if s not in have:
+                        into.setdefault(r, []).append(EdgeId(s, r, port))
+    claims = {c.node: c for c in h.claims}
+    # model nodes as small ints, so that the walk below hashes pairs of ints, not NodeIds
+    vs: list[NodeId] = [OUT]
+    vidx: dict[NodeId, int] = {OUT: 0}
+    info: list = []
+
+    def index(v: NodeId) -> int:
+        i = vidx.get(v)
+        if i is None:
+            i = vidx[v] = len(vs)
+            vs.append(v)
+        return i
+
+    def info_of(i: int) -> tuple:
+        while len(info) <= i:
+            info.append(None)
+        got = info[i]
+        if got is None:
+            v = vs[i]
+            c = claims.get(v)
+            feature, positions = (IDENTITY, None) if c is None or v.kind is NodeKind.OUT else (c.feature, c.positions)
+            ident = v.kind is NodeKind.OUT or feature.kind is FeatureKind.IDENTITY
+            es = tuple(sorted(into.get(v, ()), key=lambda e: (e.sender.sort_key(), _PORTS.index(e.port))))
+            got = info[i] = (feature, positions, ident, es, tuple(index(e.sender) for e in es))
+        return got
+
+    ctxs: list[tuple[NodeId, ...]] = [()]
+    ctx_child: dict[tuple[int, int], int] = {}
+    built: dict[tuple[int, int], tuple] = {}  # (node int, ctx id) -> (key, input ctx id, child pairs)
+
+    def visit(i: int, cid: int) -> tuple[int, int]:
+        pair = (i, cid)
+        if pair in built:
+            return pair
+        feature, positions, ident, es, senders = info_of(i)
+        if ident:
+            ccid = cid
+        else:
+            ccid = ctx_child.get(pair)
+            if ccid is None:
+                ccid = ctx_child[pair] = len(ctxs)
+                ctxs.append(ctxs[cid] + (vs[i],))
+        built[pair] = None  # type: ignore[assignment]  (a DAG: no cycles, set before the children)
+        kids = tuple(visit(j, ccid) for j in senders)
+        built[pair] = ((vs[i], ctxs[cid]), ccid, kids)
+        return pair
+
+    root_pair = visit(0, 0)
+    ctx_key = [tuple(n.sort_key() for n in c) for c in ctxs]
+    pairs = sorted(built, key=lambda p: (vs[p[0]].sort_key(), ctx_key[p[1]]))
+    pos = {p: k for k, p in enumerate(pairs)}
     nodes: dict[tuple, TNode] = {}
-
-    def feature_of(v: NodeId) -> tuple[Feature, tuple[str, ...] | None]:
-        c = h.claim(v)
-        if c is None or v.kind is NodeKind.OUT:
-            return IDENTITY, None
-        return c.feature, c.positions
-
-    def visit(v: NodeId, ctx: tuple[NodeId, ...]) -> tuple:
-        key = (v, ctx)
-        if key in nodes:
-            return key
-        feature, positions = feature_of(v)
-        ident = v.kind is NodeKind.OUT or feature.kind is FeatureKind.IDENTITY
-        child_ctx = ctx if ident else ctx + (v,)
-        edges = tuple(
-            TEdge(e, visit(e.sender, child_ctx))
-            for e in sorted(into.get(v, ()), key=lambda e: (e.sender.sort_key(), _PORTS.index(e.port)))
-        )
-        nodes[key] = TNode(v, ctx, feature, positions, edges)
-        return key
-
-    root = visit(OUT, ())
-    order = tuple(sorted(nodes, key=lambda k: (k[0].sort_key(), tuple(n.sort_key() for n in k[1]))))
-    return Tree(nodes=nodes, order=order, root=root)
+    order, in_ctx, children = [], [], []
+    for p in pairs:
+        key, ccid, kids = built[p]
+        feature, positions, _, es, _ = info[p[0]]
+        nodes[key] = TNode(key[0], key[1], feature, positions, tuple(TEdge(e, built[k][0]) for e, k in zip(es, kids)))
+        order.append(key)
+        in_ctx.append(ccid)
+        children.append(tuple(pos[k] for k in kids))
+    return Tree(nodes=nodes, order=tuple(order), root=built[root_pair][0], ctxs=tuple(ctxs), input_ctx_of=tuple(in_ctx),
+                children=tuple(children))
 
 
 _PORTS = (Port.Q, Port.K, Port.V, Port.IN)
