@@ -6,7 +6,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.circuitdsl-installed
-DEMO ?= hypotheses/induction_refined.circuit
+DEMO ?= hypotheses/ioi_smollm2.circuit
 PYTEST_ARGS ?=
 
 .PHONY: demo test setup clean-venv bench zoo

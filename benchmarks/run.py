@@ -111,8 +111,9 @@ def distinct_inputs(engine, h) -> tuple[float, int]:
     for data in engine._layouts.values():
         x_in, _, _ = engine._inputs(tree, data)
         sets = [{("x", j)} for j in range(len(data.pool))]
-        for key, t in tree.nodes.items():
-            xs = x_in[key]
+        for i, key in enumerate(tree.order):
+            t = tree.nodes[key]
+            xs = x_in[tree.input_ctx_of[i]]
             ab = None
             if t.node.kind not in (NodeKind.EMBED, NodeKind.POS) and engine.ablation.kind in (
                 AblationKind.RESAMPLE, AblationKind.RESAMPLE_FROM, AblationKind.PAIRED):

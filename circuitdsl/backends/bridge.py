@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from circuitdsl.backends.base import Backend, BackendError, TokenizerAdapter
@@ -20,6 +21,10 @@ def load_bridge(model_dir: Path, name: str, device: str = "cpu") -> Backend:
     if not any((model_dir / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "vocab.json")):
         # a directory without tokenizer files boots silently with an empty vocabulary (MODELS.md)
         raise BackendError(f"{model_dir} holds no tokenizer files", "save the tokenizer beside the model (save_pretrained)")
+    if not sys.stderr.isatty():  # a tqdm bar per weight group floods CI logs and piped output
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     try:
         model = TransformerBridge.boot_transformers(str(model_dir), device=device)
     except Exception as e:  # transformers raises many kinds; report them as a model error
