@@ -397,14 +397,7 @@ def head_sweep(
     layers: Sequence[int] | None = None,
 ) -> SweepResult:
     """Patch each head's output (at `positions`, or everywhere) from the corrupted run."""
-    t0 = time.perf_counter()
-    patched, c, k, n = _activation_sweep(
-        model, clean, corrupt, kind="heads", positions=positions, max_rows=max_rows, progress=progress, layers=layers
-    )
-    return SweepResult(
-        "heads", "logit_diff", dataset, corruption, n, tuple(positions or ()), (), c, k,
-        tuple(tuple(r) for r in patched), time.perf_counter() - t0,
-    )  # fmt: skip
+    return _sweep_result("heads", model, clean, corrupt, positions, dataset, corruption, max_rows, progress, layers)
 
 
 def mlp_sweep(
@@ -420,12 +413,16 @@ def mlp_sweep(
     layers: Sequence[int] | None = None,
 ) -> SweepResult:
     """Patch each MLP's output (at `positions`, or everywhere) from the corrupted run."""
+    return _sweep_result("mlps", model, clean, corrupt, positions, dataset, corruption, max_rows, progress, layers)
+
+
+def _sweep_result(kind, model, clean, corrupt, positions, dataset, corruption, max_rows, progress, layers) -> SweepResult:
     t0 = time.perf_counter()
     patched, c, k, n = _activation_sweep(
-        model, clean, corrupt, kind="mlps", positions=positions, max_rows=max_rows, progress=progress, layers=layers
+        model, clean, corrupt, kind=kind, positions=positions, max_rows=max_rows, progress=progress, layers=layers
     )
     return SweepResult(
-        "mlps", "logit_diff", dataset, corruption, n, tuple(positions or ()), (), c, k,
+        kind, "logit_diff", dataset, corruption, n, tuple(positions or ()), (), c, k,
         tuple(tuple(r) for r in patched), time.perf_counter() - t0,
     )  # fmt: skip
 

