@@ -63,7 +63,7 @@ def _progress_ctx(enabled: bool):
 
 
 def run(args) -> int:
-    from circuitdsl.compiler import compile_file
+    from circuitdsl.cli.common import compile_reporting
     from circuitdsl.diagnostics import CircuitError, Diagnostic, render
     from circuitdsl.results import write_json_atomic
 
@@ -73,9 +73,7 @@ def run(args) -> int:
     worst = ExitCode.OK
     results = []
     for f in args.files:
-        compiled = compile_file(f)
-        if compiled.diagnostics:
-            print(compiled.render("full"), file=sys.stderr)
+        compiled = compile_reporting(f)
         if compiled.hypothesis is None:
             worst = ExitCode.USAGE
             continue

@@ -30,7 +30,7 @@ def add_parser(sub, name: str, help: str):
 
 
 def run(args) -> int:
-    from circuitdsl.compiler import compile_file
+    from circuitdsl.cli.common import compile_reporting
     from circuitdsl.diagnostics import CircuitError, Diagnostic, render
 
     bad = None
@@ -43,9 +43,7 @@ def run(args) -> int:
     if bad:
         print(render([Diagnostic("E902", bad)]), file=sys.stderr)
         return int(ExitCode.USAGE)
-    compiled = compile_file(args.file)
-    if compiled.diagnostics:
-        print(compiled.render("full"), file=sys.stderr)
+    compiled = compile_reporting(args.file)
     if compiled.hypothesis is None:
         return int(ExitCode.USAGE)
     h = compiled.hypothesis

@@ -24,7 +24,7 @@ def add_parser(sub, name: str, help: str):
 def run(args) -> int:
     from pathlib import Path
 
-    from circuitdsl.compiler import compile_file
+    from circuitdsl.cli.common import compile_reporting
     from circuitdsl.draw import SUFFIXES, write_drawing
 
     out = Path(args.output)
@@ -34,9 +34,7 @@ def run(args) -> int:
     if not out.parent.is_dir():
         print(f"circuitdsl graph: error: folder `{out.parent}` does not exist", file=sys.stderr)
         return int(ExitCode.USAGE)
-    result = compile_file(args.file)
-    if result.diagnostics:
-        print(result.render("full"), file=sys.stderr)
+    result = compile_reporting(args.file)
     if result.hypothesis is None:
         return int(ExitCode.USAGE)
     how = write_drawing(result.hypothesis, out, use_graphviz=not args.no_graphviz)

@@ -58,11 +58,9 @@ def run(args) -> int:
 
     hypothesis, source_text = None, None
     if args.circuit:
-        from circuitdsl.compiler import compile_file
+        from circuitdsl.cli.common import compile_reporting
 
-        compiled = compile_file(args.circuit)
-        if compiled.diagnostics:
-            print(compiled.render("full"), file=sys.stderr)
+        compiled = compile_reporting(args.circuit)
         if compiled.hypothesis is None:
             return int(ExitCode.USAGE)
         hypothesis = compiled.hypothesis
