@@ -302,25 +302,64 @@ def extract_comments(text: str, path: str = "<string>") -> tuple[tuple[ast.Comme
     return tuple(comments), frozenset(blanks)
 
 
+MAX_SYNTAX_ERRORS = 20
+"""Syntax errors reported per file at most (each later one after skipping the statement that failed)."""
+
+
 def parse_source(text: str, path: str = "<string>") -> ast.Module:
-    """Parse one file's text. Raises CircuitError (E1xx) on a syntax error."""
+    """Parse one file's text. Raises CircuitError (E1xx) on syntax errors: after an error the parser
+    skips the statement it was in (the statement's lines, continuations included, read as blank) and
+    goes on, so one run reports every broken statement (up to MAX_SYNTAX_ERRORS)."""
     from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-    source = text if text.endswith("\n") else text + "\n"
+    work = text if text.endswith("\n") else text + "\n"
+    found = []
+    tree = None
+    while len(found) < MAX_SYNTAX_ERRORS:
+        try:
+            tree = get_parser().parse(work)
+            break
+        except UnexpectedInput as e:
+            d = _syntax_diagnostic(e, work, path, UnexpectedCharacters, UnexpectedToken, UnexpectedEOF)
+            found.append(d)
+            skipped = None if d.code == "E103" else _skip_statement(work, d.span.line)
+            if skipped is None or skipped == work:
+                break
+            work = skipped
+    if found:
+        raise CircuitError(found)
     try:
-        tree = get_parser().parse(source)
         statements = _transformer(path).transform(tree)
     except VisitError as e:
         if isinstance(e.orig_exc, CircuitError):
             raise e.orig_exc from None
         raise
-    except UnexpectedInput as e:
-        raise CircuitError([_syntax_diagnostic(e, text, path, UnexpectedCharacters, UnexpectedToken, UnexpectedEOF)]) from None
     comments, blanks = extract_comments(text, path)
     lines = text.count("\n") + 1
     return ast.Module(
         tuple(statements), comments, path=path, blank_lines=blanks, span=Span(path, 1, 1, lines, 1)
     )
+
+
+def _skip_statement(text: str, line: int) -> str | None:
+    """`text` with the lines of the statement holding `line` made blank (line numbers and the columns of
+    every other line unchanged); None if there is no such line."""
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        return None
+    start = _statement_start(lines, line)
+    end = line
+    while end < len(lines):
+        nxt = end  # 0-based index of the line after `end`
+        while nxt < len(lines) and (not lines[nxt].strip() or lines[nxt].lstrip().startswith("#")):
+            nxt += 1
+        if nxt < len(lines) and (_continues(lines[end - 1]) or lines[nxt].lstrip().startswith((")", "]"))):
+            end = nxt + 1
+        else:
+            break
+    for i in range(start - 1, end):
+        lines[i] = ""
+    return "\n".join(lines)
 
 
 def _continues(line: str) -> bool:

@@ -133,3 +133,29 @@ def test_syntax_errors(text, code, words):
     for lark_name in ("_NL", "NAME", "_ARROW", "$END", "Token", "RPAR", "COMMA"):
         assert lark_name not in shown
     assert d.span.file == "t.circuit"
+
+
+def test_every_broken_statement_is_reported():
+    # after an error the parser skips that statement (continuation lines included) and goes on
+    text = (
+        "model tiny\n"
+        "dataset d = induction(n=8,\n"
+        "    length=9 $)\n"
+        "edge a0.1 -> out extra\n"
+        "nodes a0.1\n"
+        "node a1.0 depends on input\n"
+        "expect recovered => 1\n"
+        "edge embed ->"
+    )
+    with pytest.raises(CircuitError) as info:
+        parse_source(text, "t.circuit")
+    got = [(d.code, d.span.line, d.span.col) for d in info.value.diagnostics]
+    assert got == [("E102", 3, 14), ("E101", 4, 18), ("E105", 5, 1), ("E101", 7, 18), ("E103", 8, 14)]
+
+
+def test_error_recovery_is_bounded():
+    from circuitdsl.parser import MAX_SYNTAX_ERRORS
+
+    with pytest.raises(CircuitError) as info:
+        parse_source("model tiny\n" + "edge a0.1 -> out extra\n" * (MAX_SYNTAX_ERRORS + 5), "t.circuit")
+    assert len(info.value.diagnostics) == MAX_SYNTAX_ERRORS
