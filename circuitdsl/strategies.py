@@ -170,8 +170,7 @@ def ioi_prompts(*, tokenizer: Any, templates: tuple[int, ...] | int = 1, order: 
         raise ValueError(f'order must be "mixed", "ABBA" or "BABA", got {order!r}')
     if isinstance(names, bool) or not isinstance(names, int) or names < 0 or 0 < names < (6 if corrupted else 3):
         raise ValueError(f"names must be 0 (all) or at least {6 if corrupted else 3}, got {names!r}")
-    name_tok, place_tok, object_tok = ioi._vocab(tokenizer)
-    pool = ioi._pool(name_tok, names)
+    pool, places, objects = ioi.vocabulary(tokenizer, names)
     orders = ("ABBA", "BABA") if order == "mixed" else (order,)
 
     @st.composite
@@ -179,12 +178,12 @@ def ioi_prompts(*, tokenizer: Any, templates: tuple[int, ...] | int = 1, order: 
         t = draw(st.sampled_from(chosen))
         o = draw(st.sampled_from(orders))
         io, s = draw(st.lists(st.sampled_from(pool), min_size=2, max_size=2, unique=True))
-        row = ioi._Row(t, o, io, s, draw(st.sampled_from(sorted(place_tok))), draw(st.sampled_from(sorted(object_tok))))
+        place, obj = draw(st.sampled_from(places)), draw(st.sampled_from(objects))
+        abc = None
         if corrupted:
             others = [x for x in pool if x not in (io, s)]
-            a, b, c = draw(st.lists(st.sampled_from(others), min_size=3, max_size=3, unique=True))
-            return ioi._example(tokenizer, row, a, b, c, corrupted=True)
-        return ioi._example(tokenizer, row, io, s, s, corrupted=False)
+            abc = tuple(draw(st.lists(st.sampled_from(others), min_size=3, max_size=3, unique=True)))
+        return ioi.prompt(tokenizer, template=t, order=o, io=io, s=s, place=place, object=obj, abc=abc)
 
     return build()
 

@@ -29,7 +29,7 @@ from typing import Any
 from circuitdsl.datasets.core import Example
 from circuitdsl.datasets.registry import register
 
-__all__ = ["BABA_TEMPLATES", "NAMES", "PLACES", "OBJECTS", "POSITIONS", "FIELDS", "ioi", "ioi_abc", "IOIError"]
+__all__ = ["BABA_TEMPLATES", "NAMES", "PLACES", "OBJECTS", "POSITIONS", "FIELDS", "ioi", "ioi_abc", "IOIError", "vocabulary", "prompt"]
 
 # Wang et al. 2022 (BABA_TEMPLATES of the paper's code); the ABBA versions swap the first [A]/[B].
 # Template 0 is the example of the task statement: "When Mary and John went to the store, ...".
@@ -244,6 +244,24 @@ def _example(tokenizer: Any, row: _Row, a: str, b: str, b2: str, *, corrupted: b
         fields=fields,
         text=text,
     )
+
+
+def vocabulary(tokenizer: Any, names: int = 0) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(names, places, objects) that are one token each (with their leading space) for `tokenizer`;
+    names: 0 for every such name, else the first `names` of them in NAMES order."""
+    name_tok, place_tok, object_tok = _vocab(tokenizer)
+    return tuple(_pool(name_tok, names)), tuple(sorted(place_tok)), tuple(sorted(object_tok))
+
+
+def prompt(tokenizer: Any, *, template: int, order: str, io: str, s: str, place: str, object: str,
+           abc: tuple[str, str, str] | None = None) -> Example:
+    """One IOI example as the generators build it: template `template` (an index into BABA_TEMPLATES) in
+    order "ABBA" or "BABA", with io/s/place/object filled in. abc: the ABC corruption, three names for
+    the IO, S1 and S2 slots (the answers stay io and s)."""
+    row = _Row(template, order, io, s, place, object)
+    if abc is not None:
+        return _example(tokenizer, row, *abc, corrupted=True)
+    return _example(tokenizer, row, io, s, s, corrupted=False)
 
 
 @register(
