@@ -1,4 +1,5 @@
-"""The canonical formatter: AST -> text, keeping every comment and single blank lines.
+"""The canonical formatter: AST -> text, keeping every comment and single blank lines; statements
+longer than LINE_WIDTH are wrapped after a `,` or `->`.
 
 `format_source(text)` parses, prints each statement in canonical spelling, and checks its own
 work: the result must re-parse to an equal AST with the same comments, else it raises instead of
@@ -43,8 +44,101 @@ def _feature(f: ast.FeatureExpr) -> str:
     return "(" + ", ".join(_feature(p) for p in f.parts) + ")"
 
 
-def format_statement(s: ast.Statement) -> str:
-    """One statement on one line, in canonical spelling."""
+LINE_WIDTH = 100
+"""Statements longer than this are wrapped after a `,` or `->` (the grammar continues a statement after
+them), continuation lines indented by INDENT. Comments are never wrapped."""
+INDENT = "    "
+
+
+def _list(items) -> list[str]:
+    """Pieces of a comma list: every item but the last keeps its comma."""
+    items = list(items)
+    return [x + "," for x in items[:-1]] + items[-1:]
+
+
+def _literal_pieces(v: ast.Literal) -> list[str]:
+    """A literal cut after the commas of its lists (joined by spaces: `_literal(v)`)."""
+    if v.kind != "list" or not v.value:
+        return [_literal(v)]
+    out: list[str] = []
+    for k, x in enumerate(v.value):
+        ps = _literal_pieces(x)
+        if k < len(v.value) - 1:
+            ps[-1] += ","
+        out += ps
+    out[0] = "[" + out[0]
+    out[-1] += "]"
+    return out
+
+
+def _pieces(s: ast.Statement) -> list[str]:
+    """The statement's canonical text cut at its break opportunities: joined by single spaces, the
+    pieces are the one-line form; a line may end after any piece."""
+    if isinstance(s, ast.DatasetGen):
+        head = f"dataset {s.name.text} = {s.generator.text}("
+        if not s.args:
+            return [head + ")"]
+        args: list[str] = []
+        for k, a in enumerate(s.args):
+            ps = _literal_pieces(a.value)
+            ps[0] = f"{a.key.text} = " + ps[0]
+            if k < len(s.args) - 1:
+                ps[-1] += ","
+            args += ps
+        args[0] = head + args[0]
+        args[-1] += ")"
+        return args
+    if isinstance(s, ast.Group):
+        parts = _list(r.text for r in s.members)
+        parts[0] = f"group {s.name.text} = " + parts[0]
+        return parts
+    if isinstance(s, ast.NodeStmt):
+        parts = _list(r.text for r in s.nodes)
+        parts[0] = "node " + parts[0]
+        if s.positions is not None:
+            pos = _list(p.text for p in s.positions)
+            parts[-1] += " at " + pos[0]
+            parts += pos[1:]
+        if s.feature is not None:
+            parts[-1] += " depends on " + _feature(s.feature)
+        return parts
+    if isinstance(s, ast.Edge):
+        parts: list[str] = []
+        for k, step in enumerate(s.steps):
+            items = _list(t.text for t in step)
+            if k < len(s.steps) - 1:
+                items[-1] += " ->"
+            parts += items
+        parts[0] = "edge " + parts[0]
+        return parts
+    if isinstance(s, ast.Wire):
+        parts = _list(r.text for r in s.nodes)
+        parts[0] = "wire " + parts[0]
+        return parts
+    return [format_statement(s)]
+
+
+def format_statement(s: ast.Statement, width: int | None = None) -> str:
+    """One statement in canonical spelling: on one line, or wrapped to `width` columns (where a line can
+    break) when it is longer."""
+    one = _one_line(s)
+    if width is None or len(one) <= width:
+        return one
+    lines: list[str] = []
+    line = ""
+    for p in _pieces(s):
+        if not line:
+            line = p if not lines else INDENT + p
+        elif len(line) + 1 + len(p) <= width:
+            line += " " + p
+        else:
+            lines.append(line)
+            line = INDENT + p
+    lines.append(line)
+    return "\n".join(lines)
+
+
+def _one_line(s: ast.Statement) -> str:
     if isinstance(s, ast.Import):
         return f"import {_string(s.path)}"
     if isinstance(s, ast.Model):
@@ -106,7 +200,7 @@ def format_module(m: ast.Module) -> str:
             lines.append(item.text)
         else:
             lines.extend(c.text for c in leading.get(item, ()))
-            text = format_statement(stmts[item])
+            text = format_statement(stmts[item], LINE_WIDTH)
             if item in trailing:
                 text += "  " + trailing[item].text
             lines.append(text)

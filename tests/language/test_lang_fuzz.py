@@ -75,3 +75,28 @@ def test_fmt_fixtures_round_trip_and_keep_comments():
     assert format_source(messy) == (
         "model tiny  # m\n\ndataset d = fakegen(n = 4)\n# first\nedge embed -> a0.1, a0.2\n"
     )
+
+
+def test_long_statements_wrap_at_commas_and_arrows():
+    from circuitdsl.fmt import LINE_WIDTH, _one_line, _pieces
+
+    heads = [f"a{L}.{H}" for L in range(12) for H in range(4)]
+    text = (
+        "model tiny\n"
+        f"dataset d = induction(n = 64, length = 12, seed = 3, names = [{', '.join(str(i) for i in range(30))}])\n"
+        f"group g = {', '.join(heads)}\n"
+        f"node {', '.join(heads[:30])} at A1, B1 depends on (token at A1, token at B1)\n"
+        f"edge embed, pos -> {', '.join(heads[:25])} -> {', '.join(heads[25:40])} -> out\n"
+        f"wire embed, {', '.join(heads)}, out\n"
+    )
+    module = parse_source(text)
+    for s in module.statements:
+        assert " ".join(_pieces(s)) == _one_line(s)
+    out = format_source(text)
+    assert all(len(line) <= LINE_WIDTH for line in out.splitlines())
+    assert len(out.splitlines()) > len(text.splitlines())
+    assert parse_source(out) == module
+    assert format_source(out) == out
+    # continuation lines are indented; short statements stay on one line
+    assert all(line.startswith("    ") for line in out.splitlines() if line.split(" ", 1)[0] not in ("model", "dataset", "group", "node", "edge", "wire"))
+    assert format_source("model tiny\nedge embed -> a0.0.q\n") == "model tiny\nedge embed -> a0.0.q\n"
