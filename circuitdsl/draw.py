@@ -181,6 +181,7 @@ def to_dot(h: Hypothesis) -> str:
     lines = [
         f"digraph {_quote(h.name)} {{",
         "  rankdir=BT;",
+        "  newrank=true;",  # graphviz's old ranking fails ("trouble in init_rank") on wired hypotheses with clusters
         '  node [shape=box, style="rounded,filled", fillcolor="#f7f7f7", fontname="Helvetica"];',
         '  edge [fontname="Helvetica", fontsize=10];',
         f"  label={_quote(f'{h.name}: {h.model.name}, {h.main_dataset}, ablate {h.ablation}')};",
@@ -221,13 +222,16 @@ def write_drawing(h: Hypothesis, path, *, use_graphviz: bool = True) -> str:
         _atomic_write(path, dot.encode())
         return "dot-text"
     exe = shutil.which("dot") if use_graphviz else None
+    failed = ""
     if exe:
         proc = subprocess.run([exe, f"-T{suffix[1:]}"], input=dot.encode(), capture_output=True, check=False)
         if proc.returncode == 0 and proc.stdout:
             _atomic_write(path, proc.stdout)
             return "graphviz"
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        failed = f"; graphviz `dot` failed: {err[0] if err else f'exit {proc.returncode}'}"
     _draw_matplotlib(h, path, suffix[1:])
-    return "matplotlib"
+    return "matplotlib" + failed
 
 
 def _column(n: NodeId) -> int:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
+
+import pytest
 
 from circuitdsl.cli import main
 
@@ -119,3 +122,17 @@ def test_graph_errors(capsys, tmp_path):
     assert "E201" in err and out == "" and not (tmp_path / "g.png").exists()
     assert main(["graph", str(f), "-o", str(tmp_path / "g.bmp")]) == 2
     assert "suffix" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz `dot` is not installed (.ci/run installs it with apt when it can)")
+@pytest.mark.parametrize("name", ["induction_refined.circuit", "ioi_smollm2.circuit"])
+def test_graph_through_graphviz(capsys, tmp_path, name):
+    # the zoo's wired IOI hypothesis (clusters + a complete DAG) once made `dot` fail ("trouble in
+    # init_rank") and the drawing silently fell back to matplotlib
+    src = str(Path(__file__).resolve().parents[2] / "hypotheses" / name)
+    assert main(["graph", src, "-o", str(tmp_path / "g.svg")]) == 0
+    assert "(graphviz)" in capsys.readouterr().out
+    svg = (tmp_path / "g.svg").read_text()
+    assert "<svg" in svg and ">out<" in svg
+    assert main(["graph", src, "-o", str(tmp_path / "g.png")]) == 0
+    assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
