@@ -18,7 +18,7 @@ from circuitdsl.ir import Hypothesis
 from circuitdsl.report.charts import dla_bars_svg, metric_histogram_svg
 from circuitdsl.report.extras import Extras
 from circuitdsl.report.highlight import highlight_circuit
-from circuitdsl.report.svg import graph_svg, heatmap_svg
+from circuitdsl.report.svg import COLLAPSE_OVER, graph_svg, heatmap_svg
 from circuitdsl.results import CheckResult
 
 __all__ = ["render_html", "write_html", "SECTIONS"]
@@ -133,6 +133,15 @@ def _graph(r: CheckResult, h: Hypothesis | None) -> str:
         "the fraction of F(model) − F(baseline) lost when its outgoing claimed edges are removed (C \\ {v}). "
         "Hover a node or edge for details; a dashed outline means removing the node changed no example."
     )
+    if 'class="node collapsed"' in svg:
+        sub += (
+            f" To fit the page, each group of more than {COLLAPSE_OVER} nodes spread over several layers is drawn as one box (double outline), filled by "
+            "the worst (largest) removal cost of its members; its tooltip lists every member's cost (so does the "
+            "minimality table). One curve stands for all claimed edges between the box and another node on one port "
+            "(hover it for the count); edges inside the box are not drawn."
+        )
+    if "data-rows=" in svg:
+        sub += " The columns wrap: model order runs left to right, then on in the next row."
     return _section("graph", "Hypothesis graph", f'<div class="scroll">{svg}</div>', sub)
 
 

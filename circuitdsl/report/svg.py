@@ -8,11 +8,12 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from circuitdsl.draw import PORT_STYLE
-from circuitdsl.ir import FeatureKind, Hypothesis, NodeId, NodeKind, Port
+from circuitdsl.ir import Claim, EdgeId, FeatureKind, Hypothesis, NodeId, NodeKind, Port
 
-__all__ = ["graph_svg", "heatmap_svg", "cost_color", "COST_STOPS"]
+__all__ = ["COLLAPSE_OVER", "COST_STOPS", "PAGE_WIDTH", "cost_color", "graph_svg", "heatmap_svg", "node_summary"]
 
 _DASH = {"solid": "", "dashed": "7,4", "dotted": "2,3"}
 # a sequential scale for "how much of the recoverable gap is lost when the node is removed"
@@ -57,41 +58,131 @@ def _column(n: NodeId) -> int:
 
 
 NW, NH, COLW, ROWH = 132, 50, 210, 72
+PAGE_WIDTH = 1100
+"""The widest graph drawn as is; a wider one collapses its big groups, then wraps onto rows."""
+DENSE_EDGES = 120
+"""A graph drawing more curves than this fades them (hover one to see it)."""
+COLLAPSE_OVER = 8
+"""A group of more than this many nodes, spread over several columns, is drawn as one box when the
+graph would be wider than the page."""
 
 
-def graph_svg(h: Hypothesis, costs: dict[str, tuple[float | None, float | None, bool]], *, uid: str = "g") -> str:
+@dataclass(frozen=True)
+class _Box:
+    """A collapsed group: one box standing for all its members (those drawn in this group)."""
+
+    group: str
+    members: tuple[NodeId, ...]
+
+    def sort_key(self) -> tuple[int, int, int, int]:
+        return min(n.sort_key() for n in self.members)
+
+    @property
+    def name(self) -> str:
+        return self.group
+
+
+def _column_of(k: NodeId | _Box) -> int:
+    return min(_column(n) for n in k.members) if isinstance(k, _Box) else _column(k)
+
+
+def node_summary(nodes) -> str:
+    """Nodes in model order as a range-like list: `embed, m0..m29`, `a8.1, a14.3..a14.5`."""
+    runs: list[list[NodeId]] = []
+    for n in sorted(set(nodes)):
+        prev = runs[-1][-1] if runs else None
+        nxt = prev is not None and n.kind is prev.kind and (
+            (n.kind is NodeKind.MLP and n.layer == prev.layer + 1)
+            or (n.kind is NodeKind.HEAD and n.layer == prev.layer and n.head == prev.head + 1)
+        )
+        if nxt:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    out = []
+    for r in runs:
+        if len(r) >= 3:
+            out.append(f"{r[0].name}..{r[-1].name}")
+        else:
+            out.extend(n.name for n in r)
+    return ", ".join(out)
+
+
+def _collapsed_groups(h: Hypothesis, cluster: dict[NodeId, str], max_width: int) -> list[_Box]:
+    """The groups drawn as one box: none if the graph fits `max_width` node by node; else every
+    group of more than COLLAPSE_OVER members whose members lie in more than one column."""
+    columns = {_column(c.node) for c in h.claims}
+    if _width(len(columns)) <= max_width:
+        return []
+    boxes = []
+    for gname, _ in h.groups:
+        members = tuple(sorted(n for n, g in cluster.items() if g == gname))
+        if len(members) > COLLAPSE_OVER and len({_column(n) for n in members}) > 1:
+            boxes.append(_Box(gname, members))
+    return boxes
+
+
+def _width(ncols: int) -> float:
+    return 40 + ncols * COLW - (COLW - NW) + 40
+
+
+def graph_svg(h: Hypothesis, costs: dict[str, tuple[float | None, float | None, bool]], *, uid: str = "g",
+              max_width: int = PAGE_WIDTH) -> str:
     """The claimed graph, model order left to right; nodes grouped as declared (dashed boxes), filled
-    by `costs[name] = (fraction, raw, changed_nothing)`; edges styled by port. Includes its legend."""
+    by `costs[name] = (fraction, raw, changed_nothing)`; edges styled by port. Includes its legend.
+
+    A graph wider than `max_width` draws each group of more than COLLAPSE_OVER nodes as one box
+    (filled by its members' worst cost; its tooltip lists every member's cost; edges to and from its
+    members merge per other end and port), then, if still too wide, wraps its columns onto rows."""
     cluster: dict[NodeId, str] = {}
     for gname, members in h.groups:
         for n in members:
             if n in h.graph:
                 cluster.setdefault(n, gname)
     group_rank = {g: i for i, (g, _) in enumerate(h.groups)}
-    cols: dict[int, list[NodeId]] = {}
-    for c in h.claims:
-        cols.setdefault(_column(c.node), []).append(c.node)
+    boxes = _collapsed_groups(h, cluster, max_width)
+    drawn: dict[NodeId, NodeId | _Box] = {c.node: c.node for c in h.claims}
+    for b in boxes:
+        drawn.update({n: b for n in b.members})
+    group_of = {k: (k.group if isinstance(k, _Box) else cluster.get(k)) for k in drawn.values()}
+    cols: dict[int, list[NodeId | _Box]] = {}
+    for k in dict.fromkeys(drawn[c.node] for c in h.claims):
+        cols.setdefault(_column_of(k), []).append(k)
     keys = sorted(cols)
-    pos: dict[NodeId, tuple[float, float]] = {}
-    tallest = max((len(v) for v in cols.values()), default=1)
-    top = 46
-    for x, key in enumerate(keys):
-        members = sorted(cols[key], key=lambda n: (group_rank.get(cluster.get(n, ""), -1), n.sort_key()))
-        # leave a gap between different groups in one column
-        ys, y, prev = [], 0.0, object()
-        for n in members:
-            g = cluster.get(n)
-            if ys and g != prev:
-                y += 22
-            ys.append(y)
-            y += ROWH
-            prev = g
-        span = y - ROWH
-        off = top + (max(tallest * ROWH + 22 * 2, span + ROWH) - span - ROWH) / 2
-        for n, yy in zip(members, ys):
-            pos[n] = (40 + x * COLW, off + yy)
-    width = 40 + len(keys) * COLW - (COLW - NW) + 40
-    height = max((p[1] for p in pos.values()), default=top) + NH + 24
+    per_row = max(1, len(keys))
+    if _width(len(keys)) > max_width:
+        fit = max(1, int((max_width - 80 + COLW - NW) // COLW))
+        per_row = -(-len(keys) // -(-len(keys) // fit))  # as even as rows allow
+    rows = [keys[i : i + per_row] for i in range(0, len(keys), per_row)]
+    pos: dict[NodeId | _Box, tuple[float, float]] = {}
+    cap_at: list[tuple[float, float, int]] = []
+    row_top = 0.0
+    row_of: dict[NodeId | _Box, int] = {}
+    for ri, row in enumerate(rows):
+        tallest = max(len(cols[key]) for key in row)
+        top = row_top + 46
+        bottom = top
+        for x, key in enumerate(row):
+            members = sorted(cols[key], key=lambda k: (group_rank.get(group_of[k] or "", -1), k.sort_key()))
+            # leave a gap between different groups in one column
+            ys, y, prev = [], 0.0, object()
+            for k in members:
+                g = group_of[k]
+                if ys and g != prev:
+                    y += 22
+                ys.append(y)
+                y += ROWH
+                prev = g
+            span = y - ROWH
+            off = top + (max(tallest * ROWH + 22 * 2, span + ROWH) - span - ROWH) / 2
+            for k, yy in zip(members, ys):
+                pos[k] = (40 + x * COLW, off + yy)
+                row_of[k] = ri
+                bottom = max(bottom, off + yy)
+            cap_at.append((40 + x * COLW + NW / 2, row_top + 22, key))
+        row_top = bottom + NH + 24 + 30
+    width = _width(max(len(r) for r in rows) if rows else 0)
+    height = max((p[1] for p in pos.values()), default=46) + NH + 24
     vals = [abs(f) for f, _, _ in costs.values() if f is not None and math.isfinite(f)]
     vmax = max([1.0] + vals) if any(v > 1 for v in vals) else 1.0
     claims = {c.node: c for c in h.claims}
@@ -106,25 +197,31 @@ def graph_svg(h: Hypothesis, costs: dict[str, tuple[float | None, float | None, 
     parts.append("</defs>")
     # group boxes, one per (group, column)
     for gname, _ in h.groups:
-        by_col: dict[int, list[NodeId]] = {}
+        by_col: dict[int, list[NodeId | _Box]] = {}
         for n, g in cluster.items():
-            if g == gname:
-                by_col.setdefault(_column(n), []).append(n)
+            if g == gname and drawn[n] not in by_col.get(_column_of(drawn[n]), []):
+                by_col.setdefault(_column_of(drawn[n]), []).append(drawn[n])
         for members in by_col.values():
-            xs = [pos[n][0] for n in members]
-            ys = [pos[n][1] for n in members]
+            xs = [pos[k][0] for k in members]
+            ys = [pos[k][1] for k in members]
             x0, y0 = min(xs) - 10, min(ys) - 24
             parts.append(
                 f'<rect class="grp" x="{x0}" y="{y0}" width="{NW + 20}" height="{max(ys) - min(ys) + NH + 34}" rx="8"/>'
                 f'<text class="grp-label" x="{x0 + 8}" y="{y0 + 15}">{_esc(gname)}</text>'
             )
-    # edges: one curve per port, entering the receiver at that port's pin (q top, k middle, v bottom)
-    pair_ports: dict[tuple[NodeId, NodeId], list[Port]] = {}
+    # edges: one curve per port, entering the receiver at that port's pin (q top, k middle, v bottom);
+    # edges to or from a collapsed group merge per (other end, port); edges inside one are not drawn
+    pair_ports: dict[tuple[NodeId | _Box, NodeId | _Box], dict[Port, list[EdgeId]]] = {}
+    internal: dict[_Box, int] = {}
     for e in h.edges:
-        pair_ports.setdefault((e.sender, e.receiver), []).append(e.port)
+        s, r = drawn[e.sender], drawn[e.receiver]
+        if s == r:
+            internal[s] = internal.get(s, 0) + 1
+            continue
+        pair_ports.setdefault((s, r), {}).setdefault(e.port, []).append(e)
     pin_y = {Port.Q: 0.26, Port.K: 0.5, Port.V: 0.74, Port.IN: 0.5}
-    pins: set[tuple[NodeId, Port]] = set()
-    for (s, r), ports in sorted(pair_ports.items()):
+    pins: set[tuple[NodeId | _Box, Port]] = set()
+    for (s, r), ports in sorted(pair_ports.items(), key=lambda t: (t[0][0].sort_key(), t[0][1].sort_key())):
         (sx, sy), (rx, ry) = pos[s], pos[r]
         for p in sorted(ports):
             color, style = PORT_STYLE[p]
@@ -132,14 +229,23 @@ def graph_svg(h: Hypothesis, costs: dict[str, tuple[float | None, float | None, 
             x0, y0 = sx + NW, sy + NH / 2
             x1, y1 = rx - 1, ry + NH * pin_y[p]
             dx = max(40.0, (x1 - x0) * 0.45)
+            c0, c1 = y0, y1
+            if x1 < x0:  # wrapped onto a later row, or into a collapsed group drawn further left
+                dx = 70.0
+                if row_of[s] == row_of[r]:  # back along the row: loop below the nodes, not through them
+                    c0 = c1 = max(y0, y1) + NH + 20
             dash = f' stroke-dasharray="{_DASH[style]}"' if _DASH[style] else ""
-            title = f"{s.name} -> {r.name}" + ("" if p is Port.IN else f".{p.value}")
+            title = _edge_title(s, r, p, ports[p])
             parts.append(
-                f'<path class="edge" d="M{x0:.1f},{y0:.1f} C{x0 + dx:.1f},{y0:.1f} {x1 - dx:.1f},{y1:.1f} {x1:.1f},{y1:.1f}" '
+                f'<path class="edge" d="M{x0:.1f},{y0:.1f} C{x0 + dx:.1f},{c0:.1f} {x1 - dx:.1f},{c1:.1f} {x1:.1f},{y1:.1f}" '
                 f'stroke="{color}"{dash} marker-end="url(#{uid}-arr-{p.value})"><title>{_esc(title)}</title></path>'
             )
     # nodes
-    for n, (x, y) in pos.items():
+    for k, (x, y) in pos.items():
+        if isinstance(k, _Box):
+            parts.append(_box_svg(k, x, y, claims, costs, vmax, internal.get(k, 0)))
+            continue
+        n = k
         c = claims[n]
         frac, raw, nothing = costs.get(n.name, (None, None, False))
         fill = cost_color(frac, vmax)
@@ -157,10 +263,7 @@ def graph_svg(h: Hypothesis, costs: dict[str, tuple[float | None, float | None, 
             cost = ""
         tip = [f"{n.name}{where}", f"depends on {c.feature}"]
         if n.name in costs:
-            tip.append(
-                f"removal cost: {'n/a' if frac is None else f'{frac:+.3f}'} of the gap, raw {'n/a' if raw is None else f'{raw:+.4g}'}"
-                + ("; removing it changed no example" if nothing else "")
-            )
+            tip.append(f"removal cost: {_cost_text(frac, raw, nothing)}")
         dashed = ' stroke-dasharray="4,3"' if nothing else ""
         parts.append(
             f'<g class="node" data-node="{_esc(n.name)}"><title>{_esc(chr(10).join(tip))}</title>'
@@ -170,21 +273,103 @@ def graph_svg(h: Hypothesis, costs: dict[str, tuple[float | None, float | None, 
             f'<text x="{x + NW / 2}" y="{y + 31}" class="nfeat" fill="{tc}">{_esc(_short(feat, 22))}</text>'
             f'<text x="{x + NW / 2}" y="{y + 44}" class="ncost" fill="{tc}">{_esc(cost)}</text></g>'
         )
-    for n, p in sorted(pins, key=lambda t: (t[0].sort_key(), t[1])):
+    for k, p in sorted(pins, key=lambda t: (t[0].sort_key(), t[1])):
         if p is Port.IN:
             continue
-        x, y = pos[n]
+        x, y = pos[k]
         color = PORT_STYLE[p][0]
         parts.append(f'<text class="pin" x="{x + 4}" y="{y + NH * pin_y[p] + 3.5:.1f}" fill="{color}">{p.value}</text>')
     # column captions
-    for x, key in enumerate(keys):
+    for cx, cy, key in cap_at:
         cap = "embeddings" if key == -1 else "output" if key == 1 << 20 else (f"layer {key // 2}" + (" MLP" if key % 2 else ""))
-        parts.append(f'<text class="colcap" x="{40 + x * COLW + NW / 2}" y="22">{cap}</text>')
+        parts.append(f'<text class="colcap" x="{cx}" y="{cy:.0f}">{cap}</text>')
+    extra = ""
+    if boxes:
+        extra += f' data-collapsed="{_esc(" ".join(b.group for b in boxes))}"'
+    if len(rows) > 1:
+        extra += f' data-rows="{len(rows)}"'
+    n_paths = sum(len(ports) for ports in pair_ports.values())
+    if n_paths > DENSE_EDGES:
+        # many curves: fade them so that nodes stay readable; the hovered one stands out
+        extra += " data-dense"
+        parts.insert(0, "<style>svg.graph[data-dense] .edge{opacity:.35;stroke-width:1.4}"
+                        "svg.graph[data-dense] .edge:hover{opacity:1;stroke-width:3.2}"
+                        "svg.graph[data-dense] .colcap,svg.graph[data-dense] .grp-label"
+                        "{paint-order:stroke;stroke:#fff;stroke-width:4px;stroke-linejoin:round}</style>")
     svg = (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" viewBox="0 0 {width:.0f} {height:.0f}" '
-        f'width="{width:.0f}" height="{height:.0f}" role="img" aria-label="hypothesis graph">' + "".join(parts) + "</svg>"
+        f'width="{width:.0f}" height="{height:.0f}" role="img" aria-label="hypothesis graph"{extra}>' + "".join(parts) + "</svg>"
     )
     return svg + _legend(uid, vmax)
+
+
+def _cost_text(frac: float | None, raw: float | None, nothing: bool) -> str:
+    return (
+        f"{'n/a' if frac is None else f'{frac:+.3f}'} of the gap, raw {'n/a' if raw is None else f'{raw:+.4g}'}"
+        + ("; removing it changed no example" if nothing else "")
+    )
+
+
+def _edge_title(s: NodeId | _Box, r: NodeId | _Box, p: Port, edges: list[EdgeId]) -> str:
+    """`a5.6 -> a9.2.q`; for a collapsed end, how many claimed edges the curve stands for, and which."""
+    def end(k: NodeId | _Box) -> str:
+        return f"group {k.name}" if isinstance(k, _Box) else k.name
+
+    title = f"{end(s)} -> {end(r)}" + ("" if p is Port.IN else f".{p.value}")
+    if isinstance(s, _Box) or isinstance(r, _Box):
+        ends = (
+            f"from {node_summary(e.sender for e in edges)}" if isinstance(s, _Box) else "",
+            f"into {node_summary(e.receiver for e in edges)}" if isinstance(r, _Box) else "",
+        )
+        title += f": {len(edges)} claimed edge{'s' if len(edges) != 1 else ''}, " + " ".join(x for x in ends if x)
+    return title
+
+
+def _box_svg(b: _Box, x: float, y: float, claims: dict[NodeId, Claim],
+             costs: dict[str, tuple[float | None, float | None, bool]], vmax: float, internal: int) -> str:
+    """A collapsed group: filled by its members' worst (largest) cost; the tooltip lists each member,
+    its claim and its cost, so that no node's cost is hidden."""
+    known = [(costs[n.name][0], n) for n in b.members if n.name in costs]
+    finite = [(f, n) for f, n in known if f is not None and math.isfinite(f)]
+    worst = max(finite, key=lambda t: t[0], default=None)
+    fill = cost_color(worst[0] if worst else None, vmax)
+    tc = _text_color(fill)
+    summary = node_summary(b.members)
+    label = summary if len(summary) <= 16 else f"{b.members[0].name} … {b.members[-1].name}"
+    if known and all(costs[n.name][2] for _, n in known) and len(known) == len(b.members):
+        cost, dashed = "removal: no change", ' stroke-dasharray="4,3"'
+    elif worst is not None:
+        cost, dashed = f"worst cost {worst[0] + 0.0:+.2f}", ""
+    elif known:
+        cost, dashed = "cost n/a", ""
+    else:
+        cost, dashed = "", ""
+    tip = [
+        f"group {b.group}: {summary}",
+        f"{len(b.members)} nodes drawn as one box; {internal} claimed edge{'s' if internal != 1 else ''} among them not drawn",
+    ]
+    if worst is not None:
+        tip.append(f"filled by the worst (largest) removal cost: {worst[1].name} {worst[0]:+.3f}")
+    tip.append("members (removal cost):")
+    for n in b.members:
+        c = claims[n]
+        where = (" @ " + ", ".join(c.positions)) if c.positions else ""
+        feat = "" if c.feature.kind is FeatureKind.IDENTITY else f", depends on {c.feature}"
+        cost_n = f": {_cost_text(*costs[n.name])}" if n.name in costs else ""
+        tip.append(f"  {n.name}{where}{feat}{cost_n}")
+    feats = {claims[n].feature for n in b.members}
+    line2 = f"{len(b.members)} nodes"
+    if len(feats) == 1 and next(iter(feats)).kind is not FeatureKind.IDENTITY:
+        line2 += f", {next(iter(feats))}"
+    return (
+        f'<g class="node collapsed" data-group="{_esc(b.group)}" data-members="{_esc(" ".join(n.name for n in b.members))}">'
+        f'<title>{_esc(chr(10).join(tip))}</title>'
+        f'<rect x="{x - 3}" y="{y - 3}" width="{NW + 6}" height="{NH + 6}" rx="8" fill="none" stroke="#444c56" stroke-width="1"/>'
+        f'<rect x="{x}" y="{y}" width="{NW}" height="{NH}" rx="6" fill="{fill}"{dashed}/>'
+        f'<text x="{x + NW / 2}" y="{y + 17}" class="nname" fill="{tc}" style="font-size:12px">{_esc(_short(label, 17))}</text>'
+        f'<text x="{x + NW / 2}" y="{y + 31}" class="nfeat" fill="{tc}">{_esc(_short(line2, 22))}</text>'
+        f'<text x="{x + NW / 2}" y="{y + 44}" class="ncost" fill="{tc}">{_esc(cost)}</text></g>'
+    )
 
 
 def _short(s: str, n: int) -> str:
