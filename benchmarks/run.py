@@ -13,7 +13,10 @@ Sections (all timed in this one process with torch.set_num_threads(1), so ratios
   `circuitdsl.patching.head_sweep`: the same per-head activation-patching sweep, same model and data,
   results checked equal; the ratio.
 - scaling: engine time against N, and against hypothesis size (claimed heads 1..dozens).
-- memory: peak RSS (ru_maxrss of a subprocess per configuration) against batch size and N.
+- memory: peak RSS of a subprocess per configuration during clean runs + one scrub (the high-water
+  mark reset after loading the model) against N, unbounded (every clean
+  activation and row in memory) and under 256 MiB budgets (clean cache spilled, root chunks), and
+  against batch size.
 - profile: the top entries of cProfile for one scrub.
 
 Writes benchmarks/results/<model>-<stamp>.json and .png (atomically) and prints a table.
@@ -127,11 +130,11 @@ def distinct_inputs(engine, h) -> tuple[float, int]:
     return sum(counts) / len(counts), max(counts)
 
 
-def engine_scrub(backend, datasets, h, batch_size: int):
+def engine_scrub(backend, datasets, h, batch_size: int, **budgets):
     from circuitdsl.engine.scrub import Engine
 
     t = time.perf_counter()
-    eng = Engine(backend, datasets, h.main_dataset, h.ablation, seed=h.seed, batch_size=batch_size)
+    eng = Engine(backend, datasets, h.main_dataset, h.ablation, seed=h.seed, batch_size=batch_size, **budgets)
     t_clean = time.perf_counter() - t
     out = eng.scrub(h)
     return eng, out, t_clean, time.perf_counter() - t
@@ -277,29 +280,66 @@ def scaling(model: str, h, backend, ns, sizes, batch_size: int) -> dict:
 
 
 # ---- memory ---------------------------------------------------------------------------------------
+BUDGETS = {
+    # what holds memory beyond the model: clean activations (clean_bytes), the row memo between root
+    # chunks and scrubs (cache_bytes), the rows of one root chunk (root_chunk roots)
+    "unbounded": {"clean_bytes": 1 << 50, "cache_bytes": 1 << 50, "root_chunk": 0},
+    "default": {},
+    "256MiB": {"clean_bytes": 256 << 20, "cache_bytes": 256 << 20},
+}
+
+
+def _proc_status() -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of this process, bytes."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                k, v = line.split(":")
+                out[k] = int(v.split()[0]) * 1024
+    return out
+
+
 def memprobe(args) -> None:
-    """Child process: load, scrub once, print peak RSS (bytes)."""
+    """Child process: load, scrub once, print RSS figures (bytes). Loading the model has a transient peak
+    of its own (~3 GiB for SmolLM2: the GGUF/HF/bridge copies); the peak RSS high-water mark is reset after
+    loading (Linux: /proc/self/clear_refs), so `peak_rss` is the peak during clean runs + the scrub."""
+    import gc
+
     import torch
 
     torch.set_num_threads(1)
     _, h, backend, datasets = load(args.model, args.n, args.hypothesis)
-    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    engine_scrub(backend, datasets, h, args.batch_size)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"loaded_rss": loaded, "peak_rss": peak}))
+    gc.collect()
+    load_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        reset = True
+    except OSError:
+        reset = False
+    loaded = _proc_status().get("VmRSS", load_peak)
+    eng, _, _, t = engine_scrub(backend, datasets, h, args.batch_size, **BUDGETS[args.budget])
+    peak = _proc_status().get("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"loaded_rss": loaded, "load_peak_rss": load_peak, "peak_rss": peak, "peak_reset_after_load": reset, "engine_s": t,
+                      "clean_in_memory": eng.clean_held, "clean_spilled": eng.clean_spilled, "memo_flushes": eng.memo_flushes,
+                      "memo_peak_bytes": eng.memo_peak_bytes}))
+    eng.close()
 
 
 def memory(model: str, hyp: str, configs) -> list[dict]:
     out = []
-    for n, bs in configs:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--_memprobe", "--model", model, "--n", str(n), "--batch-size", str(bs), "--hypothesis", hyp]
+    for n, bs, budget in configs:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--_memprobe", "--model", model, "--n", str(n), "--batch-size", str(bs),
+               "--hypothesis", hyp, "--budget", budget]
         p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         line = next((ln for ln in reversed(p.stdout.splitlines()) if ln.startswith("{")), None)
         if p.returncode != 0 or line is None:
-            out.append({"n": n, "batch_size": bs, "error": p.stderr[-500:]})
+            out.append({"n": n, "batch_size": bs, "budget": budget, "error": p.stderr[-500:]})
             continue
         r = json.loads(line)
-        out.append({"n": n, "batch_size": bs, **r, "scrub_rss": r["peak_rss"] - r["loaded_rss"]})
+        out.append({"n": n, "batch_size": bs, "budget": budget, **r, "scrub_rss": r["peak_rss"] - r["loaded_rss"]})
+        print(f"  memory N={n} batch {bs} {budget}: peak RSS {r['peak_rss'] / 2**20:.0f} MiB", file=sys.stderr, flush=True)
     return out
 
 
@@ -344,11 +384,15 @@ def plot(res: dict, path: Path) -> None:
         ax[1].set(xlabel="claimed edges (labels: claimed heads)", ylabel="scrub seconds (clean runs excluded)", title="time against hypothesis size")
     mem = [r for r in res.get("memory") or [] if "peak_rss" in r]
     if mem:
-        for n in sorted({r["n"] for r in mem}):
-            rows = [r for r in mem if r["n"] == n]
-            ax[2].plot([r["batch_size"] for r in rows], [r["peak_rss"] / 2**20 for r in rows], "o-", label=f"N={n}")
-        ax[2].set(xscale="log", xlabel="batch size (rows per block run)", ylabel="peak RSS (MiB)", title="memory")
-        ax[2].legend()
+        bs0 = res["batch_size"]
+        for budget in dict.fromkeys(r.get("budget", "default") for r in mem):
+            rows = sorted((r for r in mem if r.get("budget", "default") == budget and r["batch_size"] == bs0), key=lambda r: r["n"])
+            if len(rows) > 1:
+                ax[2].plot([r["n"] for r in rows], [r["peak_rss"] / 2**20 for r in rows], "o-", label=f"budget {budget}, batch {bs0}")
+        loaded = [r["loaded_rss"] / 2**20 for r in mem]
+        ax[2].axhline(sum(loaded) / len(loaded), color="grey", ls="--", lw=1, label="RSS after loading the model")
+        ax[2].set(xscale="log", xlabel="N examples", ylabel="peak RSS (MiB)", title="memory against N")
+        ax[2].legend(fontsize=8)
     fig.suptitle(f'circuitdsl benchmarks: {res["model"]}, {res["hypothesis"]}, {res["date"]}')
     fig.tight_layout()
     buf = io.BytesIO()
@@ -383,9 +427,11 @@ def table(res: dict) -> str:
         L.append(f'  {r["heads"]:3d} heads {r["edges"]:4d} edges {r["treeified_nodes"]:4d} tnodes: scrub {r["scrub_s"]:8.3f} s, rows {r["rows"]}, block runs {r["block_runs"]}')
     for r in res.get("memory") or []:
         if "peak_rss" in r:
-            L.append(f'  memory N={r["n"]:<5d} batch {r["batch_size"]:<5d} peak RSS {r["peak_rss"] / 2**20:8.1f} MiB (after load {r["loaded_rss"] / 2**20:.1f} MiB)')
+            L.append(f'  memory N={r["n"]:<5d} batch {r["batch_size"]:<4d} budget {r.get("budget", "default"):9s} peak RSS {r["peak_rss"] / 2**20:8.1f} MiB '
+                     f'(RSS after load {r["loaded_rss"] / 2**20:.1f} MiB; clean in memory {r.get("clean_in_memory", 0) / 2**20:.0f} MiB, '
+                     f'spilled {r.get("clean_spilled", 0) / 2**20:.0f} MiB; {r.get("engine_s", 0):.1f} s)')
         else:
-            L.append(f'  memory N={r["n"]} batch {r["batch_size"]}: failed {r["error"][-200:]}')
+            L.append(f'  memory N={r["n"]} batch {r["batch_size"]} budget {r.get("budget")}: failed {r["error"][-200:]}')
     if res.get("profile"):
         L.append("profile (one fresh scrub, top by own time):")
         for r in res["profile"]:
@@ -404,6 +450,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip", default="", help="comma-separated sections to skip: reference,peer,scaling,memory,profile")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--_memprobe", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--budget", choices=tuple(BUDGETS), default="default", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     import torch
 
@@ -458,11 +505,16 @@ def main(argv=None) -> int:
         res["scaling"] = scaling(args.model, h, backend, ns, sizes, args.batch_size)
     if "memory" not in skip:
         say("memory...")
+        bs = args.batch_size
         if args.quick:
-            configs = [(n, 8), (n, 64)]
+            configs = [(n, 8, "256MiB"), (n, bs, "256MiB")]
         else:
-            configs = [(n, 8), (n, 32), (n, 128), (2 * n, 32)] if small else [(n, 8), (n, 32), (n, 128), (n // 2, 32)]
+            ns = [n // 4, n // 2, n, 2 * n, 4 * n] if small else [n // 2, n, 2 * n, 4 * n, 8 * n]
+            # unbounded stops at 2N: on SmolLM2 it holds ~27 MB of clean activations per example and row
+            configs = [(m, bs, "unbounded") for m in ns[:-2]] + [(m, bs, "256MiB") for m in ns]
+            configs += [(n, b, "256MiB") for b in (8, 2 * bs) if b != bs]
         res["memory"] = memory(args.model, str(path), configs)
+        say("memory done")
     if "profile" not in skip:
         say("profile...")
         res["profile"] = profile(backend, datasets, h, args.batch_size)

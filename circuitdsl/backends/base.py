@@ -56,12 +56,13 @@ class CleanCache:
     resid_mid: tuple[torch.Tensor, ...]
     mlp_out: tuple[torch.Tensor, ...]
     resid_final: torch.Tensor
-    logits: torch.Tensor
-    """[B, P, V] clean logits."""
+    logits: torch.Tensor | None
+    """[B, P, V] clean logits; None where the holder kept only what it needs of them (the engine
+    keeps the scored positions only)."""
 
     @property
     def n(self) -> int:
-        return int(self.embed.shape[0])
+        return int(self.embed.shape[0])  # also for the engine's spilled fields (engine/spill.py)
 
     def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "CleanCache":
         return CleanCache(
@@ -72,7 +73,7 @@ class CleanCache:
             resid_mid=tuple(fn(t) for t in self.resid_mid),
             mlp_out=tuple(fn(t) for t in self.mlp_out),
             resid_final=fn(self.resid_final),
-            logits=fn(self.logits),
+            logits=None if self.logits is None else fn(self.logits),
         )
 
 

@@ -1,5 +1,5 @@
 """`circuitdsl check FILE... [--format text|json] [--seed N] [--device cpu] [--batch-size N]
-[--no-completeness] [--json-out PATH] [--html PATH]`: scrub each hypothesis and evaluate its `expect` clauses.
+[--clean-cache MIB] [--no-completeness] [--json-out PATH] [--html PATH]`: scrub each hypothesis and evaluate its `expect` clauses.
 
 The report goes to stdout (text, or one JSON document: a list with one result per file); progress and
 diagnostics go to stderr. Exit: 0 every expect holds, 1 an expect failed, 2 a usage, language,
@@ -23,6 +23,9 @@ def add_parser(sub, name: str, help: str):
     p.add_argument("--seed", type=int, default=None, help="override the file's `set seed`")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--batch-size", type=int, default=None, help="rows per block run (default 64); results do not depend on it")
+    p.add_argument("--clean-cache", type=int, default=None, metavar="MIB",
+                   help="clean activations kept in memory, in MiB (default 4096); the rest go to a temporary file "
+                        "($CIRCUITDSL_SPILL_DIR or the temp dir), removed afterwards; results do not depend on it")
     p.add_argument("--no-completeness", action="store_true", help="skip the completeness search")
     p.add_argument("--json-out", metavar="PATH", default=None, help="also write the JSON result here (atomically)")
     p.add_argument("--html", metavar="PATH", default=None,
@@ -70,6 +73,9 @@ def run(args) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         print(render([Diagnostic("E902", f"--batch-size must be a positive integer, not {args.batch_size}")]), file=sys.stderr)
         return int(ExitCode.USAGE)
+    if args.clean_cache is not None and args.clean_cache < 0:
+        print(render([Diagnostic("E902", f"--clean-cache must be a number of MiB >= 0, not {args.clean_cache}")]), file=sys.stderr)
+        return int(ExitCode.USAGE)
     worst = ExitCode.OK
     results = []
     for f in args.files:
@@ -89,7 +95,8 @@ def run(args) -> int:
                 from circuitdsl.engine.check import run_check
 
                 r = run_check(h, seed=args.seed, device=args.device, batch_size=args.batch_size, progress=progress,
-                              completeness=not args.no_completeness)
+                              completeness=not args.no_completeness,
+                              clean_cache_bytes=None if args.clean_cache is None else args.clean_cache << 20)
         except CircuitError as e:
             print(render(e.diagnostics, "full", dict(compiled.sources)), file=sys.stderr)
             worst = ExitCode.USAGE

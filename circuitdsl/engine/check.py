@@ -25,7 +25,10 @@ def run_check(
     batch_size: int | None = None,
     progress: Progress | None = None,
     completeness: bool = True,
+    clean_cache_bytes: int | None = None,
 ) -> CheckResult:
+    """clean_cache_bytes: clean activations held in memory (default `scrub.DEFAULT_CLEAN_BYTES`); the
+    rest are spilled to a temporary file that is removed when the check ends (results do not change)."""
     import torch
 
     from circuitdsl.backends.base import BackendError
@@ -57,8 +60,8 @@ def run_check(
     timings["datasets"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    with torch.no_grad():
-        engine = Engine(backend, datasets, h.main_dataset, h.ablation, seed=seed, batch_size=batch_size)
+    with torch.no_grad(), Engine(backend, datasets, h.main_dataset, h.ablation, seed=seed, batch_size=batch_size,
+                                 clean_bytes=clean_cache_bytes) as engine:
         _check_names(h, ds)
         clean = engine.clean_logits()
         timings["clean_run"] = time.perf_counter() - t
@@ -120,7 +123,8 @@ def run_check(
     )
     expects = tuple(_expect(partial, x) for x in h.expects)
     timings["total"] = time.perf_counter() - t0
-    cost = (("forward_passes", engine.forward_passes), ("block_runs", engine.block_runs))
+    cost = (("forward_passes", engine.forward_passes), ("block_runs", engine.block_runs),
+            ("clean_bytes_in_memory", engine.clean_held), ("clean_bytes_spilled", engine.clean_spilled))
     import dataclasses
 
     return dataclasses.replace(partial, expects=expects, timings=tuple(timings.items()), cost=cost)

@@ -14,6 +14,7 @@ Engine, so the many scrubs of the completeness search reuse each other's work.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,13 +25,17 @@ from circuitdsl.backends.base import Backend, CleanCache
 from circuitdsl.datasets.core import Dataset, Layout
 from circuitdsl.diagnostics import CircuitError, Diagnostic
 from circuitdsl.engine.draws import CLASS, OTHER, FeatureIndex, pick
+from circuitdsl.engine.spill import SpillDir, SpilledHeads, SpilledTensor, is_spilled, rows_of
 from circuitdsl.engine.treeify import TNode, Tree, treeify
 from circuitdsl.ir import Ablation, AblationKind, FeatureKind, Hypothesis, NodeId, NodeKind, Port
 
-__all__ = ["Engine", "ScrubOutput", "LayoutData", "AblSource", "DEFAULT_CACHE_BYTES"]
+__all__ = ["Engine", "ScrubOutput", "LayoutData", "AblSource", "DEFAULT_CACHE_BYTES", "DEFAULT_CLEAN_BYTES"]
 
 DEFAULT_CACHE_BYTES = 1 << 30
 """Default budget (bytes) of the cross-scrub row memo."""
+
+DEFAULT_CLEAN_BYTES = 4 << 30
+"""Default budget (bytes) of clean activations held in memory; beyond it they are spilled to disk."""
 
 
 @dataclass(frozen=True)
@@ -165,36 +170,92 @@ def _weights(k: int) -> np.ndarray:
 _WEIGHTS: dict[int, np.ndarray] = {}
 
 
-def _mean_cache(c: CleanCache) -> CleanCache:
-    return c.map(lambda t: t.mean(dim=0, keepdim=True))
+def _fields(c: CleanCache) -> list:
+    """The activation fields of a cache in a fixed order (the full logits excluded)."""
+    return [c.embed, *([c.pos] if c.pos is not None else []), *c.resid_pre, *c.result, *c.resid_mid, *c.mlp_out, c.resid_final]
 
 
-def _zero_cache(c: CleanCache, backend: Backend) -> CleanCache:
+def _cache_nbytes(c: CleanCache) -> int:
+    return sum(t.nbytes if is_spilled(t) else t.element_size() * t.nelement() for t in _fields(c))
+
+
+def _spilled_like(part: CleanCache, n: int, d: SpillDir, tag: str) -> CleanCache:
+    """Empty spill files for n examples shaped like `part`'s fields."""
+    dev = part.embed.device
+
+    def one(t: torch.Tensor, name: str):
+        return SpilledTensor.create(d, f"{tag}-{name}", (n, *t.shape[1:]), t.dtype, dev)
+
+    return CleanCache(
+        embed=one(part.embed, "embed"),
+        pos=None if part.pos is None else one(part.pos, "pos"),
+        resid_pre=tuple(one(t, f"resid_pre{L}") for L, t in enumerate(part.resid_pre)),
+        result=tuple(SpilledHeads.create(d, f"{tag}-result{L}", (n, *t.shape[1:]), t.dtype, dev) for L, t in enumerate(part.result)),
+        resid_mid=tuple(one(t, f"resid_mid{L}") for L, t in enumerate(part.resid_mid)),
+        mlp_out=tuple(one(t, f"mlp_out{L}") for L, t in enumerate(part.mlp_out)),
+        resid_final=one(part.resid_final, "resid_final"),
+        logits=None,
+    )
+
+
+def _write_rows(spilled: CleanCache, start: int, part: CleanCache) -> None:
+    for dst, src in zip(_fields(spilled), _fields(part), strict=True):
+        dst.write(start, src)
+
+
+def _stream_mean(t, n: int, chunk: int) -> torch.Tensor:
+    """Mean over examples, accumulated in float64 chunk by chunk (the same numbers in memory or spilled)."""
+    acc = None
+    for lo in range(0, n, chunk):
+        s = rows_of(t, lo, min(n, lo + chunk)).double().sum(dim=0, keepdim=True)
+        acc = s if acc is None else acc + s
+    return (acc / n).to(t.dtype)
+
+
+def _mean_cache(c: CleanCache, chunk: int) -> CleanCache:
+    n = c.n
+    return c.map(lambda t: _stream_mean(t, n, chunk))
+
+
+def _zero_cache(c: CleanCache, backend: Backend, chunk: int) -> CleanCache:
     """Senders contribute 0; each port's base residual is the biases only: the clean residual minus
     the sum of every upstream sender's output (averaged over the layout; it is the same on every row)."""
     n_layers = backend.shape.n_layers
-    up = c.embed.clone()
-    if c.pos is not None:
-        up = up + c.pos
-    resid_pre, resid_mid = [], []
-    for L in range(n_layers):
-        resid_pre.append(c.resid_pre[L] - up)
-        up = up + c.result[L].sum(dim=2)
-        if c.mlp_out:
-            resid_mid.append(c.resid_mid[L] - up)
-            up = up + c.mlp_out[L]
-    final = c.resid_final - up
-    z = CleanCache(
-        embed=torch.zeros_like(c.embed),
-        pos=None if c.pos is None else torch.zeros_like(c.pos),
-        resid_pre=tuple(resid_pre),
-        result=tuple(torch.zeros_like(t) for t in c.result),
-        resid_mid=tuple(resid_mid),
-        mlp_out=tuple(torch.zeros_like(t) for t in c.mlp_out),
-        resid_final=final,
-        logits=c.logits,
+    n = c.n
+    has_mlp = bool(c.mlp_out)
+    sums: list[torch.Tensor] | None = None
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        up = rows_of(c.embed, lo, hi).clone()
+        if c.pos is not None:
+            up = up + rows_of(c.pos, lo, hi)
+        vals = []
+        for L in range(n_layers):
+            vals.append(rows_of(c.resid_pre[L], lo, hi) - up)
+            up = up + rows_of(c.result[L], lo, hi).sum(dim=2)
+            if has_mlp:
+                vals.append(rows_of(c.resid_mid[L], lo, hi) - up)
+                up = up + rows_of(c.mlp_out[L], lo, hi)
+        vals.append(rows_of(c.resid_final, lo, hi) - up)
+        part = [v.double().sum(dim=0, keepdim=True) for v in vals]
+        sums = part if sums is None else [x + y for x, y in zip(sums, part)]
+    dtype = c.embed.dtype
+    means = [(x / n).to(dtype) for x in sums or []]
+    step = 2 if has_mlp else 1
+
+    def zeros(t) -> torch.Tensor:
+        return torch.zeros((1, *t.shape[1:]), dtype=t.dtype, device=t.device)
+
+    return CleanCache(
+        embed=zeros(c.embed),
+        pos=None if c.pos is None else zeros(c.pos),
+        resid_pre=tuple(means[L * step] for L in range(n_layers)),
+        result=tuple(zeros(t) for t in c.result),
+        resid_mid=tuple(means[L * step + 1] for L in range(n_layers)) if has_mlp else (),
+        mlp_out=tuple(zeros(t) for t in c.mlp_out),
+        resid_final=means[-1],
+        logits=None,
     )
-    return _mean_cache(z)
 
 
 class Engine:
@@ -214,6 +275,9 @@ class Engine:
         batch_size: int | None = None,
         memo: bool = True,
         cache_bytes: int | None = None,
+        clean_bytes: int | None = None,
+        spill_dir: str | None = None,
+        root_chunk: int | None = None,
         shortcuts: bool = True,
         progress: Callable[[str, int, int], None] | None = None,
     ):
@@ -234,7 +298,17 @@ class Engine:
         self.progress = progress
         self.fidx = FeatureIndex(self.ds)
         self._layouts: dict[Layout, LayoutData] = {}
-        self._clean_cache: dict[tuple[str, Layout], tuple[tuple[int, ...], CleanCache]] = {}
+        self._clean_cache: dict[tuple[str, Layout], tuple[tuple[int, ...], CleanCache, tuple[torch.Tensor, ...]]] = {}
+        self.clean_bytes = DEFAULT_CLEAN_BYTES if clean_bytes is None else int(clean_bytes)
+        """Budget for clean activations held in memory; layouts beyond it are spilled to disk."""
+        self.clean_held = 0
+        """Bytes of clean activations held in memory."""
+        self.clean_spilled = 0
+        """Bytes of clean activations in spill files."""
+        self.spill_dir = spill_dir
+        self._spill: SpillDir | None = None
+        self.root_chunk = self.batch_size if root_chunk is None else int(root_chunk)
+        """Root examples scrubbed at a time (0: all of a layout at once); bounds the rows one scrub holds."""
         self.forward_passes = 0
         self.block_runs = 0
         self.shortcuts = bool(shortcuts)
@@ -249,23 +323,59 @@ class Engine:
             self._layout(layout)
 
     # ---- clean activations ------------------------------------------------------------------
-    def _clean(self, ds: Dataset, layout: Layout) -> tuple[tuple[int, ...], CleanCache]:
+    def _clean(self, ds: Dataset, layout: Layout) -> tuple[tuple[int, ...], CleanCache, tuple[torch.Tensor, ...]]:
+        """(pool, clean activations, clean logits at each pool entry's scored positions) of one layout of
+        a dataset. The full logits are not kept. When the activations would take the in-memory total past
+        `clean_bytes`, they are written to a spill file as they are computed (engine/spill.py)."""
         key = (ds.name, layout)
         if key not in self._clean_cache:
             pool = ds.layouts()[layout]
-            parts = []
+            parts: list[CleanCache] = []
+            scored: list[torch.Tensor] = []
+            spilled: CleanCache | None = None
             for i in range(0, len(pool), self.batch_size):
-                toks = self.backend.tokens([ds.examples[j].tokens for j in pool[i : i + self.batch_size]])
-                parts.append(self.backend.clean_run(toks))
+                rows = pool[i : i + self.batch_size]
+                part = self.backend.clean_run(self.backend.tokens([ds.examples[j].tokens for j in rows]))
                 self.forward_passes += 1
-            cache = parts[0] if len(parts) == 1 else _concat(parts)
-            self._clean_cache[key] = (pool, cache)
+                scored += [part.logits[k, list(ds.examples[j].scored_positions)] for k, j in enumerate(rows)]
+                part = dataclasses.replace(part, logits=None)
+                if i == 0 and self.clean_held + _cache_nbytes(part) * len(pool) // max(1, part.n) > self.clean_bytes:
+                    spilled = _spilled_like(part, len(pool), self._spill_dir(), f"{ds.name}-{len(self._clean_cache)}")
+                if spilled is not None:
+                    _write_rows(spilled, i, part)
+                else:
+                    parts.append(part)
+            if spilled is not None:
+                cache = spilled
+                self.clean_spilled += _cache_nbytes(cache)
+            else:
+                cache = parts[0] if len(parts) == 1 else _concat(parts)
+                self.clean_held += _cache_nbytes(cache)
+            self._clean_cache[key] = (pool, cache, tuple(scored))
         return self._clean_cache[key]
+
+    def _spill_dir(self) -> SpillDir:
+        if self._spill is None or self._spill.closed:
+            self._spill = SpillDir(self.spill_dir)
+        return self._spill
+
+    def close(self) -> None:
+        """Remove the spill files (also done when the engine is collected)."""
+        if self._spill is not None:
+            self._layouts.clear()
+            self._clean_cache.clear()
+            self._spill.close()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _layout(self, layout: Layout) -> LayoutData:
         if layout in self._layouts:
             return self._layouts[layout]
-        pool, cache = self._clean(self.ds, layout)
+        pool, cache, scored = self._clean(self.ds, layout)
         kind = self.ablation.kind
         other = self._other_dataset()
         if kind is AblationKind.RESAMPLE:
@@ -273,7 +383,7 @@ class Engine:
         elif kind is AblationKind.RESAMPLE_FROM:
             if layout not in other.layouts():
                 raise self._layout_error(other, layout)
-            opool, ocache = self._clean(other, layout)
+            opool, ocache, _ = self._clean(other, layout)
             abl = AblSource(ocache, kind, pool=tuple(range(len(opool))))
         elif kind is AblationKind.PAIRED:
             if len(other) < len(self.ds):
@@ -289,7 +399,7 @@ class Engine:
                                     hint="paired datasets must match token length and named positions row by row")]
                     )
                 needed[j] = i
-            opool, ocache = self._clean(other, layout)
+            opool, ocache, _ = self._clean(other, layout)
             where = {d: k for k, d in enumerate(opool)}
             paired = {j: where[i] for j, i in needed.items()}
             abl = AblSource(ocache, kind, paired=paired)
@@ -299,12 +409,11 @@ class Engine:
                 if layout not in other.layouts():
                     raise self._layout_error(other, layout)
                 src = self._clean(other, layout)[1]
-            abl = AblSource(_mean_cache(src), kind)
+            abl = AblSource(_mean_cache(src, self.batch_size), kind)
         else:
-            abl = AblSource(_zero_cache(cache, self.backend), kind)
+            abl = AblSource(_zero_cache(cache, self.backend, self.batch_size), kind)
         ex = self.ds.examples[pool[0]]
-        clean_logits = tuple(cache.logits[j, list(self.ds.examples[i].scored_positions)] for j, i in enumerate(pool))
-        data = LayoutData(layout, pool, cache, abl, dict(ex.positions), clean_logits)
+        data = LayoutData(layout, pool, cache, abl, dict(ex.positions), scored)
         self._layouts[layout] = data
         return data
 
@@ -420,31 +529,32 @@ class Engine:
         return np.zeros(n, dtype=np.int64)
 
     def _scrub_layout(self, tree: Tree, data: LayoutData) -> tuple[list[torch.Tensor], int, int, int]:
+        """Scrubbed logits of one layout's roots. Roots are taken `root_chunk` at a time (draws for all
+        of them first): a chunk's rows are computed phase by phase and its logits read off; between
+        chunks the row memo is bounded like between scrubs, so the rows held do not grow with N."""
         n = len(data.pool)
         xs, reused, draws = self._inputs(tree, data)
         P = data.layout[0]
         in_ctx = np.asarray(tree.input_ctx_of, dtype=np.int64)
-        # rows[i] = the global row (or x index for embeddings, or -(x + 1) for a clean row) of order[i], per root
-        rows = np.empty((len(tree.order), n), dtype=np.int64)
         by_node: dict[NodeId, list[int]] = {}
         positions = []
         for i, key in enumerate(tree.order):
             by_node.setdefault(key[0], []).append(i)
             positions.append(tree.nodes[key].positions)
-        computed = 0
+        embeds: list[np.ndarray] = []
         phases: list[list[NodeId]] = []
         for v in sorted(by_node):
             if v.kind in (NodeKind.EMBED, NodeKind.POS):
-                idx = np.asarray(by_node[v])
-                rows[idx] = xs[in_ctx[idx]]
+                embeds.append(np.asarray(by_node[v]))
                 continue
             tag = (v.layer, v.kind)
             if phases and (phases[-1][0].layer, phases[-1][0].kind) == tag:
                 phases[-1].append(v)
             else:
                 phases.append([v])
+        # per node, for all roots: its treeified copies, what their rows share, inputs and ablation rows
+        nodes: dict[NodeId, tuple] = {}
         for phase in phases:
-            pending: list[_Pending] = []
             for v in phase:
                 idx = np.asarray(by_node[v])
                 t0 = tree.nodes[tree.order[idx[0]]]
@@ -452,34 +562,52 @@ class Engine:
                 x_v = xs[in_ctx[idx]]  # [T, n]
                 a_v = self._abl_rows(tree, idx, data, x_v)
                 kids = np.array([tree.children[i] for i in idx], dtype=np.int64).reshape(len(idx), -1)  # [T, E]
-                sig = np.concatenate([x_v[:, None, :], a_v[:, None, :], rows[kids]], axis=1)  # [T, 2 + E, n]
-                sig = np.ascontiguousarray(sig.transpose(0, 2, 1)).reshape(len(idx) * n, -1)
-                uniq, inv = _unique_rows(sig)
-                memo = data.memo.setdefault((v, struct), {}) if self.use_memo else {}
-                store = data.outputs.setdefault(v, _Store())
-                new_rows = []
-                gid = np.empty(len(uniq), dtype=np.int64)
-                clean = self._clean_rows(t0, struct, uniq)
-                for u in range(len(uniq)):
-                    if clean[u]:
-                        gid[u] = -uniq[u, 0] - 1  # the clean activation of its input x: nothing to compute
-                        continue
-                    k = uniq[u].tobytes()
-                    g = memo.get(k)
-                    if g is None:
-                        g = store.n + len(new_rows)
-                        memo[k] = g
-                        new_rows.append(u)
-                    gid[u] = g
-                if new_rows:
-                    g0 = store.reserve(len(new_rows), (P, self.backend.shape.d_model), self._dtype(data))
-                    pending.append(_Pending(v, struct, uniq[new_rows], t0, g0))
-                rows[idx] = gid[inv].reshape(len(idx), n)
-            if pending:
-                computed += sum(len(p.sig) for p in pending)
-                self._compute_phase(pending, data, P)
+                nodes[v] = (idx, t0, struct, x_v, a_v, kids)
+        root_i = tree.order.index(tree.root)
         root = tree.nodes[tree.root]
-        logits = self._out_logits(root, rows[tree.order.index(tree.root)], data)
+        step = max(1, self.root_chunk) if self.root_chunk else max(1, n)
+        logits: list[torch.Tensor] = []
+        computed = 0
+        for c0 in range(0, n, step):
+            c1 = min(n, c0 + step)
+            m = c1 - c0
+            if c0:
+                self._bound_memo()
+            # rows[i] = the global row (or x index for embeddings, or -(x + 1) for a clean row) of order[i], per root
+            rows = np.empty((len(tree.order), m), dtype=np.int64)
+            for idx in embeds:
+                rows[idx] = xs[in_ctx[idx], c0:c1]
+            for phase in phases:
+                pending: list[_Pending] = []
+                for v in phase:
+                    idx, t0, struct, x_v, a_v, kids = nodes[v]
+                    sig = np.concatenate([x_v[:, None, c0:c1], a_v[:, None, c0:c1], rows[kids]], axis=1)  # [T, 2 + E, m]
+                    sig = np.ascontiguousarray(sig.transpose(0, 2, 1)).reshape(len(idx) * m, -1)
+                    uniq, inv = _unique_rows(sig)
+                    memo = data.memo.setdefault((v, struct), {}) if self.use_memo else {}
+                    store = data.outputs.setdefault(v, _Store())
+                    new_rows = []
+                    gid = np.empty(len(uniq), dtype=np.int64)
+                    clean = self._clean_rows(t0, struct, uniq)
+                    for u in range(len(uniq)):
+                        if clean[u]:
+                            gid[u] = -uniq[u, 0] - 1  # the clean activation of its input x: nothing to compute
+                            continue
+                        k = uniq[u].tobytes()
+                        g = memo.get(k)
+                        if g is None:
+                            g = store.n + len(new_rows)
+                            memo[k] = g
+                            new_rows.append(u)
+                        gid[u] = g
+                    if new_rows:
+                        g0 = store.reserve(len(new_rows), (P, self.backend.shape.d_model), self._dtype(data))
+                        pending.append(_Pending(v, struct, uniq[new_rows], t0, g0))
+                    rows[idx] = gid[inv].reshape(len(idx), m)
+                if pending:
+                    computed += sum(len(p.sig) for p in pending)
+                    self._compute_phase(pending, data, P)
+            logits += self._out_logits(root, rows[root_i], data, data.pool[c0:c1])
         return logits, reused, computed, draws
 
     def _clean_rows(self, t: TNode, struct: tuple, uniq: np.ndarray) -> np.ndarray:
@@ -840,11 +968,12 @@ class Engine:
             if self.progress:
                 self.progress("rows", r, 0)
 
-    def _out_logits(self, root: TNode, grows: np.ndarray, data: LayoutData) -> list[torch.Tensor]:
-        """The out rows: final residuals -> logits at each root's scored positions."""
+    def _out_logits(self, root: TNode, grows: np.ndarray, data: LayoutData, pool: tuple[int, ...]) -> list[torch.Tensor]:
+        """The out rows of the roots `pool` (dataset indices): final residuals -> logits at each root's
+        scored positions."""
         resid = self._sender_out(root.node, data, grows) if (grows < 0).any() else data.outputs[root.node].data[torch.from_numpy(grows)]
         sel, sizes = [], []
-        for j, i in enumerate(data.pool):
+        for j, i in enumerate(pool):
             sp = list(self.ds.examples[i].scored_positions)
             sel.append(resid[j, sp])
             sizes.append(len(sp))
@@ -868,5 +997,5 @@ def _concat(parts: list[CleanCache]) -> CleanCache:
         resid_mid=tuple(torch.cat([p.resid_mid[L] for p in parts]) for L in range(len(parts[0].resid_mid))),
         mlp_out=tuple(torch.cat([p.mlp_out[L] for p in parts]) for L in range(len(parts[0].mlp_out))),
         resid_final=cat(lambda p: p.resid_final),
-        logits=cat(lambda p: p.logits),
+        logits=None if parts[0].logits is None else cat(lambda p: p.logits),
     )
