@@ -27,7 +27,7 @@ from circuitdsl.diagnostics import CircuitError, Diagnostic
 from circuitdsl.engine.draws import CLASS, OTHER, FeatureIndex, pick
 from circuitdsl.engine.spill import SpillDir, SpilledHeads, SpilledTensor, is_spilled, rows_of
 from circuitdsl.engine.treeify import TNode, Tree, treeify
-from circuitdsl.ir import Ablation, AblationKind, FeatureKind, Hypothesis, NodeId, NodeKind, Port
+from circuitdsl.ir import Ablation, AblationKind, Hypothesis, NodeId, NodeKind, Port
 
 __all__ = ["Engine", "ScrubOutput", "LayoutData", "AblSource", "DEFAULT_CACHE_BYTES", "DEFAULT_CLEAN_BYTES"]
 

@@ -119,7 +119,25 @@ class SpilledRows:
         return self.row_bytes * self.n_rows
 
 
-class SpilledTensor:
+class _Spilled:
+    """What both spilled field kinds share: their rows file, its dtype, device and size."""
+
+    _rows: SpilledRows
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._rows.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self._rows.device
+
+    @property
+    def nbytes(self) -> int:
+        return self._rows.nbytes
+
+
+class SpilledTensor(_Spilled):
     """A [B, *rest] tensor on disk; `t[idx]` gathers examples."""
 
     def __init__(self, rows: SpilledRows):
@@ -144,20 +162,8 @@ class SpilledTensor:
     def shape(self) -> torch.Size:
         return torch.Size((self._rows.n_rows, *self._rows.row_shape))
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._rows.dtype
 
-    @property
-    def device(self) -> torch.device:
-        return self._rows.device
-
-    @property
-    def nbytes(self) -> int:
-        return self._rows.nbytes
-
-
-class SpilledHeads:
+class SpilledHeads(_Spilled):
     """A [B, P, H, D] per-head output on disk, stored as B x H slabs of [P, D]; `t[idx, :, h]` gathers
     head h's output on examples idx (the only indexing the engine does on per-head outputs)."""
 
@@ -191,21 +197,9 @@ class SpilledHeads:
         P, D = self._rows.row_shape
         return torch.Size((self._rows.n_rows // self.n_heads, P, self.n_heads, D))
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._rows.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self._rows.device
-
-    @property
-    def nbytes(self) -> int:
-        return self._rows.nbytes
-
 
 def is_spilled(t) -> bool:
-    return isinstance(t, (SpilledTensor, SpilledHeads))
+    return isinstance(t, _Spilled)
 
 
 def rows_of(t, lo: int, hi: int) -> torch.Tensor:

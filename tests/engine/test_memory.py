@@ -40,7 +40,7 @@ def test_spilled_cache_gives_identical_scrubs(request, which, ablation):
 
 
 def test_budget_spills_only_what_does_not_fit(native_mlp):
-    h0, b, dsets = setup(native_mlp, n=12, lengths=[5, 6])
+    _, b, dsets = setup(native_mlp, n=12, lengths=[5, 6])
     probe = engine(b, dsets, Ablation())
     total = probe.clean_held
     # room for one of the two layouts' clean activations, not both
@@ -87,7 +87,7 @@ def test_spilled_rows_large_random_gathers(tmp_path):
 
 @pytest.mark.parametrize("ablation", [Ablation(), Ablation(AblationKind.PAIRED, "D2")], ids=str)
 def test_root_chunks_agree_and_bound_the_rows_held(hf_llama, ablation):
-    h0, b, dsets = setup(hf_llama, n=14, lengths=[5, 6])
+    _, b, dsets = setup(hf_llama, n=14, lengths=[5, 6])
     h = hypotheses(hf_llama, b.has_pos, b.shape.has_mlp)
     whole = engine(b, dsets, ablation, batch_size=4, root_chunk=0)
     a = whole.scrub(h)
