@@ -25,7 +25,7 @@ from circuitdsl.backends.base import Backend, CleanCache
 from circuitdsl.datasets.core import Dataset, Layout
 from circuitdsl.diagnostics import CircuitError, Diagnostic
 from circuitdsl.engine.draws import CLASS, OTHER, FeatureIndex, pick
-from circuitdsl.engine.spill import SpillDir, SpilledHeads, SpilledTensor, is_spilled, rows_of
+from circuitdsl.engine.spill import SpillDir, SpilledHeads, SpilledTensor, is_spilled, release_free_memory, rows_of
 from circuitdsl.engine.treeify import TNode, Tree, treeify
 from circuitdsl.ir import Ablation, AblationKind, Hypothesis, NodeId, NodeKind, Port
 
@@ -343,6 +343,8 @@ class Engine:
                     spilled = _spilled_like(part, len(pool), self._spill_dir(), f"{ds.name}-{len(self._clean_cache)}")
                 if spilled is not None:
                     _write_rows(spilled, i, part)
+                    del part
+                    release_free_memory()
                 else:
                     parts.append(part)
             if spilled is not None:
@@ -455,6 +457,8 @@ class Engine:
             for d in self._layouts.values():
                 d.memo.clear()
                 d.outputs.clear()
+            if held > 64 << 20:
+                release_free_memory()
 
     def scrub(self, h: Hypothesis) -> ScrubOutput:
         self._bound_memo()

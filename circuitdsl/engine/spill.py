@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["SpillDir", "SpilledRows", "SpilledTensor", "SpilledHeads", "is_spilled", "rows_of"]
+__all__ = ["SpillDir", "SpilledRows", "SpilledTensor", "SpilledHeads", "is_spilled", "rows_of", "release_free_memory"]
 
 SPILL_DIR_ENV = "CIRCUITDSL_SPILL_DIR"
 """Environment variable naming the directory spill files are created in (default: the temp dir)."""
@@ -196,6 +196,31 @@ class SpilledHeads(_Spilled):
     def shape(self) -> torch.Size:
         P, D = self._rows.row_shape
         return torch.Size((self._rows.n_rows // self.n_heads, P, self.n_heads, D))
+
+
+_TRIM: list = []
+
+
+def release_free_memory() -> None:
+    """Give memory the allocator holds but no longer uses back to the system (glibc `malloc_trim`;
+    a no-op elsewhere). Spilling frees a batch's activations right after writing them; glibc keeps
+    such freed blocks in its heap (its mmap threshold rises after the first large free), so without
+    this the process's resident memory grew with N although nothing was held (measured on SmolLM2:
+    +1.3 GB after the clean runs of 256 spilled examples, back to the loaded size after a trim)."""
+    if not _TRIM:
+        fn = None
+        try:
+            import ctypes
+            import ctypes.util
+
+            name = ctypes.util.find_library("c")
+            lib = ctypes.CDLL(name) if name else None
+            fn = getattr(lib, "malloc_trim", None) if lib is not None else None
+        except (OSError, AttributeError):
+            fn = None
+        _TRIM.append(fn)
+    if _TRIM[0] is not None:
+        _TRIM[0](0)
 
 
 def is_spilled(t) -> bool:
