@@ -307,6 +307,7 @@ class Engine:
         """Bytes of clean activations in spill files."""
         self.spill_dir = spill_dir
         self._spill: SpillDir | None = None
+        self._closed = False
         self.root_chunk = self.batch_size if root_chunk is None else int(root_chunk)
         """Root examples scrubbed at a time (0: all of a layout at once); bounds the rows one scrub holds."""
         self.forward_passes = 0
@@ -362,10 +363,12 @@ class Engine:
         return self._spill
 
     def close(self) -> None:
-        """Remove the spill files (also done when the engine is collected)."""
+        """Drop the clean activations and remove the spill files (also done when the engine is
+        collected); the engine cannot scrub afterwards."""
+        self._closed = True
+        self._layouts.clear()
+        self._clean_cache.clear()
         if self._spill is not None:
-            self._layouts.clear()
-            self._clean_cache.clear()
             self._spill.close()
 
     def __enter__(self) -> "Engine":
@@ -461,6 +464,8 @@ class Engine:
                 release_free_memory()
 
     def scrub(self, h: Hypothesis) -> ScrubOutput:
+        if self._closed:
+            raise RuntimeError("this Engine was closed: its clean activations are gone")
         self._bound_memo()
         tree = treeify(h)
         out: list[torch.Tensor | None] = [None] * len(self.ds)

@@ -37,6 +37,8 @@ def test_spilled_cache_gives_identical_scrubs(request, which, ablation):
             assert all(torch.equal(x, y) for x, y in zip(a.logits, z.logits, strict=True))
         assert all(torch.equal(x, y) for x, y in zip(held.clean_logits(), spilled.clean_logits(), strict=True))
     assert not where.exists()
+    with pytest.raises(RuntimeError, match="closed"):
+        spilled.scrub(h)
 
 
 def test_budget_spills_only_what_does_not_fit(native_mlp):
