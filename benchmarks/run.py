@@ -238,7 +238,10 @@ def peer(model_name: str, h, backend, datasets, n: int) -> dict:
 # ---- scaling --------------------------------------------------------------------------------------
 def sized_hypothesis(h, shape, k: int):
     """k claimed heads spread over the layers, each depending on the hypothesis' first non-identity
-    feature (or the input): embed -> each head (q, k, v), each head -> later heads' q, each -> out."""
+    feature (or the input), in three stages by layer as in a real circuit (say previous-token ->
+    induction -> output heads): embed -> each head (q, k, v), each head of a stage -> the next stage's
+    heads' q, each head -> out. (Every earlier head into every later head would make the treeified
+    hypothesis exponential in the number of distinct layers: causal scrubbing resamples each path.)"""
     from circuitdsl.ir import IDENTITY, Claim, EdgeId, FeatureKind, NodeId, NodeKind, Port, make_graph
 
     feat = next((c.feature for c in h.claims if c.feature.kind is not FeatureKind.IDENTITY and c.node.kind is NodeKind.HEAD), IDENTITY)
@@ -248,12 +251,13 @@ def sized_hypothesis(h, shape, k: int):
     emb, out = NodeId(NodeKind.EMBED), NodeId(NodeKind.OUT)
     claims = (Claim(emb, IDENTITY),) + tuple(Claim(v, feat) for v in heads) + (Claim(out, IDENTITY),)
     edges = set()
+    stages = [heads[i * len(heads) // 3 : (i + 1) * len(heads) // 3] for i in range(3)] if len(heads) >= 3 else [heads]
+    stages = [st for st in stages if st]
     for v in heads:
         edges |= {EdgeId(emb, v, p) for p in (Port.Q, Port.K, Port.V)}
         edges.add(EdgeId(v, out, Port.IN))
-        for u in heads:
-            if u.layer < v.layer:
-                edges.add(EdgeId(u, v, Port.Q))
+    for a, b in zip(stages, stages[1:]):
+        edges |= {EdgeId(u, v, Port.Q) for u in a for v in b if u.layer < v.layer}
     edges = tuple(sorted(edges, key=lambda e: (e.sender.sort_key(), e.receiver.sort_key(), e.port.value)))
     return dataclasses.replace(h, name=f"{k} heads", claims=claims, edges=edges, graph=make_graph(claims, edges), expects=())
 

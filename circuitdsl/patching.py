@@ -17,7 +17,9 @@ moves the metric all the way to the corrupted run's value.
 
 Speed: the variants of one layer (its heads) are stacked along the batch, so one forward pass
 patches all heads of a layer (chunked to `max_rows` rows), and each pass starts from the clean
-run's cached residual stream at the first layer the patch can change (`start_at_layer`). Hooks are removed in `finally`
+run's cached residual stream at the first layer the patch can change: only the blocks from there on
+run (on a TransformerBridge, whose start_at_layer still runs every earlier block, they are called
+directly with the keyword arguments recorded during the clean run, as the engine does). Hooks are removed in `finally`
 (transformer-lens' `hooks` context manager). torch is imported by this module: import it lazily.
 """
 
@@ -163,10 +165,10 @@ def _groups(
     return out
 
 
-def _logit_diff(logits: Any, g: _Group, reps: int) -> Any:
-    """Per-row logit difference, averaged over scored positions: [reps * B]."""
-    sc = list(g.scored)
-    lg = logits[:, sc, :]  # [R, S, V]
+def _logit_diff(logits: Any, g: _Group, reps: int, *, scored_only: bool = False) -> Any:
+    """Per-row logit difference, averaged over scored positions: [reps * B]. scored_only: `logits`
+    holds the scored positions only ([R, S, V], as `_from_layer` returns them)."""
+    lg = logits if scored_only else logits[:, list(g.scored), :]  # [R, S, V]
     ans = g.answers.repeat(reps, 1)
     wr = g.wrongs.repeat(reps, 1)
     a = lg.gather(-1, ans.unsqueeze(-1)).squeeze(-1)
@@ -305,6 +307,39 @@ def _cache(model: Any, tokens: Any, names: set[str]) -> dict[str, Any]:
     return {k: cache[k].clone() for k in names}
 
 
+def _is_bridge(model: Any) -> bool:
+    return type(model).__name__ == "TransformerBridge"
+
+
+@contextmanager
+def _recording(model: Any, store: dict) -> Iterator[None]:
+    """On a bridge, record the keyword arguments its blocks receive (for `_from_layer`)."""
+    if not _is_bridge(model):
+        yield
+        return
+    from circuitdsl.backends.base import recording_block_kwargs
+
+    with recording_block_kwargs(model, store):
+        yield
+
+
+def _from_layer(model: Any, resid: Any, layer: int, store: dict, scored: Sequence[int]) -> Any:
+    """Logits at positions `scored` ([R, S, V]) of the run whose residual entering block `layer` is
+    `resid`. transformer-lens 4.3.0's bridge runs blocks 0..layer-1 even with start_at_layer, so on a
+    bridge the blocks from `layer` on are called directly (`backends.base.run_blocks`, the engine's
+    path) and only the scored positions are unembedded (the final norm is per position; the
+    unembedding costs about four blocks per position on SmolLM2); a HookedTransformer honours
+    start_at_layer."""
+    sc = list(scored)
+    if _is_bridge(model):
+        from circuitdsl.backends.base import run_blocks
+
+        got = run_blocks(model, resid, layer, store, positions=sc)
+        if got is not None:
+            return got
+    return model(resid, start_at_layer=layer)[:, sc, :]
+
+
 def _chunks(n_variants: int, batch: int, max_rows: int) -> list[list[int]]:
     per = max(1, max_rows // max(batch, 1))
     return [list(range(i, min(i + per, n_variants))) for i in range(0, n_variants, per)]
@@ -348,7 +383,9 @@ def _activation_sweep(
             B, T = g.clean.shape
             names = {hook_of(L) for L in swept}
             resid_names = {f"blocks.{L}.hook_resid_pre" for L in swept}
-            clean_logits, resid = model.run_with_cache(g.clean, names_filter=lambda n: n in resid_names)
+            store: dict = {}
+            with _recording(model, store):
+                clean_logits, resid = model.run_with_cache(g.clean, names_filter=lambda n: n in resid_names)
             clean_sum += float(_logit_diff(clean_logits, g, 1).sum())
             del clean_logits
             corrupt_logits, cache = model.run_with_cache(g.corrupt, names_filter=lambda n: n in names)
@@ -371,8 +408,8 @@ def _activation_sweep(
                         return act
 
                     with _hooked(model, [(hook_of(L), hook)]):
-                        logits = model(start, start_at_layer=L)
-                    ld = _logit_diff(logits, g, len(variants)).view(len(variants), B).sum(-1)
+                        logits = _from_layer(model, start, L, store, g.scored)
+                    ld = _logit_diff(logits, g, len(variants), scored_only=True).view(len(variants), B).sum(-1)
                     for k, j in enumerate(variants):
                         sums[L][j] += float(ld[k])
                     del logits
@@ -474,7 +511,9 @@ def path_sweep(
     with torch.inference_mode():
         for g in groups:
             B, T = g.clean.shape
-            logits, cc = model.run_with_cache(g.clean, names_filter=lambda x: x in names)
+            store: dict = {}
+            with _recording(model, store):
+                logits, cc = model.run_with_cache(g.clean, names_filter=lambda x: x in names)
             clean_sum += float(_logit_diff(logits, g, 1).sum())
             logits, kc = model.run_with_cache(g.corrupt, names_filter=lambda x: x in names)
             corrupt_sum += float(_logit_diff(logits, g, 1).sum())
@@ -509,8 +548,8 @@ def path_sweep(
                     first = min(rl for rl in targets if rl > L)
                     start = cc[f"blocks.{first}.hook_resid_pre"].repeat(len(variants), 1, 1)
                     with _hooked(model, hooks):
-                        logits = model(start, start_at_layer=first)
-                    ld = _logit_diff(logits, g, len(variants)).view(len(variants), B).sum(-1)
+                        logits = _from_layer(model, start, first, store, g.scored)
+                    ld = _logit_diff(logits, g, len(variants), scored_only=True).view(len(variants), B).sum(-1)
                     del logits
                     for k, j in enumerate(variants):
                         if j < n_heads:

@@ -17,7 +17,8 @@ import torch
 
 from circuitdsl.ir import ModelShape
 
-__all__ = ["Backend", "CleanCache", "BackendError", "TokenizerAdapter", "hooks"]
+__all__ = ["Backend", "CleanCache", "BackendError", "TokenizerAdapter", "hooks", "keep_block_kwargs", "block_call_kwargs",
+           "recording_block_kwargs", "run_blocks"]
 
 
 class BackendError(Exception):
@@ -118,6 +119,85 @@ def hooks(model: Any, fwd_hooks: list[tuple[str, Callable]]) -> Iterator[None]:
     finally:
         for hp in touched:
             hp.remove_hooks("fwd", including_permanent=False)
+
+
+_DROP = ("past_key_values", "past_key_value", "use_cache", "output_attentions")
+
+
+def keep_block_kwargs(store: dict, args, kwargs) -> None:
+    """Body of a forward pre-hook (with_kwargs) on a bridge's block 0 during a clean run: record in
+    `store`, per sequence length, the keyword arguments every block receives (rotary embeddings,
+    attention mask, position ids). transformer-lens 4.3.0's forward(start_at_layer=L) still runs blocks
+    0..L-1, so code that runs only some blocks calls them directly with these. Per-row tensors (the
+    attention mask) are kept only when every row of the batch has the same one (no padding): then the
+    value does not depend on the input. A length whose arguments vary between rows is marked None."""
+    if not args or not torch.is_tensor(args[0]):
+        return
+    B, P = int(args[0].shape[0]), int(args[0].shape[1])
+
+    def one(name, t):
+        if not torch.is_tensor(t):
+            return (t, False)
+        batched = name == "attention_mask" or (B > 1 and t.dim() > 0 and t.shape[0] == B)
+        if batched and t.shape[0] > 1:
+            if not bool((t == t[:1]).all()):
+                raise ValueError(name)
+            t = t[:1]
+        return (t.detach().clone(), batched)
+
+    try:
+        kept = {}
+        for k, v in kwargs.items():
+            if k in _DROP:
+                continue
+            kept[k] = tuple(one(k, x) for x in v) if isinstance(v, tuple) else one(k, v)
+    except ValueError:
+        store[P] = None
+        return
+    if store.get(P, kept) is not None:
+        store[P] = kept
+
+
+def block_call_kwargs(store: dict, P: int, R: int) -> dict | None:
+    """Keyword arguments to call a bridge block on R rows of length P (None: not recorded, or rows differed)."""
+    kept = store.get(P)
+    if kept is None:
+        return None
+
+    def val(x):
+        t, batched = x
+        return t.expand(R, *t.shape[1:]) if batched and torch.is_tensor(t) else t
+
+    out = {k: tuple(val(x) for x in v) if isinstance(v, tuple) and v and isinstance(v[0], tuple) else val(v) for k, v in kept.items()}
+    out["use_cache"] = False
+    return out
+
+
+@contextmanager
+def recording_block_kwargs(model: Any, store: dict) -> Iterator[None]:
+    """Record block keyword arguments into `store` during the forward passes inside the block."""
+    handle = model.blocks[0].register_forward_pre_hook(lambda m, a, kw: keep_block_kwargs(store, a, kw), with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def run_blocks(model: Any, resid: torch.Tensor, start: int, store: dict, positions: list[int] | None = None) -> torch.Tensor | None:
+    """A bridge's logits from the residual `resid` [R, P, D] entering block `start`: blocks start.. called
+    directly (hooks inside them fire), then the final norm and unembedding, at `positions` only when
+    given ([R, len(positions), V]). None when the block keyword arguments for this length were not
+    recorded (the caller falls back to a forward pass)."""
+    kw = block_call_kwargs(store, int(resid.shape[1]), int(resid.shape[0]))
+    if kw is None:
+        return None
+    x = resid
+    for blk in model.blocks[start:]:
+        out = blk(x, **kw)
+        x = out[0] if isinstance(out, tuple) else out
+    if positions is not None:
+        x = x[:, positions]
+    return model.unembed(model.ln_final(x))
 
 
 class _Stop(Exception):
@@ -229,52 +309,11 @@ class Backend:
         return f"blocks.{layer}.hook_resid_mid"
 
     # ---- calling one bridge block directly -------------------------------------------------------
-    _DROP = ("past_key_values", "past_key_value", "use_cache", "output_attentions")
-
     def _keep_block_kwargs(self, module, args, kwargs) -> None:
-        """Forward pre-hook on block 0 during clean runs: record, per sequence length, the keyword
-        arguments every block receives. Per-row tensors (the attention mask) are kept only when every
-        row of the batch has the same one (no padding): then the value does not depend on the input.
-        A length whose arguments vary between rows is marked None (run_layer falls back to a forward)."""
-        if not args or not torch.is_tensor(args[0]):
-            return
-        B, P = int(args[0].shape[0]), int(args[0].shape[1])
-        store = self._extra.setdefault("block_kwargs", {})
-
-        def one(name, t):
-            if not torch.is_tensor(t):
-                return (t, False)
-            batched = name == "attention_mask" or (B > 1 and t.dim() > 0 and t.shape[0] == B)
-            if batched and t.shape[0] > 1:
-                if not bool((t == t[:1]).all()):
-                    raise ValueError(name)
-                t = t[:1]
-            return (t.detach().clone(), batched)
-
-        try:
-            kept = {}
-            for k, v in kwargs.items():
-                if k in self._DROP:
-                    continue
-                kept[k] = tuple(one(k, x) for x in v) if isinstance(v, tuple) else one(k, v)
-        except ValueError:
-            store[P] = None
-            return
-        if store.get(P, kept) is not None:
-            store[P] = kept
+        keep_block_kwargs(self._extra.setdefault("block_kwargs", {}), args, kwargs)
 
     def _block_call_kwargs(self, P: int, R: int) -> dict | None:
-        kept = self._extra.get("block_kwargs", {}).get(P)
-        if kept is None:
-            return None
-
-        def val(x):
-            t, batched = x
-            return t.expand(R, *t.shape[1:]) if batched and torch.is_tensor(t) else t
-
-        out = {k: tuple(val(x) for x in v) if isinstance(v, tuple) and v and isinstance(v[0], tuple) else val(v) for k, v in kept.items()}
-        out["use_cache"] = False
-        return out
+        return block_call_kwargs(self._extra.get("block_kwargs", {}), P, R)
 
     @torch.no_grad()
     def run_layer(

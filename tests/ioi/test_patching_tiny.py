@@ -179,3 +179,28 @@ def test_json_and_ranking(model):
     assert j["kind"] == "heads" and len(j["effect"]) == 4
     eff = [abs(e["effect"]) for e in j["ranked"]]
     assert eff == sorted(eff, reverse=True) and len(eff) == 16
+
+
+def test_runs_from_a_layer_call_only_the_later_blocks(model):
+    # the bridge's own start_at_layer runs every block; sweeps call blocks L.. directly instead, with
+    # the keyword arguments recorded during the clean run, and must get the same logits
+    clean, _ = _pair(n=4, T=7)
+    toks = torch.tensor([e.tokens for e in clean])
+    store: dict = {}
+    n = int(model.cfg.n_layers)
+    names = {f"blocks.{L}.hook_resid_pre" for L in range(n)}
+    with torch.inference_mode():
+        with P._recording(model, store):
+            full, cache = model.run_with_cache(toks, names_filter=lambda x: x in names)
+        assert store.get(7) is not None
+        calls = []
+        handles = [blk.register_forward_pre_hook(lambda m, a, i=i: calls.append(i)) for i, blk in enumerate(model.blocks)]
+        try:
+            for L in range(n):
+                calls.clear()
+                got = P._from_layer(model, cache[f"blocks.{L}.hook_resid_pre"].repeat(3, 1, 1), L, store, [2, 6])
+                assert calls == list(range(L, n))
+                assert torch.allclose(got, full.repeat(3, 1, 1)[:, [2, 6]], atol=1e-5)
+        finally:
+            for hd in handles:
+                hd.remove()
