@@ -395,7 +395,11 @@ def plot(res: dict, path: Path) -> None:
                 ax[2].plot([r["n"] for r in rows], [r["peak_rss"] / 2**20 for r in rows], "o-", label=f"budget {budget}, batch {bs0}")
         loaded = [r["loaded_rss"] / 2**20 for r in mem]
         ax[2].axhline(sum(loaded) / len(loaded), color="grey", ls="--", lw=1, label="RSS after loading the model")
-        ax[2].set(xscale="log", xlabel="N examples", ylabel="peak RSS (MiB)", title="memory against N")
+        ns = sorted({r["n"] for r in mem if r["batch_size"] == bs0})
+        ax[2].set_xscale("log", base=2)
+        ax[2].set_xticks(ns, [str(n) for n in ns])
+        ax[2].minorticks_off()
+        ax[2].set(xlabel="N examples", ylabel="peak RSS during clean runs + scrub (MiB)", title="memory against N")
         ax[2].legend(fontsize=8)
     fig.suptitle(f'circuitdsl benchmarks: {res["model"]}, {res["hypothesis"]}, {res["date"]}')
     fig.tight_layout()
@@ -454,6 +458,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip", default="", help="comma-separated sections to skip: reference,peer,scaling,memory,profile")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--_memprobe", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--replot", metavar="JSON", default=None, help="redraw the PNG of a results JSON (no run)")
     ap.add_argument("--budget", choices=tuple(BUDGETS), default="default", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     import torch
@@ -461,6 +466,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     if args._memprobe:
         memprobe(args)
+        return 0
+    if args.replot:
+        src = Path(args.replot)
+        plot(json.loads(src.read_text()), src.with_suffix(".png"))
+        print(f"wrote {src.with_suffix('.png')}")
         return 0
     small = args.model == "tiny"
     n = args.n or ((64 if small else 16) if args.quick else (512 if small else 64))
