@@ -15,6 +15,8 @@ Engine, so the many scrubs of the completeness search reuse each other's work.
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,7 +27,7 @@ from circuitdsl.backends.base import Backend, CleanCache
 from circuitdsl.datasets.core import Dataset, Layout
 from circuitdsl.diagnostics import CircuitError, Diagnostic
 from circuitdsl.engine.draws import CLASS, OTHER, FeatureIndex, pick
-from circuitdsl.engine.spill import SpillDir, SpilledHeads, SpilledTensor, is_spilled, release_free_memory, rows_of
+from circuitdsl.engine.spill import SPILL_DIR_ENV, SpillDir, SpilledHeads, SpilledTensor, is_spilled, release_free_memory, rows_of
 from circuitdsl.engine.treeify import TNode, Tree, treeify
 from circuitdsl.ir import Ablation, AblationKind, Hypothesis, NodeId, NodeKind, Port
 
@@ -340,10 +342,17 @@ class Engine:
                 self.forward_passes += 1
                 scored += [part.logits[k, list(ds.examples[j].scored_positions)] for k, j in enumerate(rows)]
                 part = dataclasses.replace(part, logits=None)
-                if i == 0 and self.clean_held + _cache_nbytes(part) * len(pool) // max(1, part.n) > self.clean_bytes:
-                    spilled = _spilled_like(part, len(pool), self._spill_dir(), f"{ds.name}-{len(self._clean_cache)}")
+                need = _cache_nbytes(part) * len(pool) // max(1, part.n)
+                if i == 0 and self.clean_held + need > self.clean_bytes:
+                    try:
+                        spilled = _spilled_like(part, len(pool), self._spill_dir(), f"{ds.name}-{len(self._clean_cache)}")
+                    except OSError as e:
+                        raise self._spill_error(e, need) from None
                 if spilled is not None:
-                    _write_rows(spilled, i, part)
+                    try:
+                        _write_rows(spilled, i, part)
+                    except OSError as e:
+                        raise self._spill_error(e, need) from None
                     del part
                     release_free_memory()
                 else:
@@ -356,6 +365,13 @@ class Engine:
                 self.clean_held += _cache_nbytes(cache)
             self._clean_cache[key] = (pool, cache, tuple(scored))
         return self._clean_cache[key]
+
+    def _spill_error(self, e: OSError, need: int) -> CircuitError:
+        where = self.spill_dir or os.environ.get(SPILL_DIR_ENV) or tempfile.gettempdir()
+        return CircuitError([Diagnostic(
+            "E530", f"cannot write clean activations to a spill file under `{where}`: {e.strerror or e}",
+            hint=f"this layout needs about {need / 2**30:.1f} GiB there: set {SPILL_DIR_ENV} to a directory with room, "
+                 f"or keep more in memory with a larger --clean-cache (now {self.clean_bytes >> 20} MiB)")])
 
     def _spill_dir(self) -> SpillDir:
         if self._spill is None or self._spill.closed:

@@ -102,3 +102,13 @@ def test_root_chunks_agree_and_bound_the_rows_held(hf_llama, ablation):
     assert chunked.memo_flushes > 0
     assert chunked.memo_bytes() < whole.memo_bytes()
     assert z.rows_computed >= one_chunk_rows  # rows shared across chunks were recomputed after a flush
+
+
+def test_a_spill_directory_that_cannot_be_written_is_a_diagnostic(native_mlp, tmp_path):
+    from circuitdsl.diagnostics import CircuitError
+
+    _, b, dsets = setup(native_mlp, n=12, lengths=[5, 6])
+    with pytest.raises(CircuitError) as info:
+        engine(b, dsets, Ablation(), clean_bytes=0, spill_dir=str(tmp_path / "missing" / "dir"))
+    (d,) = info.value.diagnostics
+    assert d.code == "E530" and "missing" in d.message and "CIRCUITDSL_SPILL_DIR" in d.hint
