@@ -17,7 +17,11 @@ is reported as `worst`. Second, the same generation stopping at the first input 
 reaches `threshold` (a counterexample), which hypothesis shrinks to the simplest input that still
 departs that much (smaller tokens, simpler prompts). The default threshold is half the gap |F(model) - F(baseline)| measured on D: the scrubbed
 model is off, on that one input, by half of what the whole circuit claims to explain on average.
-`paired` ablations are not supported (a generated input has no paired row).
+Under `ablate unclaimed by paired D2` the search draws pairs (x, x'): x from D's family and x' its
+paired row (`circuitdsl.strategies.family_pairs`, x'.layout == x.layout). The engine pairs D2's row i
+with D's row i, so x is scrubbed in sub datasets aligned by index: D's examples of x's layout then x,
+and D2's rows at the same indices then x'. An x that is already a row of D is scrubbed with D's own
+pair (its row of D2), whatever x' was drawn.
 """
 
 from __future__ import annotations
@@ -46,14 +50,24 @@ class ScoredInput:
     """|m(scrubbed, x) - m(model, x)| in the metric's raw units."""
     in_dataset: bool
     """True when x is already an example of the file's dataset."""
+    paired: Example | None = None
+    """Under a `paired` ablation: x's paired row x' (the corrupted input its unclaimed parts ran on)."""
 
     def describe(self) -> str:
         e = self.example
-        toks = e.text if e.text is not None else " ".join(map(str, e.tokens))
+
+        def toks(x: Example) -> str:
+            return x.text if x.text is not None else " ".join(map(str, x.tokens))
+
         pos = ", ".join(f"{k}={'/'.join(map(str, v))}" for k, v in e.positions)
         fields = ", ".join(f"{k}={v}" for k, v in e.fields)
-        return (f"tokens: {toks}\n  positions: {pos}\n  fields: {fields}\n  answers: {list(e.answers)}"
-                f"{', wrong: ' + str(list(e.wrongs)) if e.wrongs else ''}\n"
+        paired = ""
+        if self.paired is not None:
+            p = self.paired
+            diff = ", ".join(f"{k}={v}" for k, v in p.fields if dict(e.fields).get(k, object()) != v)
+            paired = f"\n  paired: {toks(p)}" + (f"\n  paired fields (those that differ): {diff}" if diff else "")
+        return (f"tokens: {toks(e)}\n  positions: {pos}\n  fields: {fields}\n  answers: {list(e.answers)}"
+                f"{', wrong: ' + str(list(e.wrongs)) if e.wrongs else ''}{paired}\n"
                 f"  m(model) {self.m_model:.4g}, m(scrubbed) {self.m_scrubbed:.4g}, |delta| {self.abs_delta:.4g}"
                 + (" (an example of the dataset)" if self.in_dataset else ""))
 
@@ -73,12 +87,14 @@ class Counterexample:
     tried: int
     """Distinct inputs scored."""
     rejected: int
-    """Inputs rejected because the dataset has no example of their layout."""
+    """Inputs rejected because the dataset has no example of their layout (or, paired, x' has another layout than x)."""
     dataset_mean_abs_delta: float
     dataset_max_abs_delta: float
     gap: float
     """F(model) - F(baseline) on the file's dataset."""
     seed: int
+    paired: bool = False
+    """The search drew pairs (x, x') for a `paired` ablation."""
 
     def render(self) -> str:
         unit = "logits" if self.metric == "logit_diff" else "nats"
@@ -86,7 +102,8 @@ class Counterexample:
                  f"threshold |delta| >= {self.threshold:.4g} ({self.threshold_reason})",
                  f"on the file's dataset: F(model) - F(baseline) = {self.gap:.4g}; |delta| mean {self.dataset_mean_abs_delta:.4g}, "
                  f"max {self.dataset_max_abs_delta:.4g}",
-                 f"{self.tried} distinct inputs scored ({self.rejected} rejected: layout not in the dataset)"]
+                 f"{self.tried} distinct inputs scored ({self.rejected} rejected: layout not in the dataset"
+                 + (" or pair of two layouts" if self.paired else "") + ")"]
         if self.found and self.shrunk is not None:
             lines.append("COUNTEREXAMPLE (shrunk):\n  " + self.shrunk.describe())
         else:
@@ -110,11 +127,8 @@ class Falsifier:
         from circuitdsl.engine import metrics
         from circuitdsl.models.shapes import ShapeError
 
-        if h.ablation.kind is AblationKind.PAIRED:
-            raise CircuitError([Diagnostic("E930", f"falsify does not support `ablate unclaimed by {h.ablation}`: "
-                                           "a generated input has no paired row", h.model.span,
-                                           hint="use resample, mean or zero ablation for the search")])
         self.h = h
+        self.paired = h.ablation.kind is AblationKind.PAIRED
         self.seed = h.seed if seed is None else int(seed)
         self.batch_size = batch_size
         try:
@@ -123,9 +137,19 @@ class Falsifier:
             raise CircuitError([Diagnostic("E510", f"model `{h.model.name}` cannot be loaded: {e}", h.model.span)]) from None
         self.datasets = data_mod.materialise_all(h, self.backend.tokenizer)
         self.ds: Dataset = self.datasets[h.main_dataset]
+        self.other: Dataset | None = None
+        """Under a `paired` ablation: the paired dataset D2 (row i pairs with row i of D)."""
+        if self.paired:
+            self.other = self.datasets.get(h.ablation.dataset or "")
+            if self.other is None:
+                raise CircuitError([Diagnostic("E418", f"ablation dataset `{h.ablation.dataset}` is not declared", h.model.span)])
+            if len(self.other) < len(self.ds):
+                raise CircuitError([Diagnostic(
+                    "E417", f"`paired {self.other.name}` needs a row for each of the {len(self.ds)} examples of "
+                    f"`{self.ds.name}`; it has {len(self.other)}", h.model.span)])
         metrics.check_metric(h.metric.kind, self.ds.examples)
         self._pools = self.ds.layouts()
-        self._cache: dict[str, ScoredInput | None] = {}
+        self._cache: dict[tuple[str, str | None], ScoredInput | None] = {}
         self.rejected = 0
 
     @property
@@ -152,14 +176,37 @@ class Falsifier:
             mb = metrics.metric_values(kind, eng.scrub(derive.empty(self.h)).logits, self.ds.examples, clean)
         return mm, ms, mb
 
-    def score(self, x: Example) -> ScoredInput | None:
-        """x scrubbed together with the dataset's examples of its layout; None if no example has x's layout."""
-        if x.id in self._cache:
-            return self._cache[x.id]
+    def score(self, x: Example | tuple[Example, Example]) -> ScoredInput | None:
+        """x scrubbed together with the dataset's examples of its layout; None if no example has x's layout.
+        Under a `paired` ablation, x is a pair (x, x'): x' is x's paired row (a row of D needs no pair: its
+        own row of D2 is used); None also when x' has another layout than x."""
+        pair: Example | None = None
+        if isinstance(x, tuple):
+            if len(x) != 2 or not all(isinstance(e, Example) for e in x):
+                raise TypeError(f"score takes an Example or a pair (x, x') of Examples, got {x!r:.80}")
+            x, pair = x
+            if not self.paired:
+                raise TypeError(f"the ablation is `{self.h.ablation}`, not paired: score takes one Example, not a pair")
+        elif not isinstance(x, Example):
+            raise TypeError(f"score takes an Example or a pair (x, x') of Examples, got {x!r:.80}")
+        row = None
+        if self.paired:
+            try:
+                row = self.ds.index_of(x.id)
+            except KeyError:
+                row = None
+        if row is not None:
+            pair = self.other.examples[row]  # type: ignore[union-attr]
+        elif self.paired and pair is None:
+            raise TypeError(f"the ablation is `{self.h.ablation}`: an input that is not a row of `{self.ds.name}` "
+                            "needs its paired row, score((x, x'))")
+        key = (x.id, pair.id if pair is not None else None)
+        if key in self._cache:
+            return self._cache[key]
         pool = self._pools.get(x.layout)
-        if pool is None:
+        if pool is None or (pair is not None and pair.layout != x.layout):
             self.rejected += 1
-            self._cache[x.id] = None
+            self._cache[key] = None
             return None
         import torch
 
@@ -167,22 +214,27 @@ class Falsifier:
         from circuitdsl.engine import metrics
 
         n_ctx = getattr(getattr(self.backend.model, "cfg", None), "n_ctx", None)
-        probe = Dataset(self.ds.name, (x,))
+        probe = Dataset(self.ds.name, (x,) if pair is None else (x, pair))
         data_mod.validate(probe, n_ctx if self.backend.kind == "native" else None, self.backend.shape.vocab_size)
         members = tuple(self.ds.examples[i] for i in pool)
         in_ds = any(e.id == x.id for e in members)
         examples = members if in_ds else members + (x,)
         sub = dataclasses.replace(self.ds, examples=examples, _by_id={})
+        datasets = {**self.datasets, self.ds.name: sub}
+        if self.paired:
+            assert self.other is not None and pair is not None
+            rows = tuple(self.other.examples[i] for i in pool)
+            datasets[self.other.name] = dataclasses.replace(self.other, examples=rows if in_ds else rows + (pair,), _by_id={})
         with torch.no_grad():
-            eng = self._engine({**self.datasets, self.ds.name: sub})
+            eng = self._engine(datasets)
             clean = eng.clean_logits()
             scrubbed = eng.scrub(self.h).logits
         j = next(i for i, e in enumerate(examples) if e.id == x.id)
         kind = self.h.metric.kind
         mm = float(metrics.metric_values(kind, [clean[j]], [x], [clean[j]])[0])
         ms = float(metrics.metric_values(kind, [scrubbed[j]], [x], [clean[j]])[0])
-        s = ScoredInput(x, mm, ms, abs(ms - mm), in_ds)
-        self._cache[x.id] = s
+        s = ScoredInput(x, mm, ms, abs(ms - mm), in_ds, pair)
+        self._cache[key] = s
         return s
 
     @property
@@ -203,7 +255,8 @@ def falsify(
     """Search h's dataset family for an input whose departure |m(scrub, x) - m(model, x)| reaches
     `threshold` (default: DEFAULT_GAP_FRACTION x |F(model) - F(baseline)| on the file's dataset), and
     shrink it. `seed` seeds both the search and the scrub's draws; `strategy` overrides the inputs
-    (default `circuitdsl.strategies.family_examples(h)`)."""
+    (default `circuitdsl.strategies.family_examples(h)`, or `family_pairs(h)` under a `paired` ablation:
+    then the strategy draws pairs (x, x'))."""
     from hypothesis import HealthCheck, Phase, assume, given, settings, target
     from hypothesis import seed as hseed
 
@@ -230,12 +283,21 @@ def falsify(
         thr, why = DEFAULT_GAP_FRACTION * abs(gap), f"{DEFAULT_GAP_FRACTION:g} x |F(model) - F(baseline)|"
     else:
         thr, why = float(max(deltas.max(), 1e-6)), "the largest |delta| on the dataset (F(model) - F(baseline) is too small to use)"
-    strat = strategy if strategy is not None else strategies.family_examples(h, tokenizer=fz.tokenizer)
+    if strategy is not None:
+        strat = strategy
+    elif fz.paired:
+        try:
+            strat = strategies.family_pairs(h, tokenizer=fz.tokenizer)
+        except ValueError as e:
+            raise CircuitError([Diagnostic("E930", f"falsify cannot draw pairs for `ablate unclaimed by {h.ablation}`: {e}",
+                                           h.model.span, hint="paired datasets must pair row by row with matching layouts")]) from None
+    else:
+        strat = strategies.family_examples(h, tokenizer=fz.tokenizer)
 
     worst: list[ScoredInput | None] = [None]
     last_fail: list[ScoredInput | None] = [None]
 
-    def scored(x: Example) -> ScoredInput:
+    def scored(x: Example | tuple[Example, Example]) -> ScoredInput:
         s = fz.score(x)
         assume(s is not None)
         assert s is not None
@@ -253,14 +315,14 @@ def falsify(
     @hseed(seed)
     @settings(max_examples=max_examples, phases=(Phase.generate, Phase.target), **common)
     @given(strat)
-    def explore(x: Example) -> None:
+    def explore(x: Example | tuple[Example, Example]) -> None:
         scored(x)
 
     # 2. the first input reaching the threshold, shrunk by hypothesis (inputs scored in 1 are cached).
     @hseed(seed)
     @settings(max_examples=max_examples, phases=(Phase.generate, Phase.target, Phase.shrink), **common)
     @given(strat)
-    def search(x: Example) -> None:
+    def search(x: Example | tuple[Example, Example]) -> None:
         s = scored(x)
         if s.abs_delta >= thr:
             last_fail[0] = s
@@ -283,4 +345,5 @@ def falsify(
         hypothesis=h.name, metric=h.metric.kind.value, threshold=thr, threshold_reason=why, found=found,
         shrunk=last_fail[0] if found else None, worst=worst[0], tried=fz.tried, rejected=fz.rejected,
         dataset_mean_abs_delta=float(deltas.mean()), dataset_max_abs_delta=float(deltas.max()), gap=gap, seed=seed,
+        paired=fz.paired,
     )

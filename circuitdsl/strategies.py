@@ -10,6 +10,7 @@ hypothesis about the generator's dataset applies to them):
   generator_examples                    rows of any registered generator under other seeds
   jsonl_rows                            rows sampled from a JSONL dataset file
   family_examples                       the family of a hypothesis' main dataset (used by `falsify`)
+  family_pairs                          (x, x') pairs from the family of a `paired` hypothesis' two datasets
 Hypothesis variants (ir.Hypothesis -> ir.Hypothesis, every claimed path still runs embed -> out):
   drop_node, drop_edge, add_edge, coarsen_feature, variants
 Sources: circuit_sources (from the grammar with hypothesis.extra.lark.from_lark).
@@ -48,6 +49,7 @@ __all__ = [
     "generator_examples",
     "jsonl_rows",
     "family_examples",
+    "family_pairs",
     "drop_node",
     "drop_edge",
     "add_edge",
@@ -266,6 +268,109 @@ def family_examples(h: Hypothesis, *, tokenizer: Any = None) -> st.SearchStrateg
         return ioi_prompts(tokenizer=tokenizer, templates=t, order=args["order"], names=args["names"],
                            corrupted=spec.source == "ioi_abc")
     return generator_examples(spec.source, tokenizer=tokenizer, params={k: v for k, v in args.items() if k not in ("n", "seed")})
+
+
+def _gen_args(spec) -> dict[str, Any]:
+    from circuitdsl.datasets import registry
+
+    info = registry.get(spec.source)
+    if info is None:
+        raise ValueError(f"unknown dataset generator {spec.source!r} for dataset {spec.name!r}")
+    return {**dict(info.params), **dict(spec.args)}
+
+
+def _frozen_args(args: dict[str, Any]) -> tuple:
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in args.items() if k not in ("seed", "n")))
+
+
+def _rows_of(spec, tokenizer: Any) -> tuple[Example, ...]:
+    """The rows of one of the file's datasets, as the file declares it (no torch)."""
+    if spec.kind is DatasetKind.FILE:
+        from circuitdsl.datasets import jsonl
+
+        return jsonl.load(Path(spec.source), tokenizer, spec.name).examples
+    from circuitdsl.datasets import registry
+
+    return registry.build(spec.source, tokenizer, dict(spec.args), spec.name).examples
+
+
+def _same_layout(pair: tuple[Example, Example]) -> bool:
+    return pair[0].layout == pair[1].layout
+
+
+def family_pairs(h: Hypothesis, *, tokenizer: Any = None, max_seed: int = 2**16) -> st.SearchStrategy[tuple[Example, Example]]:
+    """(x, x') pairs for a hypothesis with `ablate unclaimed by paired D2`: x from the family of its main
+    dataset D, x' its paired row (the corruption of x), always of x's layout.
+
+    - D = ioi(...), D2 = ioi_abc(...): one drawn prompt (template, order, IO, S, place, object; D's
+      arguments) and three other names (from D2's name pool) for its ABC corruption; shrinks toward
+      the first template, names, places and objects.
+    - two registered generators taking `seed` and `n`: a seed offset k and a row j; both datasets are
+      generated with the file's arguments (their own `n`) and their seeds shifted by k, and row j of each
+      is returned (the file's two datasets pair row by row; shifting both seeds alike keeps that).
+    - anything else (JSONL files, generators without a seed): row j of both datasets as the file declares them.
+    """
+    from circuitdsl.ir import AblationKind
+
+    h = _hyp(h)
+    _int("max_seed", max_seed, 0)
+    if h.ablation.kind is not AblationKind.PAIRED or not h.ablation.dataset:
+        raise ValueError(f"hypothesis {h.name!r} does not use `ablate unclaimed by paired D2` (it uses {h.ablation}): "
+                         "use family_examples")
+    d1, d2 = h.dataset(h.main_dataset), h.dataset(h.ablation.dataset)
+    gen = DatasetKind.GENERATOR
+    if d1.kind is gen and d2.kind is gen and (d1.source, d2.source) == ("ioi", "ioi_abc"):
+        from circuitdsl.datasets import ioi
+
+        if tokenizer is None or not hasattr(tokenizer, "encode") or not hasattr(tokenizer, "decode"):
+            raise TypeError(f"tokenizer must have encode(text) and decode(ids), got {tokenizer!r:.80}")
+        a1, a2 = _gen_args(d1), _gen_args(d2)
+        t = a1["templates"]
+        count = len(ioi.BABA_TEMPLATES)
+        chosen = tuple(range(count)) if t == "all" else tuple(range(t)) if isinstance(t, int) else tuple(t)
+        orders = ("ABBA", "BABA") if a1["order"] == "mixed" else (a1["order"],)
+        pool, places, objects = ioi.vocabulary(tokenizer, a1["names"])
+        pool2 = ioi.vocabulary(tokenizer, a2["names"])[0]
+
+        @st.composite
+        def ioi_pair(draw):
+            tmpl = draw(st.sampled_from(chosen))
+            o = draw(st.sampled_from(orders))
+            io, s = draw(st.lists(st.sampled_from(pool), min_size=2, max_size=2, unique=True))
+            place, obj = draw(st.sampled_from(places)), draw(st.sampled_from(objects))
+            others = [x for x in pool2 if x not in (io, s)]
+            if len(others) < 3:
+                raise ValueError(f"dataset {d2.name!r} has fewer than 3 names besides the IO and S")
+            abc = tuple(draw(st.lists(st.sampled_from(others), min_size=3, max_size=3, unique=True)))
+            kw = {"template": tmpl, "order": o, "io": io, "s": s, "place": place, "object": obj}
+            return ioi.prompt(tokenizer, **kw), ioi.prompt(tokenizer, **kw, abc=abc)
+
+        return ioi_pair().filter(_same_layout)
+    if d1.kind is gen and d2.kind is gen:
+        from circuitdsl.datasets import registry
+
+        i1, i2 = registry.get(d1.source), registry.get(d2.source)
+        if i1 is not None and i2 is not None and {"seed", "n"} <= set(dict(i1.params)) and {"seed", "n"} <= set(dict(i2.params)):
+            a1, a2 = _gen_args(d1), _gen_args(d2)
+            rows = min(int(a1["n"]), int(a2["n"]))
+            f1, f2 = _frozen_args(a1), _frozen_args(a2)
+            try:
+                hash((tokenizer, f1, f2))
+                fetch = _generated
+            except TypeError:
+                fetch = _generated.__wrapped__
+
+            def pair(k: int, j: int) -> tuple[Example, Example]:
+                x = fetch(d1.source, tokenizer, f1, int(a1["seed"]) + k, int(a1["n"]))
+                y = fetch(d2.source, tokenizer, f2, int(a2["seed"]) + k, int(a2["n"]))
+                return x[j], y[j]
+
+            return st.builds(pair, st.integers(0, max_seed), st.integers(0, rows - 1)).filter(_same_layout)
+    r1, r2 = _rows_of(d1, tokenizer), _rows_of(d2, tokenizer)
+    pairs = [(x, y) for x, y in zip(r1, r2) if x.layout == y.layout]
+    if not pairs:
+        raise ValueError(f"no row of {d1.name!r} has the layout of the same row of {d2.name!r}")
+    return st.sampled_from(pairs)
 
 
 # ---- hypothesis variants ------------------------------------------------------------------------

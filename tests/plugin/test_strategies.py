@@ -200,3 +200,81 @@ def test_strategies_module_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
     assert out.stdout.strip() == "False"
+
+
+# ---- family_pairs: (x, x') for `ablate unclaimed by paired D2` ------------------------------------
+PAIRED_TINY = """model tiny
+dataset a = induction(n = 16, seed = 0, length = 10, layouts = 2)
+dataset b = induction(n = 16, seed = 3, length = 10, layouts = 2)
+metric loss
+ablate unclaimed by paired b
+node embed depends on input
+edge embed -> out
+"""
+
+
+def _induction_rows(seed):
+    return registry.build("induction", None, {"n": 16, "seed": seed, "length": 10, "layouts": 2}).examples
+
+
+@FAST
+@given(S.family_pairs(compile_hypothesis(PAIRED_TINY), max_seed=20))
+def test_generator_pairs_are_rows_of_both_generators_at_shifted_seeds(pair):
+    x, y = pair
+    assert x.layout == y.layout
+    # x is row j of the file's `a` with its seed shifted by k, y row j of `b` with its seed shifted by the same k
+    hits = [(k, rows.index(x)) for k in range(21) if x in (rows := _induction_rows(k))]
+    assert hits and any(_induction_rows(3 + k)[j] == y for k, j in hits)
+
+
+def test_ioi_pairs_are_the_abc_corruption_of_the_drawn_prompt():
+    from circuitdsl.datasets import ioi
+
+    h = compile_hypothesis(PAIRED_TINY.replace("induction(n = 16, seed = 0, length = 10, layouts = 2)", "ioi(n = 8, names = 8, templates = 2)")
+                           .replace("induction(n = 16, seed = 3, length = 10, layouts = 2)", "ioi_abc(n = 8, names = 8, templates = 2)")
+                           .replace("metric loss", "metric logit_diff"))
+    layouts = _generator_layouts("ioi", tokenizer=TOK, n=8, templates=2, names=8, seed=0)
+    names8 = ioi.vocabulary(TOK, 8)[0]
+
+    @FAST
+    @given(S.family_pairs(h, tokenizer=TOK))
+    def check(pair):
+        x, y = pair
+        assert x.layout == y.layout and x.layout in layouts
+        assert not x.field("corrupted") and y.field("corrupted")
+        for f in ("template", "order", "place", "object"):
+            assert x.field(f) == y.field(f)
+        assert y.field("clean_io") == x.field("io") and y.field("clean_s") == x.field("s")
+        assert y.answers == x.answers and y.wrongs == x.wrongs
+        abc = {y.field("io"), y.field("s"), y.field("s2")}
+        assert len(abc) == 3 and not abc & {x.field("io"), x.field("s")} and abc <= set(names8)
+        assert x.field("template") in (0, 1) and {x.field("io"), x.field("s")} <= set(names8)
+
+    check()
+
+
+def test_jsonl_pairs_are_rows_at_one_index(tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    rows_a = [{"tokens": [1, 2, 3, 1], "answer": 2}, {"tokens": [4, 5, 6, 7, 4], "answer": 5}]
+    rows_b = [{"tokens": [9, 8, 7, 9], "answer": 2}, {"tokens": [10, 11, 12, 13, 10], "answer": 5}, {"tokens": [1, 1], "answer": 1}]
+    a.write_text("\n".join(json.dumps(r) for r in rows_a) + "\n")
+    b.write_text("\n".join(json.dumps(r) for r in rows_b) + "\n")
+    h = compile_hypothesis(f'model tiny\ndataset a = "{a}"\ndataset b = "{b}"\nmetric loss\nablate unclaimed by paired b\n'
+                           "node embed depends on input\nedge embed -> out\n")
+    seen = set()
+
+    @settings(max_examples=20, deadline=None)
+    @given(S.family_pairs(h))
+    def collect(pair):
+        assert pair[0].layout == pair[1].layout
+        seen.add((pair[0].tokens, pair[1].tokens))
+
+    collect()
+    assert seen == {((1, 2, 3, 1), (9, 8, 7, 9)), ((4, 5, 6, 7, 4), (10, 11, 12, 13, 10))}
+
+
+def test_family_pairs_needs_a_paired_hypothesis():
+    with pytest.raises(ValueError, match=r"does not use `ablate unclaimed by paired D2` \(it uses resample\)"):
+        S.family_pairs(H)
+    with pytest.raises(TypeError, match="expected a compiled circuitdsl.ir.Hypothesis"):
+        S.family_pairs("x.circuit")
