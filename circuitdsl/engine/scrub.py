@@ -717,22 +717,10 @@ class Engine:
         return out
 
     def _ablated(self, s: NodeId, data: LayoutData, a: torch.Tensor) -> torch.Tensor:
-        c = data.abl.cache
-        if s.kind is NodeKind.EMBED:
-            return c.embed[a]
-        if s.kind is NodeKind.POS:
-            return c.pos[a]
-        if s.kind is NodeKind.HEAD:
-            return c.result[s.layer][a, :, s.head]
-        return c.mlp_out[s.layer][a]
+        return _output(data.abl.cache, s, a)
 
     def _base(self, v: NodeId, data: LayoutData, a: torch.Tensor) -> torch.Tensor:
-        c = data.abl.cache
-        if v.kind is NodeKind.HEAD:
-            return c.resid_pre[v.layer][a]
-        if v.kind is NodeKind.MLP:
-            return c.resid_mid[v.layer][a]
-        return c.resid_final[a]
+        return _port_resid(data.abl.cache, v, a)
 
     # ---- port plans: what each port input is a function of ------------------------------------
     def _upstream(self, v: NodeId) -> tuple[NodeId, ...]:
@@ -831,24 +819,10 @@ class Engine:
         return out
 
     def _clean_resid(self, v: NodeId, data: LayoutData, x: torch.Tensor) -> torch.Tensor:
-        c = data.cache
-        if v.kind is NodeKind.HEAD:
-            return c.resid_pre[v.layer][x]
-        if v.kind is NodeKind.MLP:
-            return c.resid_mid[v.layer][x]
-        return c.resid_final[x]
+        return _port_resid(data.cache, v, x)
 
     def _clean_out(self, s: NodeId, data: LayoutData, x: torch.Tensor) -> torch.Tensor:
-        c = data.cache
-        if s.kind is NodeKind.EMBED:
-            return c.embed[x]
-        if s.kind is NodeKind.POS:
-            return c.pos[x]
-        if s.kind is NodeKind.HEAD:
-            return c.result[s.layer][x, :, s.head]
-        if s.kind is NodeKind.OUT:
-            return c.resid_final[x]
-        return c.mlp_out[s.layer][x]
+        return _output(data.cache, s, x)
 
     def _dtype(self, data: LayoutData) -> torch.dtype:
         return data.cache.resid_pre[0].dtype if data.cache.resid_pre else data.cache.embed.dtype
@@ -1008,6 +982,29 @@ class Engine:
             logits.append(self.backend.unembed(flat[s : s + self.batch_size].unsqueeze(1))[:, 0])
         allv = torch.cat(logits)
         return list(torch.split(allv, sizes))
+
+
+def _output(c: CleanCache, s: NodeId, idx: torch.Tensor) -> torch.Tensor:
+    """Sender s's output on examples idx of cache c (the clean cache, or an ablation source); `out`'s
+    output is the final residual."""
+    if s.kind is NodeKind.EMBED:
+        return c.embed[idx]
+    if s.kind is NodeKind.POS:
+        return c.pos[idx]
+    if s.kind is NodeKind.HEAD:
+        return c.result[s.layer][idx, :, s.head]
+    if s.kind is NodeKind.OUT:
+        return c.resid_final[idx]
+    return c.mlp_out[s.layer][idx]
+
+
+def _port_resid(c: CleanCache, v: NodeId, idx: torch.Tensor) -> torch.Tensor:
+    """The residual node v's ports read, on examples idx of cache c."""
+    if v.kind is NodeKind.HEAD:
+        return c.resid_pre[v.layer][idx]
+    if v.kind is NodeKind.MLP:
+        return c.resid_mid[v.layer][idx]
+    return c.resid_final[idx]
 
 
 def _concat(parts: list[CleanCache]) -> CleanCache:
