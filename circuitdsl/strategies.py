@@ -155,6 +155,18 @@ def ioi_prompts(*, tokenizer: Any, templates: tuple[int, ...] | int = 1, order: 
     ABC version (three other names in the IO, S1 and S2 slots; answers stay the clean IO and S)."""
     from circuitdsl.datasets import ioi
 
+    rows = _ioi_rows(tokenizer, templates, order, names, names if corrupted else None, min_names=6 if corrupted else 3)
+    return rows.map(lambda r: ioi.prompt(tokenizer, **r[0], abc=r[1]))
+
+
+def _ioi_rows(tokenizer: Any, templates: Any, order: str, names: int, abc_names: int | None, *,
+              min_names: int | None = None) -> st.SearchStrategy[tuple[dict[str, Any], tuple[str, str, str] | None]]:
+    """(keyword arguments of `datasets.ioi.prompt` for one drawn prompt, its ABC names or None): template,
+    order, IO and S (from the first `names` names), place, object, then, when abc_names is not None, three
+    other names from the first `abc_names` names. Arguments are validated as `ioi_prompts` documents
+    (`names` against min_names when given)."""
+    from circuitdsl.datasets import ioi
+
     if tokenizer is None or not hasattr(tokenizer, "encode") or not hasattr(tokenizer, "decode"):
         raise TypeError(f"tokenizer must have encode(text) and decode(ids), got {tokenizer!r:.80}")
     count = len(ioi.BABA_TEMPLATES)
@@ -170,9 +182,10 @@ def ioi_prompts(*, tokenizer: Any, templates: tuple[int, ...] | int = 1, order: 
         raise ValueError(f"templates must be a count or a non-empty tuple of indices, got {templates!r}")
     if order not in ("mixed", "ABBA", "BABA"):
         raise ValueError(f'order must be "mixed", "ABBA" or "BABA", got {order!r}')
-    if isinstance(names, bool) or not isinstance(names, int) or names < 0 or 0 < names < (6 if corrupted else 3):
-        raise ValueError(f"names must be 0 (all) or at least {6 if corrupted else 3}, got {names!r}")
+    if min_names is not None and (isinstance(names, bool) or not isinstance(names, int) or names < 0 or 0 < names < min_names):
+        raise ValueError(f"names must be 0 (all) or at least {min_names}, got {names!r}")
     pool, places, objects = ioi.vocabulary(tokenizer, names)
+    abc_pool = None if abc_names is None else ioi.vocabulary(tokenizer, abc_names)[0]
     orders = ("ABBA", "BABA") if order == "mixed" else (order,)
 
     @st.composite
@@ -182,10 +195,12 @@ def ioi_prompts(*, tokenizer: Any, templates: tuple[int, ...] | int = 1, order: 
         io, s = draw(st.lists(st.sampled_from(pool), min_size=2, max_size=2, unique=True))
         place, obj = draw(st.sampled_from(places)), draw(st.sampled_from(objects))
         abc = None
-        if corrupted:
-            others = [x for x in pool if x not in (io, s)]
+        if abc_pool is not None:
+            others = [x for x in abc_pool if x not in (io, s)]
+            if len(others) < 3:
+                raise ValueError(f"fewer than 3 names besides the IO ({io}) and S ({s}) for the ABC corruption")
             abc = tuple(draw(st.lists(st.sampled_from(others), min_size=3, max_size=3, unique=True)))
-        return ioi.prompt(tokenizer, template=t, order=o, io=io, s=s, place=place, object=obj, abc=abc)
+        return {"template": t, "order": o, "io": io, "s": s, "place": place, "object": obj}, abc
 
     return build()
 
@@ -322,30 +337,10 @@ def family_pairs(h: Hypothesis, *, tokenizer: Any = None, max_seed: int = 2**16)
     if d1.kind is gen and d2.kind is gen and (d1.source, d2.source) == ("ioi", "ioi_abc"):
         from circuitdsl.datasets import ioi
 
-        if tokenizer is None or not hasattr(tokenizer, "encode") or not hasattr(tokenizer, "decode"):
-            raise TypeError(f"tokenizer must have encode(text) and decode(ids), got {tokenizer!r:.80}")
         a1, a2 = _gen_args(d1), _gen_args(d2)
         t = a1["templates"]
-        count = len(ioi.BABA_TEMPLATES)
-        chosen = tuple(range(count)) if t == "all" else tuple(range(t)) if isinstance(t, int) else tuple(t)
-        orders = ("ABBA", "BABA") if a1["order"] == "mixed" else (a1["order"],)
-        pool, places, objects = ioi.vocabulary(tokenizer, a1["names"])
-        pool2 = ioi.vocabulary(tokenizer, a2["names"])[0]
-
-        @st.composite
-        def ioi_pair(draw):
-            tmpl = draw(st.sampled_from(chosen))
-            o = draw(st.sampled_from(orders))
-            io, s = draw(st.lists(st.sampled_from(pool), min_size=2, max_size=2, unique=True))
-            place, obj = draw(st.sampled_from(places)), draw(st.sampled_from(objects))
-            others = [x for x in pool2 if x not in (io, s)]
-            if len(others) < 3:
-                raise ValueError(f"dataset {d2.name!r} has fewer than 3 names besides the IO and S")
-            abc = tuple(draw(st.lists(st.sampled_from(others), min_size=3, max_size=3, unique=True)))
-            kw = {"template": tmpl, "order": o, "io": io, "s": s, "place": place, "object": obj}
-            return ioi.prompt(tokenizer, **kw), ioi.prompt(tokenizer, **kw, abc=abc)
-
-        return ioi_pair().filter(_same_layout)
+        rows = _ioi_rows(tokenizer, tuple(range(len(ioi.BABA_TEMPLATES))) if t == "all" else t, a1["order"], a1["names"], a2["names"])
+        return rows.map(lambda r: (ioi.prompt(tokenizer, **r[0]), ioi.prompt(tokenizer, **r[0], abc=r[1]))).filter(_same_layout)
     if d1.kind is gen and d2.kind is gen:
         from circuitdsl.datasets import registry
 
