@@ -115,18 +115,19 @@ def _pieces(s: ast.Statement) -> list[str]:
         parts = _list(r.text for r in s.nodes)
         parts[0] = "wire " + parts[0]
         return parts
-    return [format_statement(s)]
+    return [_simple(s)]
 
 
 def format_statement(s: ast.Statement, width: int | None = None) -> str:
     """One statement in canonical spelling: on one line, or wrapped to `width` columns (where a line can
     break) when it is longer."""
-    one = _one_line(s)
+    pieces = _pieces(s)
+    one = " ".join(pieces)
     if width is None or len(one) <= width:
         return one
     lines: list[str] = []
     line = ""
-    for p in _pieces(s):
+    for p in pieces:
         if not line:
             line = p if not lines else INDENT + p
         elif len(line) + 1 + len(p) <= width:
@@ -139,13 +140,15 @@ def format_statement(s: ast.Statement, width: int | None = None) -> str:
 
 
 def _one_line(s: ast.Statement) -> str:
+    return " ".join(_pieces(s))
+
+
+def _simple(s: ast.Statement) -> str:
+    """A statement that has no list in it (nowhere to break a line)."""
     if isinstance(s, ast.Import):
         return f"import {_string(s.path)}"
     if isinstance(s, ast.Model):
         return f"model {_string(s.ref) if s.is_path else s.ref}"
-    if isinstance(s, ast.DatasetGen):
-        args = ", ".join(f"{a.key.text} = {_literal(a.value)}" for a in s.args)
-        return f"dataset {s.name.text} = {s.generator.text}({args})"
     if isinstance(s, ast.DatasetFile):
         return f"dataset {s.name.text} = {_string(s.path)}"
     if isinstance(s, ast.On):
@@ -154,19 +157,6 @@ def _one_line(s: ast.Statement) -> str:
         return f"metric {s.name.text}"
     if isinstance(s, ast.Ablate):
         return f"ablate unclaimed by {s.kind}" + (f" {s.dataset.text}" if s.dataset else "")
-    if isinstance(s, ast.Group):
-        return f"group {s.name.text} = " + ", ".join(r.text for r in s.members)
-    if isinstance(s, ast.NodeStmt):
-        out = "node " + ", ".join(r.text for r in s.nodes)
-        if s.positions is not None:
-            out += " at " + ", ".join(p.text for p in s.positions)
-        if s.feature is not None:
-            out += " depends on " + _feature(s.feature)
-        return out
-    if isinstance(s, ast.Edge):
-        return "edge " + " -> ".join(", ".join(t.text for t in step) for step in s.steps)
-    if isinstance(s, ast.Wire):
-        return "wire " + ", ".join(r.text for r in s.nodes)
     if isinstance(s, ast.SetStmt):
         return f"set {s.key.text} = {_literal(s.value)}"
     if isinstance(s, ast.ExpectStmt):
