@@ -73,8 +73,8 @@ class SpilledRows:
             raise ValueError(f"rows of shape {tuple(values.shape[1:])} {values.dtype} do not fit {self.row_shape} {self.dtype}")
         if start < 0 or start + values.shape[0] > self.n_rows:
             raise IndexError(f"rows {start}..{start + values.shape[0]} are outside 0..{self.n_rows}")
-        buf = values.detach().to("cpu").contiguous().numpy().tobytes()
-        off, view = start * self.row_bytes, memoryview(buf)
+        arr = values.detach().to("cpu").contiguous().numpy()  # written from its own buffer: no bytes copy
+        off, view = start * self.row_bytes, memoryview(arr.reshape(-1)).cast("B")
         while view:
             wrote = os.pwrite(self._fd, view, off)
             view, off = view[wrote:], off + wrote
