@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -279,17 +279,11 @@ class Backend:
 
             return fn
 
-        handle = None
-        if self.kind == "bridge":
-            # keep the keyword arguments the bridge passes its blocks (rotary embeddings, attention mask)
-            # for this sequence length, so that run_layer can call one block directly
-            handle = self.model.blocks[0].register_forward_pre_hook(self._keep_block_kwargs, with_kwargs=True)
-        try:
-            with hooks(self.model, [(k, capture(k)) for k in names]):
-                logits = self.model(tokens)
-        finally:
-            if handle is not None:
-                handle.remove()
+        # on the bridge, keep the keyword arguments it passes its blocks (rotary embeddings, attention
+        # mask) for this sequence length, so that run_layer can call one block directly
+        recording = recording_block_kwargs(self.model, self._extra.setdefault("block_kwargs", {})) if self.kind == "bridge" else nullcontext()
+        with recording, hooks(self.model, [(k, capture(k)) for k in names]):
+            logits = self.model(tokens)
         missing = [k for k in names if k not in got]
         if missing:
             raise BackendError(f"the model did not run hooks {missing[:3]}", "is this model supported?")
@@ -309,9 +303,6 @@ class Backend:
         return f"blocks.{layer}.hook_resid_mid"
 
     # ---- calling one bridge block directly -------------------------------------------------------
-    def _keep_block_kwargs(self, module, args, kwargs) -> None:
-        keep_block_kwargs(self._extra.setdefault("block_kwargs", {}), args, kwargs)
-
     def _block_call_kwargs(self, P: int, R: int) -> dict | None:
         return block_call_kwargs(self._extra.get("block_kwargs", {}), P, R)
 
