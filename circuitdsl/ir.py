@@ -32,6 +32,7 @@ __all__ = [
     "Comparison",
     "Expect",
     "SearchBudget",
+    "TreeRule",
     "Hypothesis",
     "SCORE_NAMES",
 ]
@@ -339,6 +340,19 @@ class SearchBudget:
 
 
 @dataclass(frozen=True)
+class TreeRule:
+    """How the hypothesis is treeified (SEMANTICS.md section 3; `set treeify.*`)."""
+
+    shared_draws: bool = False
+    """The opt-in shared-draw approximation: copies of a node reached through identity-feature nodes or
+    through different ports of one receiver share one treeified node and its draws. Every report of a
+    hypothesis that uses it says so. Off (exact causal scrubbing, one treeified node per path) by default."""
+    max_nodes: int = 50_000
+    """The most structurally distinct treeified nodes one scrub may need; past it the engine stops with
+    E601 instead of computing (it never switches rule by itself)."""
+
+
+@dataclass(frozen=True)
 class Hypothesis:
     """A compiled, validated hypothesis. `graph` is a frozen networkx.DiGraph:
     nodes are NodeId with attribute `claim` (Claim); edges (sender, receiver) carry
@@ -359,6 +373,7 @@ class Hypothesis:
     budget: SearchBudget = SearchBudget()
     seed: int = 0
     bootstrap: int = 1000
+    treeify: TreeRule = TreeRule()
     graph: nx.DiGraph = field(default_factory=nx.DiGraph, compare=False, repr=False)
 
     def claim(self, node: NodeId) -> Claim | None:

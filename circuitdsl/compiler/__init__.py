@@ -15,7 +15,7 @@ from pathlib import Path
 
 from circuitdsl.compiler.codes import CODES, diag
 from circuitdsl.diagnostics import Diagnostic, has_errors, render
-from circuitdsl.ir import Hypothesis, SearchBudget, make_graph
+from circuitdsl.ir import Hypothesis, SearchBudget, TreeRule, make_graph
 
 __all__ = ["CompileResult", "compile_file", "compile_source", "CODES"]
 
@@ -65,6 +65,10 @@ def _build(unit, text: str, path: str) -> Hypothesis:
         budget=budget,
         seed=settings.get("seed", 0),
         bootstrap=settings.get("bootstrap", 1000),
+        treeify=TreeRule(
+            shared_draws=settings.get("treeify.shared_draws", TreeRule.shared_draws),
+            max_nodes=settings.get("treeify.max_nodes", TreeRule.max_nodes),
+        ),
         graph=make_graph(unit.claims, unit.edges),
     )
 

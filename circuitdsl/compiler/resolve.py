@@ -46,6 +46,8 @@ SETTINGS: dict[str, str] = {
     "completeness.sizes": "list of int",
     "completeness.samples": "int",
     "completeness.greedy": "int",
+    "treeify.shared_draws": "bool",
+    "treeify.max_nodes": "int",
 }
 
 
@@ -310,6 +312,10 @@ def resolve_groups(u: Unit) -> Unit:
 
 def _setting_value(key: str, lit: ast.Literal) -> tuple[Any, str]:
     v = _literal_value(lit)
+    if SETTINGS[key] == "bool":
+        return (v, "") if isinstance(v, bool) else (None, "true or false")
+    if key == "treeify.max_nodes" and (type(v) is not int or v < 1):
+        return None, "a positive int"
     if key == "completeness.sizes":
         if not isinstance(v, tuple) or not v or not all(type(x) is int and x >= 1 for x in v):
             return None, "a non-empty list of positive ints, e.g. [1, 2]"
