@@ -97,7 +97,9 @@ class Counterexample:
     """The search drew pairs (x, x') for a `paired` ablation."""
 
     def render(self) -> str:
-        unit = "logits" if self.metric == "logit_diff" else "nats"
+        from circuitdsl.ir import metric_unit
+
+        unit = metric_unit(self.metric)
         lines = [f"falsify {self.hypothesis}: metric {self.metric} ({unit}), seed {self.seed}",
                  f"threshold |delta| >= {self.threshold:.4g} ({self.threshold_reason})",
                  f"on the file's dataset: F(model) - F(baseline) = {self.gap:.4g}; |delta| mean {self.dataset_mean_abs_delta:.4g}, "
@@ -147,7 +149,7 @@ class Falsifier:
                 raise CircuitError([Diagnostic(
                     "E417", f"`paired {self.other.name}` needs a row for each of the {len(self.ds)} examples of "
                     f"`{self.ds.name}`; it has {len(self.other)}", h.model.span)])
-        metrics.check_metric(h.metric.kind, self.ds.examples)
+        metrics.check_metric(h.metric.kind, self.ds.examples, d_vocab_out=self.backend.d_vocab_out)
         self._pools = self.ds.layouts()
         self._cache: dict[tuple[str, str | None], ScoredInput | None] = {}
         self.rejected = 0
@@ -215,7 +217,8 @@ class Falsifier:
 
         n_ctx = getattr(getattr(self.backend.model, "cfg", None), "n_ctx", None)
         probe = Dataset(self.ds.name, (x,) if pair is None else (x, pair))
-        data_mod.validate(probe, n_ctx if self.backend.kind == "native" else None, self.backend.shape.vocab_size)
+        data_mod.validate(probe, n_ctx if self.backend.kind == "native" else None, self.backend.shape.vocab_size,
+                          vocab_out=self.backend.d_vocab_out)
         members = tuple(self.ds.examples[i] for i in pool)
         in_ds = any(e.id == x.id for e in members)
         examples = members if in_ds else members + (x,)

@@ -24,6 +24,7 @@ __all__ = [
     "Ablation",
     "MetricKind",
     "Metric",
+    "metric_unit",
     "DatasetKind",
     "DatasetSpec",
     "ModelShape",
@@ -204,16 +205,62 @@ class Ablation:
 
 
 class MetricKind(enum.Enum):
-    """The per-example metric m(x) (SEMANTICS.md section 4), at the scored positions."""
+    """The per-example metric m(x) (SEMANTICS.md section 4), averaged over the example's scored positions.
+
+    At a scored position with logits l over the model's *output* vocabulary, answer a (or answer set A)
+    and wrong answer w (or wrong set W)."""
 
     LOGIT_DIFF = "logit_diff"
-    """logit(answer) - logit(wrong) at the scored position (higher is better)."""
+    """mean_{a in A} l[a] - mean_{w in W} l[w] (a single token is a set of one); higher is better. Logits."""
+    PROB_DIFF = "prob_diff"
+    """sum_{a in A} p[a] - sum_{w in W} p[w], p = softmax(l); higher is better. Probability."""
+    MARGIN = "margin"
+    """l[a] - max_{t != a} l[t]: positive exactly when the answer is the unique argmax; higher is better. Logits."""
     LOGPROB = "logprob"
-    """log p(answer) at the scored positions, averaged (higher is better)."""
+    """log p(a); higher is better. Nats."""
+    PROB = "prob"
+    """p(a); higher is better. Probability."""
     LOSS = "loss"
-    """Cross-entropy of the answers at the scored positions, averaged (lower is better)."""
+    """Cross-entropy -log p(a); lower is better. Nats."""
+    ACCURACY = "accuracy"
+    """1 when l[a] is larger than every other logit (the answer is the unique argmax), else 0; higher is better."""
+    MSE = "mse"
+    """-(y - target)^2, y the model's single output unit read as a number (d_vocab_out = 1); higher is better."""
     KL = "kl"
-    """KL(model(x) || evaluated(x)) at the scored positions (0 for the model itself)."""
+    """KL(model(x) || evaluated(x)) over the output vocabulary; 0 for the model itself; lower is better. Nats."""
+
+    @property
+    def unit(self) -> str:
+        """The unit of m(x) and of every raw score computed from it."""
+        return _METRIC_UNITS[self]
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self in (MetricKind.LOSS, MetricKind.KL)
+
+    @property
+    def answer_sets(self) -> bool:
+        """Whether an answer (and wrong answer) may be a set of tokens."""
+        return self in (MetricKind.LOGIT_DIFF, MetricKind.PROB_DIFF)
+
+    @property
+    def needs_wrong(self) -> bool:
+        return self in (MetricKind.LOGIT_DIFF, MetricKind.PROB_DIFF)
+
+
+_METRIC_UNITS = {
+    MetricKind.LOGIT_DIFF: "logits", MetricKind.PROB_DIFF: "probability", MetricKind.MARGIN: "logits",
+    MetricKind.LOGPROB: "nats", MetricKind.PROB: "probability", MetricKind.LOSS: "nats",
+    MetricKind.ACCURACY: "fraction correct", MetricKind.MSE: "squared output units", MetricKind.KL: "nats",
+}
+
+
+def metric_unit(name: str) -> str:
+    """The unit of a metric given by name (as results carry it); 'units' for an unknown name."""
+    try:
+        return MetricKind(name).unit
+    except ValueError:
+        return "units"
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,10 @@ class Recovered:
     upper: float | None
     resamples: int
     undefined_reason: str | None = None
+    gap: float | None = None
+    """F(model) - F(baseline), raw units (reported whether or not recovered is defined)."""
+    gap_se: float | None = None
+    """Standard error of the mean per-example gap m(model, x) - m(baseline, x); None for one example."""
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,9 @@ def render_text(r, path: str, console=None) -> None:
     from rich.table import Table
 
     con = console or Console(highlight=False, soft_wrap=True)
-    unit = {"logit_diff": "logits", "kl": "nats"}.get(r.metric, "nats")
+    from circuitdsl.ir import metric_unit
+
+    unit = metric_unit(r.metric)
     con.print(f"[bold]{path}[/bold]  model {r.model}, dataset {r.dataset} (N={r.n}), seed {r.seed}")
     con.print(f"metric [bold]{r.metric}[/bold] ({unit}); unclaimed senders ablated by [bold]{r.ablation}[/bold]")
     t = Table(title="scores", show_lines=False)
@@ -155,8 +157,10 @@ def render_text(r, path: str, console=None) -> None:
     t.add_row("F(model)", _f(r.f_model), unit)
     t.add_row("F(scrubbed)", _f(r.f_scrubbed), unit)
     t.add_row("F(baseline)", _f(r.f_baseline), unit)
-    t.add_row("recovered", _f(rec.value), f"[{_f(rec.lower)}, {_f(rec.upper)}] ({rec.resamples} bootstrap resamples)"
-              if rec.value is not None else (rec.undefined_reason or ""))
+    gap = (f"gap F(model) - F(baseline) = {_f(rec.gap)} {unit}, standard error {_f(rec.gap_se)}"
+           if rec.gap is not None else "")
+    t.add_row("recovered", _f(rec.value), f"[{_f(rec.lower)}, {_f(rec.upper)}] ({rec.resamples} bootstrap resamples); {gap}"
+              if rec.value is not None else "; ".join(x for x in (rec.undefined_reason or "", gap) if x))
     t.add_row("mean |delta|", _f(r.mean_abs_delta), f"median {_f(r.median_abs_delta)}, p90 {_f(r.p90_abs_delta)} {unit}")
     t.add_row("KL(model||scrubbed)", _f(r.kl), f"nats (baseline {_f(r.kl_baseline)})")
     c = r.completeness

@@ -52,21 +52,37 @@ class Example:
     text: str | None = None
     id: str = ""
     """Stable id: the dataset's `id` field, or else a hash of the content (set by `with_id`)."""
+    answer_sets: tuple[tuple[int, ...], ...] = ()
+    """Where the answer at some scored position is a set of tokens (logit_diff / prob_diff): one tuple per
+    scored position (a single answer is a set of one); `answers` then holds each set's first token.
+    Empty: the answer at position i is the one token answers[i]."""
+    wrong_sets: tuple[tuple[int, ...], ...] = ()
+    """The same for `wrongs`."""
+    targets: tuple[float, ...] = ()
+    """A numeric target value at each scored position (metric mse); may be empty."""
 
     def __post_init__(self) -> None:
         if not self.id:
             object.__setattr__(self, "id", self.content_id())
 
     def content_id(self) -> str:
-        payload = json.dumps(
-            [self.tokens, self.answers, self.scored, self.wrongs, self.positions, _jsonable(self.fields)],
-            sort_keys=True,
-        )
+        content = [self.tokens, self.answers, self.scored, self.wrongs, self.positions, _jsonable(self.fields)]
+        if self.answer_sets or self.wrong_sets or self.targets:  # (absent: the ids examples always had)
+            content += [self.answer_sets, self.wrong_sets, self.targets]
+        payload = json.dumps(content, sort_keys=True)
         return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
     @property
     def scored_positions(self) -> tuple[int, ...]:
         return self.scored or (len(self.tokens) - 1,)
+
+    def answer_set(self, i: int) -> tuple[int, ...]:
+        """The answer tokens at the i-th scored position (one token unless the dataset gave a set)."""
+        return self.answer_sets[i] if self.answer_sets else (self.answers[i],)
+
+    def wrong_set(self, i: int) -> tuple[int, ...]:
+        """The wrong-answer tokens at the i-th scored position."""
+        return self.wrong_sets[i] if self.wrong_sets else (self.wrongs[i],)
 
     @property
     def layout(self) -> Layout:
@@ -99,13 +115,19 @@ class Example:
         fields: dict[str, Any] | None = None,
         text: str | None = None,
         id: str = "",
+        targets=(),
     ) -> "Example":
-        """Build an Example from plain Python values (lists, dicts)."""
-        answers = (answers,) if isinstance(answers, int) else tuple(int(a) for a in answers)
-        wrongs = (wrongs,) if isinstance(wrongs, int) else tuple(int(w) for w in wrongs)
+        """Build an Example from plain Python values (lists, dicts). An answer (or wrong answer) at a scored
+        position may be a list of tokens, a set (metrics logit_diff, prob_diff)."""
+        answers, answer_sets = _answer_sets(answers)
+        wrongs, wrong_sets = _answer_sets(wrongs)
+        targets = (targets,) if isinstance(targets, int | float) else tuple(float(t) for t in targets)
         return Example(
             tokens=tuple(int(t) for t in tokens),
             answers=answers,
+            answer_sets=answer_sets,
+            wrong_sets=wrong_sets,
+            targets=tuple(float(t) for t in targets),
             scored=tuple(int(s) for s in scored),
             wrongs=wrongs,
             positions=tuple(
@@ -115,6 +137,17 @@ class Example:
             text=text,
             id=str(id),
         )
+
+
+def _answer_sets(v) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
+    """(first token per position, sets per position or () when every position has one token)."""
+    if isinstance(v, int):
+        return (v,), ()
+    entries = [tuple(int(t) for t in x) if isinstance(x, list | tuple) else (int(x),) for x in v]
+    if any(not x for x in entries):
+        raise ValueError("an answer set is empty")
+    firsts = tuple(x[0] for x in entries)
+    return firsts, (tuple(entries) if any(len(x) != 1 for x in entries) else ())
 
 
 def _jsonable(v: Any) -> Any:

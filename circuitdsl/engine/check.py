@@ -54,9 +54,10 @@ def run_check(
     datasets = data_mod.materialise_all(h, backend.tokenizer)
     n_ctx = getattr(getattr(backend.model, "cfg", None), "n_ctx", None)
     for spec in h.datasets:
-        data_mod.validate(datasets[spec.name], n_ctx if backend.kind == "native" else None, backend.shape.vocab_size, spec.span)
+        data_mod.validate(datasets[spec.name], n_ctx if backend.kind == "native" else None, backend.shape.vocab_size, spec.span,
+                          vocab_out=backend.d_vocab_out)
     ds = datasets[h.main_dataset]
-    metrics.check_metric(h.metric.kind, ds.examples)
+    metrics.check_metric(h.metric.kind, ds.examples, d_vocab_out=backend.d_vocab_out, span=h.dataset(h.main_dataset).span)
     timings["datasets"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -80,8 +81,8 @@ def run_check(
         kl_base = metrics.kl_values(clean, base.logits)
         timings["scrub"] = time.perf_counter() - t
 
-        rec = scores.recovered(m_model, m_scrub, m_base, resamples=h.bootstrap, seed=seed)
-        gap = None if rec.undefined_reason else float(m_model.mean() - m_base.mean())
+        rec = scores.recovered(m_model, m_scrub, m_base, resamples=h.bootstrap, seed=seed, ids=[e.id for e in ds.examples])
+        gap = None if rec.undefined_reason else rec.gap
         mean_d, med_d, p90_d = scores.abs_delta_stats(m_model, m_scrub)
 
         def scorer(hh: Hypothesis) -> np.ndarray:

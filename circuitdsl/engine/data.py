@@ -46,18 +46,34 @@ def materialise_all(h: Hypothesis, tokenizer: Any) -> dict[str, Dataset]:
     return out
 
 
-def validate(ds: Dataset, n_ctx: int | None, vocab: int | None, span=None) -> None:
+def validate(ds: Dataset, n_ctx: int | None, vocab: int | None, span=None, *, vocab_out: int | None = None) -> None:
+    """Token ids within the input vocabulary `vocab`; answers and wrong answers (every member of a set)
+    within the OUTPUT vocabulary `vocab_out` (default: `vocab`); lengths within n_ctx."""
+    vocab_out = vocab if vocab_out is None else vocab_out
     for e in ds.examples:
-        bad = [t for t in e.tokens + e.answers + e.wrongs if t < 0 or (vocab is not None and t >= vocab)]
+        bad = [t for t in e.tokens if t < 0 or (vocab is not None and t >= vocab)]
         if bad:
             raise CircuitError(
                 [Diagnostic("E414", f"example `{e.id}` of dataset `{ds.name}` has token {bad[0]} outside the model's vocabulary ({vocab})", span)]
             )
+        outs = [t for s in (e.answer_sets or [(a,) for a in e.answers]) for t in s]
+        outs += [t for s in (e.wrong_sets or [(w,) for w in e.wrongs]) for t in s]
+        bad = [t for t in outs if t < 0 or (vocab_out is not None and t >= vocab_out)]
+        if bad:
+            raise CircuitError(
+                [Diagnostic("E414", f"example `{e.id}` of dataset `{ds.name}` has answer token {bad[0]} outside the model's "
+                            f"output vocabulary ({vocab_out} tokens)", span,
+                            hint="answers are ids of the model's output (unembedding) vocabulary")]
+            )
         if n_ctx is not None and len(e.tokens) > n_ctx:
             raise CircuitError([Diagnostic("E415", f"example `{e.id}` of `{ds.name}` has {len(e.tokens)} tokens; the model takes {n_ctx}", span)])
-        if len(e.answers) != len(e.scored_positions):
+        if e.answers and len(e.answers) != len(e.scored_positions):
             raise CircuitError(
                 [Diagnostic("E416", f"example `{e.id}` of `{ds.name}` has {len(e.answers)} answers for {len(e.scored_positions)} scored positions", span)]
+            )
+        if not e.answers and not e.targets:
+            raise CircuitError(
+                [Diagnostic("E416", f"example `{e.id}` of `{ds.name}` has no answer (nor a numeric target) at its scored positions", span)]
             )
         if any(p >= len(e.tokens) for p in e.scored_positions):
             raise CircuitError([Diagnostic("E416", f"example `{e.id}` of `{ds.name}` scores a position past its end", span)])

@@ -1,4 +1,9 @@
-"""Per-example metrics at the scored positions (SEMANTICS.md section 4), computed in float64."""
+"""Per-example metrics at the scored positions (SEMANTICS.md section 4), computed in float64.
+
+Each metric is computed at every scored position of an example from the logits there (over the
+model's output vocabulary) and averaged over the example's scored positions. The definitions are the
+docstrings of `circuitdsl.ir.MetricKind`.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,45 @@ import torch
 
 from circuitdsl.datasets.core import Example
 from circuitdsl.diagnostics import CircuitError, Diagnostic
-from circuitdsl.ir import MetricKind
+from circuitdsl.ir import MetricKind, Span
 
 __all__ = ["metric_values", "kl_values", "check_metric"]
 
 
-def check_metric(kind: MetricKind, examples: Sequence[Example]) -> None:
-    if kind is MetricKind.LOGIT_DIFF:
+def _refuse(code: str, message: str, hint: str, span: Span | None) -> CircuitError:
+    return CircuitError([Diagnostic(code, message, span, hint=hint)])
+
+
+def check_metric(kind: MetricKind, examples: Sequence[Example], *, d_vocab_out: int | None = None,
+                 span: Span | None = None) -> None:
+    """Refuse, with a diagnostic, a dataset or model that cannot give `kind` what it needs."""
+    name = kind.value
+    if kind is MetricKind.MSE:
+        if d_vocab_out is not None and d_vocab_out != 1:
+            raise _refuse("E432", f"metric mse reads the model's single output unit, but this model has {d_vocab_out} outputs",
+                          "mse is for models with a numerical output (d_vocab_out = 1); use logit_diff, margin, loss... "
+                          "for token outputs", span)
         for e in examples:
-            if len(e.wrongs) != len(e.scored_positions):
-                raise CircuitError(
-                    [Diagnostic("E419", f"metric logit_diff needs a wrong answer at each scored position; example `{e.id}` has {len(e.wrongs)}",
-                                hint="use `metric logprob` or `metric loss`, or give the dataset wrong answers")]
-                )
+            if len(e.targets) != len(e.scored_positions):
+                raise _refuse("E432", f"metric mse needs a numeric target at each scored position; example `{e.id}` has "
+                              f"{len(e.targets)} for {len(e.scored_positions)}",
+                              'give each JSONL row a `target` (a number, or one per scored position)', span)
+        return
+    if kind in (MetricKind.MARGIN, MetricKind.ACCURACY) and d_vocab_out is not None and d_vocab_out < 2:
+        raise _refuse("E432", f"metric {name} compares the answer with the other output tokens, but this model has "
+                      f"{d_vocab_out} output", "use metric mse for a model with one numerical output", span)
+    if kind is MetricKind.KL:
+        return
+    for e in examples:
+        if len(e.answers) != len(e.scored_positions):
+            raise _refuse("E416", f"metric {name} needs an answer at each scored position; example `{e.id}` has "
+                          f"{len(e.answers)} for {len(e.scored_positions)}", "give each row an `answer`", span)
+        if kind.needs_wrong and len(e.wrongs) != len(e.scored_positions):
+            raise _refuse("E419", f"metric {name} needs a wrong answer at each scored position; example `{e.id}` has {len(e.wrongs)}",
+                          "use `metric logprob`, `margin` or `loss`, or give the dataset wrong answers", span)
+        if not kind.answer_sets and any(len(s) != 1 for s in e.answer_sets + e.wrong_sets):
+            raise _refuse("E431", f"metric {name} takes one answer token per scored position; example `{e.id}` gives a set",
+                          "answer sets are for `metric logit_diff` and `metric prob_diff`", span)
 
 
 def kl_values(model: Sequence[torch.Tensor], other: Sequence[torch.Tensor]) -> np.ndarray:
@@ -34,17 +65,46 @@ def kl_values(model: Sequence[torch.Tensor], other: Sequence[torch.Tensor]) -> n
     return out
 
 
-def metric_values(kind: MetricKind, logits: Sequence[torch.Tensor], examples: Sequence[Example], model_logits: Sequence[torch.Tensor]) -> np.ndarray:
+def _set_mean(x: torch.Tensor, sets: Sequence[tuple[int, ...]], reduce: str) -> torch.Tensor:
+    """Per scored position p: mean (or sum) of x[p, t] over the tokens t of sets[p]."""
+    vals = [x[p, list(s)] for p, s in enumerate(sets)]
+    return torch.stack([v.mean() if reduce == "mean" else v.sum() for v in vals])
+
+
+def _values(kind: MetricKind, lg: torch.Tensor, e: Example) -> torch.Tensor:
+    """The metric at each scored position of one example (lg: [positions, d_vocab_out], float64)."""
+    rows = torch.arange(lg.shape[0])
+    if kind is MetricKind.MSE:
+        return -((lg[:, 0] - torch.tensor(e.targets, dtype=lg.dtype)) ** 2)
+    n = len(e.scored_positions)
+    if kind in (MetricKind.LOGIT_DIFF, MetricKind.PROB_DIFF):
+        x, reduce = (lg, "mean") if kind is MetricKind.LOGIT_DIFF else (torch.softmax(lg, -1), "sum")
+        ans = [e.answer_set(i) for i in range(n)]
+        wrong = [e.wrong_set(i) for i in range(n)]
+        return _set_mean(x, ans, reduce) - _set_mean(x, wrong, reduce)
+    ans = torch.tensor(e.answers)
+    if kind in (MetricKind.MARGIN, MetricKind.ACCURACY):
+        others = lg.clone()
+        others[rows, ans] = -torch.inf
+        margin = lg[rows, ans] - others.max(-1).values
+        return margin if kind is MetricKind.MARGIN else (margin > 0).to(lg.dtype)
+    lp = torch.log_softmax(lg, -1)[rows, ans]
+    if kind is MetricKind.LOGPROB:
+        return lp
+    if kind is MetricKind.PROB:
+        return lp.exp()
+    if kind is MetricKind.LOSS:
+        return -lp
+    raise ValueError(f"no per-position rule for metric {kind.value}")
+
+
+def metric_values(kind: MetricKind, logits: Sequence[torch.Tensor], examples: Sequence[Example],
+                  model_logits: Sequence[torch.Tensor]) -> np.ndarray:
+    """m(x) per example: the metric averaged over the example's scored positions. `logits[i]` holds the
+    evaluated run's logits at example i's scored positions; `model_logits` the model's own (for kl)."""
     if kind is MetricKind.KL:
         return kl_values(model_logits, logits)
     out = np.empty(len(logits))
     for i, (lg, e) in enumerate(zip(logits, examples)):
-        lg = lg.double()
-        ans = torch.tensor(e.answers)
-        rows = torch.arange(lg.shape[0])
-        if kind is MetricKind.LOGIT_DIFF:
-            out[i] = float((lg[rows, ans] - lg[rows, torch.tensor(e.wrongs)]).mean())
-        else:
-            lp = torch.log_softmax(lg, -1)[rows, ans].mean()
-            out[i] = float(lp) if kind is MetricKind.LOGPROB else -float(lp)
+        out[i] = float(_values(kind, lg.double(), e).mean())
     return out

@@ -14,7 +14,7 @@ import statistics
 from pathlib import Path
 
 from circuitdsl.atomic import write_text
-from circuitdsl.ir import Hypothesis
+from circuitdsl.ir import Hypothesis, MetricKind, metric_unit
 from circuitdsl.report.charts import dla_bars_svg, metric_histogram_svg
 from circuitdsl.report.extras import Extras
 from circuitdsl.report.highlight import highlight_circuit
@@ -37,7 +37,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("run", "Run details"),
 )
 
-_LOWER_IS_BETTER = {"loss", "kl"}
+_LOWER_IS_BETTER = {k.value for k in MetricKind if k.lower_is_better}
 
 
 def _e(s) -> str:
@@ -82,7 +82,8 @@ def _summary(r: CheckResult) -> str:
     rec = r.recovered
     gap = r.f_model - r.f_baseline
     if rec.value is None:
-        head = f"recovered is <strong>undefined</strong>: {_e(rec.undefined_reason or 'no reason given')}"
+        head = (f"recovered is <strong>undefined</strong>: {_e(rec.undefined_reason or 'no reason given')} "
+                f"(gap {_f(gap, '+.4g')} {_e(metric_unit(r.metric))}, standard error {_f(rec.gap_se)})")
     else:
         interval = f" (95% interval {_pct(rec.lower)} to {_pct(rec.upper)})" if rec.lower is not None else ""
         head = (
@@ -147,11 +148,13 @@ def _graph(r: CheckResult, h: Hypothesis | None) -> str:
 
 def _scores(r: CheckResult) -> str:
     rec = r.recovered
-    unit = "nats" if r.metric in ("loss", "logprob", "kl") else "logits"
+    unit = metric_unit(r.metric)
     rows = [
         ("recovered", _f(rec.value, ".4f"), f"[{_f(rec.lower, '.4f')}, {_f(rec.upper, '.4f')}]",
          f"(F(scrubbed) − F(baseline)) / (F(model) − F(baseline)); bootstrap over examples, {rec.resamples} resamples"
          + (f"; undefined: {_e(rec.undefined_reason)}" if rec.undefined_reason else "")),
+        ("standard error of the gap", _f(rec.gap_se), "",
+         "sd / sqrt(n) of m(model, x) − m(baseline, x); recovered is undefined when |gap| is under 2 of them"),
         ("F(model)", _f(r.f_model), "", f"mean {_e(r.metric)} of the unmodified model ({unit})"),
         ("F(scrubbed)", _f(r.f_scrubbed), "", f"mean {_e(r.metric)} under the hypothesis ({unit})"),
         ("F(baseline)", _f(r.f_baseline), "", f"mean {_e(r.metric)} with every sender ablated ({unit})"),

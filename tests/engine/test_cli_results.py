@@ -34,11 +34,21 @@ expect kl <= 100
 def project(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
     _models.random_native(d / "model", n_layers=2, n_heads=2, d_model=16, d_head=8, d_vocab=12, seed=5)
+    import torch
+
+    from circuitdsl.backends.native import load_native
+
+    model = load_native(d / "model")
     rng = random.Random(0)
     with open(d / "d.jsonl", "w") as f:
         for _ in range(12):
             t = [rng.randrange(12) for _ in range(5)]
-            f.write(json.dumps({"tokens": t, "answer": t[1], "wrong": (t[1] + 1) % 12, "positions": {"first": 0, "last": 4}, "par": t[0] % 2}) + "\n")
+            # answer: the model's own top token, wrong: its bottom one, so that F(model) - F(baseline) is a real
+            # gap (more than two standard errors: SEMANTICS section 4), not noise
+            with torch.no_grad():
+                lg = model(torch.tensor([t]))[0, -1]
+            ans, wrong = int(lg.argmax()), int(lg.argmin())
+            f.write(json.dumps({"tokens": t, "answer": ans, "wrong": wrong, "positions": {"first": 0, "last": 4}, "par": t[0] % 2}) + "\n")
     (d / "pass.circuit").write_text(CIRCUIT.format(thr=-100))
     (d / "fail.circuit").write_text(CIRCUIT.format(thr=100))
     (d / "badpos.circuit").write_text(CIRCUIT.format(thr=0).replace("node a0.1 depends on field par", "node a0.1 depends on field nosuch"))
