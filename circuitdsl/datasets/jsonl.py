@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from circuitdsl.ir import Span
 
 __all__ = ["RESERVED_KEYS", "read_schema", "load", "MAX_DIAGNOSTICS"]
 
-RESERVED_KEYS = ("text", "tokens", "answer", "wrong", "scored", "positions", "id", "fields")
+RESERVED_KEYS = ("text", "tokens", "answer", "wrong", "target", "scored", "positions", "id", "fields")
 """Keys with a meaning of their own; every other key of a row is a feature field."""
 
 MAX_DIAGNOSTICS = 20
@@ -247,27 +248,58 @@ def _index(v: Any, n: int, row: _Row, key: str, what: str, col: _Collector) -> i
     return i
 
 
-def _answers(key: str, row: _Row, n_scored: int, tokenizer, col: _Collector, vocab_size) -> list[int] | None:
+def _answers(key: str, row: _Row, n_scored: int, tokenizer, col: _Collector, vocab_size) -> list[int | list[int]] | None:
+    """One entry per scored position: a token, or a list of tokens (an answer set, for logit_diff/prob_diff)."""
     value = row.obj[key]
     values = value if isinstance(value, list) else [value]
     if len(values) != n_scored:
         col.error(
             "E421",
             f"`{key}` has {len(values)} token(s) but the row scores {n_scored} position(s)",
-            f"give one `{key}` per scored position",
+            f"give one `{key}` per scored position; a set of tokens at one position is a nested list, e.g. [[\" 1801\", \" 1802\"]]",
             row,
             key,
         )
         return None
-    out = [_token(v, tokenizer, row, key, col, vocab_size) for v in values]
-    return None if any(t is None for t in out) else out  # type: ignore[misc]
+    out: list[int | list[int]] = []
+    for v in values:
+        if isinstance(v, list):
+            if not v or any(isinstance(m, list) for m in v):
+                col.error("E421", f"a set of `{key}` tokens must be a non-empty list of tokens", 'write e.g. [[" 1801", " 1802"]]', row, key)
+                return None
+            members = [_token(m, tokenizer, row, key, col, vocab_size) for m in v]
+            if any(t is None for t in members):
+                return None
+            if len(set(members)) != len(members):
+                col.error("E421", f"a set of `{key}` tokens lists a token twice", "list each token of a set once", row, key)
+                return None
+            out.append(members)  # type: ignore[arg-type]
+        else:
+            t = _token(v, tokenizer, row, key, col, vocab_size)
+            if t is None:
+                return None
+            out.append(t)
+    return out
+
+
+def _targets(row: _Row, n_scored: int, col: _Collector) -> list[float] | None:
+    """`target`: a finite number, or one per scored position (metric mse)."""
+    value = row.obj["target"]
+    values = value if isinstance(value, list) else [value]
+    ok = all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+    if not ok or len(values) != n_scored:
+        col.error("E421", f"`target` must be a finite number, or one per scored position ({n_scored})",
+                  'write e.g. "target": 3.5', row, "target")
+        return None
+    return [float(v) for v in values]
 
 
 def load(path: Path, tokenizer: Any, name: str, *, vocab_size: int | None = None) -> Dataset:
     """Read, tokenize and validate a JSONL dataset. Raises CircuitError listing every bad row.
 
     `tokenizer` is None for models whose inputs are token ids (rows then need `tokens` and integer
-    answers); `vocab_size`, if given, bounds token ids.
+    answers); `vocab_size`, if given, bounds input token ids (answers are ids of the model's OUTPUT
+    vocabulary, which may differ: the engine checks them against it).
     """
     path = Path(path)
     col = _Collector(path)
@@ -292,15 +324,17 @@ def load(path: Path, tokenizer: Any, name: str, *, vocab_size: int | None = None
         if len(set(scored)) != len(scored):
             col.error("E421", "`scored` lists a position twice", "list each scored position once", row, "scored")
             continue
-        if "answer" not in row.obj:
-            col.error("E422", "the row has no `answer`", 'add "answer": a token string or id (one per scored position)', row)
+        if "answer" not in row.obj and "target" not in row.obj:
+            col.error("E422", "the row has no `answer`", 'add "answer": a token string or id (one per scored position), '
+                      'or "target": a number (metric mse)', row)
             continue
-        answers = _answers("answer", row, len(scored), tokenizer, col, vocab_size)
-        wrongs: list[int] | None = []
+        answers = _answers("answer", row, len(scored), tokenizer, col, None) if "answer" in row.obj else []
+        wrongs: list | None = []
         if "wrong" in row.obj:
-            wrongs = _answers("wrong", row, len(scored), tokenizer, col, vocab_size)
+            wrongs = _answers("wrong", row, len(scored), tokenizer, col, None)
+        targets = _targets(row, len(scored), col) if "target" in row.obj else []
         positions: dict[str, tuple[int, ...]] = {}
-        ok = answers is not None and wrongs is not None
+        ok = answers is not None and wrongs is not None and targets is not None
         for pname, pv in _row_positions(row, col).items():
             vals = pv if isinstance(pv, list) else [pv]
             if not vals:
@@ -331,7 +365,8 @@ def load(path: Path, tokenizer: Any, name: str, *, vocab_size: int | None = None
             continue
         text = row.obj.get("text") if isinstance(row.obj.get("text"), str) else None
         examples.append(
-            Example.make(toks, answers, scored=scored, wrongs=wrongs, positions=positions, fields=fields, text=text, id=str(rid) if "id" in row.obj else "")
+            Example.make(toks, answers, scored=scored, wrongs=wrongs, positions=positions, fields=fields, text=text,
+                         id=str(rid) if "id" in row.obj else "", targets=targets)
         )
     col.raise_if_any()
     # Rows with identical content and no `id` would share a content id: number the repeats.
