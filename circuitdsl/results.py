@@ -48,7 +48,7 @@ class Recovered:
 class KTrial:
     nodes: tuple[str, ...]
     how: str
-    """'random' or 'greedy'."""
+    """'empty', 'random', 'all' (every subset of a size with no more subsets than samples) or 'greedy'."""
     f_c_minus_k: float
     f_m_minus_k: float
     incompleteness: float
@@ -65,6 +65,15 @@ class Completeness:
     """Scrubs run by the search (C \\ K and M \\ K each count one)."""
     skipped: str | None = None
     """Why the search did not run (e.g. --no-completeness), else None."""
+    searched_sizes: tuple[int, ...] = ()
+    """The sizes of K actually drawn: `sizes` clamped to the number of removable nodes (see notes)."""
+    notes: tuple[str, ...] = ()
+    """What the search could not do as asked (sizes clamped, only the empty K evaluated)."""
+
+    @property
+    def evaluated_nonempty(self) -> bool:
+        """Whether some non-empty K was evaluated; otherwise the `incompleteness` score is undefined."""
+        return any(t.nodes for t in self.trials)
 
 
 @dataclass(frozen=True)
@@ -155,7 +164,8 @@ class CheckResult:
             "recovered": self.recovered.value,
             "recovered.lower": self.recovered.lower,
             "recovered.upper": self.recovered.upper,
-            "incompleteness": self.completeness.worst.incompleteness if self.completeness.worst else None,
+            "incompleteness": self.completeness.worst.incompleteness
+            if self.completeness.worst and self.completeness.evaluated_nonempty else None,
             "mean_abs_delta": self.mean_abs_delta,
             "median_abs_delta": self.median_abs_delta,
             "p90_abs_delta": self.p90_abs_delta,
@@ -193,6 +203,7 @@ class CheckResult:
             completeness=Completeness(
                 sizes=tuple(comp["sizes"]), samples=comp["samples"], greedy_steps=comp["greedy_steps"], trials=trials,
                 worst=_kt(comp["worst"]) if comp["worst"] else None, scrubs=comp["scrubs"], skipped=comp["skipped"],
+                searched_sizes=tuple(comp.get("searched_sizes", ())), notes=tuple(comp.get("notes", ())),
             ),
             minimality=Minimality(
                 removals=tuple(NodeRemoval(**r) for r in mini["removals"]), score=mini["score"],

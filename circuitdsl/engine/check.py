@@ -110,7 +110,7 @@ def run_check(
             comp = Completeness(tuple(b.sizes), b.samples, b.greedy_steps, (), None, 0, "completeness search disabled (--no-completeness)")
         timings["completeness"] = time.perf_counter() - t
 
-    notes = _notes(h, rec, mini, sc, m_model, m_base)
+    notes = _notes(h, rec, mini, sc, m_model, m_base) + comp.notes
     rows = tuple(
         ExampleRow(e.id, e.text, tuple(e.tokens), float(a), float(b_), float(c), float(abs(b_ - a)))
         for e, a, b_, c in zip(ds.examples, m_model, m_scrub, m_base)
@@ -136,7 +136,7 @@ def _expect(r: CheckResult, x) -> ExpectResult:
     line = x.span.line if x.span else None
     if value is None:
         reason = {
-            "incompleteness": r.completeness.skipped or "no subset K was evaluated",
+            "incompleteness": r.completeness.skipped or "; ".join(r.completeness.notes) or "no subset K was evaluated",
             "minimality": "no claimed node has outgoing edges, or recovered is undefined",
         }.get(x.score, r.recovered.undefined_reason or "the bootstrap interval is undefined")
         return ExpectResult(x.score, x.op.value, x.threshold, None, False, f"undefined: {reason}", line)

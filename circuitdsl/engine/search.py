@@ -7,6 +7,8 @@ the many related scrubs share work.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -15,7 +17,7 @@ from circuitdsl.engine import derive
 from circuitdsl.ir import Hypothesis, NodeId, NodeKind
 from circuitdsl.results import Completeness, KTrial, Minimality, NodeRemoval
 
-__all__ = ["Scorer", "completeness", "minimality", "removable_nodes"]
+__all__ = ["Scorer", "completeness", "minimality", "removable_nodes", "searched_sizes"]
 
 Scorer = Callable[[Hypothesis], np.ndarray]
 """Scrub a hypothesis and return per-example metric values."""
@@ -27,7 +29,23 @@ def removable_nodes(h: Hypothesis) -> tuple[NodeId, ...]:
     return tuple(sorted(v for v in h.claimed_nodes if v.kind is not NodeKind.OUT and v in senders))
 
 
+def searched_sizes(sizes, n_nodes: int) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The sizes of K to draw, each clamped to the number of removable nodes, and notes saying so."""
+    out: list[int] = []
+    notes = []
+    for size in sizes:
+        got = min(size, n_nodes)
+        if got != size:
+            notes.append(f"completeness.sizes asks for K of size {size}, but the hypothesis has only {n_nodes} removable "
+                         f"node{'s' if n_nodes != 1 else ''} (claimed nodes with outgoing edges): searched size {got} instead")
+        if got >= 1 and got not in out:
+            out.append(got)
+    return tuple(out), tuple(notes)
+
+
 def completeness(h: Hypothesis, score: Scorer, *, seed: int, progress=None) -> Completeness:
+    """incompleteness(K) for the empty K, random K of each size (every K of a size with at most `samples`
+    subsets), and greedy growth (each step adds the node that most raises it); the worst is reported."""
     b = h.budget
     nodes = removable_nodes(h)
     M = derive.full(h)
@@ -48,9 +66,12 @@ def completeness(h: Hypothesis, score: Scorer, *, seed: int, progress=None) -> C
         return t
 
     trials: list[KTrial] = [trial(frozenset(), "empty")]
+    sizes, notes = searched_sizes(b.sizes, len(nodes))
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0xC0DE])
-    for size in b.sizes:
-        if size < 1 or size > len(nodes):
+    for size in sizes:
+        if math.comb(len(nodes), size) <= b.samples:
+            for pick in itertools.combinations(nodes, size):
+                trials.append(trial(frozenset(pick), "all"))
             continue
         seen = set()
         for _ in range(b.samples):
@@ -71,8 +92,13 @@ def completeness(h: Hypothesis, score: Scorer, *, seed: int, progress=None) -> C
     for t in trials:
         uniq.setdefault((t.nodes, t.how), t)
     trials = list(uniq.values())
-    worst = max(trials, key=lambda t: t.incompleteness) if trials else None
-    return Completeness(tuple(b.sizes), b.samples, b.greedy_steps, tuple(trials), worst, scrubs)
+    worst = max(trials, key=lambda t: t.incompleteness)
+    if not any(t.nodes for t in trials):
+        why = ("the hypothesis has no removable node" if not nodes else
+               "completeness.samples and completeness.greedy are both 0")
+        notes += (f"the search evaluated only the empty K ({why}): incompleteness is undefined",)
+    return Completeness(tuple(b.sizes), b.samples, b.greedy_steps, tuple(trials), worst, scrubs,
+                        searched_sizes=sizes, notes=notes)
 
 
 def minimality(h: Hypothesis, score: Scorer, m_c: np.ndarray, gap: float | None, progress=None) -> Minimality:
