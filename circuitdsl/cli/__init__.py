@@ -2,7 +2,8 @@
 `add_parser(subparsers)` registering it and `run(args) -> int` returning the exit code.
 
 Exit codes (one owner: `circuitdsl.cli.exitcodes`): 0 all claims hold, 1 a claim failed,
-2 usage or language error.
+2 a usage, language, dataset or model error, 3 an internal error (the traceback goes to a file whose
+path is printed), 130 interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from circuitdsl.cli.exitcodes import ExitCode
+from circuitdsl.cli.exitcodes import ExitCode, Terminated, code_for
 
 __all__ = ["main", "build_parser"]
 
@@ -54,24 +55,65 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    """Run one `circuitdsl` command; returns its exit code. Nothing escapes as a traceback: a
+    diagnostic that escapes a subcommand exits 2, a bug 3 (traceback written to a file), SIGINT 130
+    and SIGTERM 143, each with one line on stderr."""
+    from circuitdsl.cli.runtime import signals_handled
+
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
-        return int(e.code or 0)
-    if not getattr(args, "_run", None):
-        parser.print_help(sys.stderr)
-        return int(ExitCode.USAGE)
+        with signals_handled():
+            return _guarded(argv)
+    except (KeyboardInterrupt, Terminated) as e:  # arrived between the subcommand and the handlers' removal
+        return _stopped(e)
+
+
+def _stopped(e: BaseException) -> int:
+    code = code_for(e)
+    what = "interrupted (SIGINT)" if code is ExitCode.INTERRUPTED else "terminated (SIGTERM)"
     try:
+        print(f"circuitdsl: {what}; nothing was written", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+    return int(code)
+
+
+def _guarded(argv: list[str] | None) -> int:
+    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
+            return int(e.code or 0)
+        if not getattr(args, "_run", None):
+            parser.print_help(sys.stderr)
+            return int(ExitCode.USAGE)
         return int(args._run(args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Terminated) as e:
+        return _stopped(e)
     except BrokenPipeError:  # `circuitdsl check --format json | head`: the reader went away
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as e:
+        if code_for(e) is ExitCode.USAGE:  # a diagnostic no subcommand caught: still the user's error
+            from circuitdsl.diagnostics import render
+
+            print(render(e.diagnostics, "full"), file=sys.stderr)
+            return int(ExitCode.USAGE)
+        return _internal_error(e, argv)
+
+
+def _internal_error(e: BaseException, argv: list[str] | None) -> int:
+    from circuitdsl.cli.runtime import REPORT_HOW, write_crash_report
+
+    where = write_crash_report(e, argv)
+    what = f"{type(e).__name__}: {e}".splitlines()[0] if str(e) else type(e).__name__
+    if len(what) > 200:
+        what = what[:197] + "..."
+    place = f"the traceback is in {where}" if where else "the traceback could not be written"
+    print(f"circuitdsl: internal error ({what}); {place}; {REPORT_HOW}", file=sys.stderr, flush=True)
+    return int(ExitCode.INTERNAL)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,15 +3,18 @@
 
 The report goes to stdout (text, or one JSON document: a list with one result per file); progress and
 diagnostics go to stderr. Exit: 0 every expect holds, 1 an expect failed, 2 a usage, language,
-dataset or model error (nothing was checked for that file).
+dataset or model error (nothing was checked for that file), 3 an internal error.
+Output paths are checked before the work (circuitdsl.cli.outputs); reports are written only when
+every file was checked, so a run that did not finish leaves `--json-out` and `--html` untouched.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 
-from circuitdsl.cli.exitcodes import ExitCode
+from circuitdsl.cli.exitcodes import ExitCode, Outcome
 
 __all__ = ["add_parser", "run", "render_text"]
 
@@ -66,72 +69,88 @@ def _progress_ctx(enabled: bool):
 
 
 def run(args) -> int:
-    from circuitdsl.cli.common import compile_reporting
+    from circuitdsl.cli.common import compile_reporting, device_diagnostic, stdout_kept_for_output
+    from circuitdsl.cli.outputs import Output, check_outputs, report_names
     from circuitdsl.diagnostics import CircuitError, Diagnostic, render
-    from circuitdsl.results import write_json_atomic
+
+    def refuse(diags) -> int:
+        print(render(diags), file=sys.stderr)
+        return int(ExitCode.USAGE)
 
     if args.batch_size is not None and args.batch_size < 1:
-        print(render([Diagnostic("E902", f"--batch-size must be a positive integer, not {args.batch_size}")]), file=sys.stderr)
-        return int(ExitCode.USAGE)
+        return refuse([Diagnostic("E902", f"--batch-size must be a positive integer, not {args.batch_size}")])
     if args.clean_cache is not None and args.clean_cache < 0:
-        print(render([Diagnostic("E902", f"--clean-cache must be a number of MiB >= 0, not {args.clean_cache}")]), file=sys.stderr)
-        return int(ExitCode.USAGE)
-    worst = ExitCode.OK
+        return refuse([Diagnostic("E902", f"--clean-cache must be a number of MiB >= 0, not {args.clean_cache}")])
+    # Outputs are checked before any work: an input is never overwritten, two outputs never share a
+    # file, and an unwritable path is found now, not after the check.
+    html_paths = report_names(args.html, args.files) if args.html else []
+    outputs = ([Output("--json-out", args.json_out)] if args.json_out else []) + [Output("--html", p) for p in html_paths]
+    bad = check_outputs(outputs, list(args.files))
+    if bad:
+        return refuse(bad)
+    bad_device = device_diagnostic(args.device)
+    if bad_device is not None:
+        return refuse([bad_device])
+
+    outcome = Outcome()
     results = []
-    for f in args.files:
-        compiled = compile_reporting(f)
-        if compiled.hypothesis is None:
-            worst = ExitCode.USAGE
-            continue
-        h = compiled.hypothesis
-        try:
-            with _progress_ctx(sys.stderr.isatty()) as prog:
-                task = prog.add_task(f"{f}: starting", total=None) if prog else None
-
-                def progress(label, done, total, prog=prog, task=task):
-                    if prog is not None:
-                        prog.update(task, description=f"{f}: {label}", completed=done, total=total or None)
-
-                from circuitdsl.engine.check import run_check
-
-                r = run_check(h, seed=args.seed, device=args.device, batch_size=args.batch_size, progress=progress,
-                              completeness=not args.no_completeness,
-                              clean_cache_bytes=None if args.clean_cache is None else args.clean_cache << 20)
-        except CircuitError as e:
-            print(render(e.diagnostics, "full", dict(compiled.sources)), file=sys.stderr)
-            worst = ExitCode.USAGE
-            continue
-        results.append(r)
-        if args.format == "text":
-            render_text(r, f)
-        if args.html:
-            html_path = _html_path(args.html, f, len(args.files))
-            from circuitdsl.report.build import write_report
-
+    reports = []  # (html path, result, hypothesis): written once every file is done
+    with stdout_kept_for_output() if args.format == "json" else nullcontext():
+        for i, f in enumerate(args.files):
+            compiled = compile_reporting(f)
+            if compiled.hypothesis is None:
+                outcome.error()
+                continue
+            h = compiled.hypothesis
             try:
-                write_report(html_path, r, h, device=args.device)
-            except OSError as e:
-                print(f"circuitdsl check: cannot write `{html_path}`: {e.strerror or e}", file=sys.stderr)
-                worst = ExitCode.USAGE
-            else:
-                print(f"wrote {html_path}", file=sys.stderr)
-        if not r.passed and worst is ExitCode.OK:
-            worst = ExitCode.CLAIM_FAILED
+                with _progress_ctx(sys.stderr.isatty()) as prog:
+                    task = prog.add_task(f"{f}: starting", total=None) if prog else None
+
+                    def progress(label, done, total, prog=prog, task=task):
+                        if prog is not None:
+                            prog.update(task, description=f"{f}: {label}", completed=done, total=total or None)
+
+                    from circuitdsl.engine.check import run_check
+
+                    r = run_check(h, seed=args.seed, device=args.device, batch_size=args.batch_size, progress=progress,
+                                  completeness=not args.no_completeness,
+                                  clean_cache_bytes=None if args.clean_cache is None else args.clean_cache << 20)
+            except CircuitError as e:
+                print(render(e.diagnostics, "full", dict(compiled.sources)), file=sys.stderr)
+                outcome.error()
+                continue
+            results.append(r)
+            if args.format == "text":
+                render_text(r, f)
+            if html_paths:
+                reports.append((html_paths[i], r, h))
+            if not r.passed:
+                outcome.claim_failed()
     payload = [r.to_json() for r in results]
     if args.format == "json":
         print(json.dumps(payload, indent=2))
+    if outcome.failed:
+        # A run in which a file could not be checked writes no report: a partial result must not pass
+        # for the whole run's, and an existing report stays as it was.
+        if outputs:
+            print(f"circuitdsl check: not writing {', '.join(f'`{o.path}`' for o in outputs)}: "
+                  "a file could not be checked (see above)", file=sys.stderr)  # fmt: skip
+        return int(outcome)
+    from circuitdsl.report.build import write_report
+    from circuitdsl.results import write_json_atomic
+
+    writes = [(path, lambda path=path, r=r, h=h: write_report(path, r, h, device=args.device)) for path, r, h in reports]
     if args.json_out:
-        write_json_atomic(args.json_out, payload)
-    return int(worst)
-
-
-def _html_path(arg: str, source: str, n_files: int):
-    from pathlib import Path
-
-    out = Path(arg)
-    if n_files == 1:
-        return out
-    return out.with_name(f"{out.stem}-{Path(source).stem}{out.suffix or '.html'}")
+        writes.append((args.json_out, lambda: write_json_atomic(args.json_out, payload)))
+    for path, write in writes:
+        try:
+            write()
+        except OSError as e:  # checked writable before the work; the disk filled or the folder went away since
+            print(f"circuitdsl check: cannot write `{path}`: {e.strerror or e}", file=sys.stderr)
+            outcome.error()
+        else:
+            print(f"wrote {path}", file=sys.stderr)
+    return int(outcome)
 
 
 def _f(v, digits=4) -> str:

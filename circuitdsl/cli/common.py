@@ -1,8 +1,14 @@
-"""What every subcommand that reads a .circuit file does first."""
+"""What several subcommands share: compiling with diagnostics on stderr, keeping stdout for a JSON
+document, validating `--device`."""
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["compile_reporting", "stdout_kept_for_output", "device_diagnostic"]
 
 
 def compile_reporting(path):
@@ -14,3 +20,68 @@ def compile_reporting(path):
     if compiled.diagnostics:
         print(compiled.render("full"), file=sys.stderr)
     return compiled
+
+
+@contextmanager
+def stdout_kept_for_output() -> Iterator[None]:
+    """While the block runs, whatever is written to stdout (a feature module that prints when it is
+    imported, even from C code writing to file descriptor 1) goes to stderr instead, so that a
+    command whose stdout is one JSON document prints only that document after the block."""
+    real = sys.stdout
+    try:
+        real.flush()
+    except (OSError, ValueError):
+        pass
+    saved = None
+    try:
+        if real is sys.__stdout__ and real.fileno() == 1:
+            saved = os.dup(1)
+            sys.stderr.flush()
+            os.dup2(2, 1)
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a captured stream): objects only
+        saved = None
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        sys.stdout = real
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def device_diagnostic(device: str):
+    """None if torch can use `device`, else a Diagnostic (E909) saying why. Imports torch."""
+    from circuitdsl.diagnostics import Diagnostic
+
+    try:
+        import torch
+    except ImportError:
+        return Diagnostic("E909", f"--device {device}: torch is not installed",
+                          hint="install the engine: pip install 'circuitdsl[engine]'")  # fmt: skip
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        return Diagnostic("E909", f"unknown device `{device}`",
+                          hint="use `cpu`, `cuda`, `cuda:N` or `mps`")  # fmt: skip
+    if dev.type == "cpu":
+        return None
+    backend = getattr(torch, dev.type, None) if dev.type != "mps" else getattr(torch.backends, "mps", None)
+    is_available = getattr(backend, "is_available", None)
+    try:
+        available = bool(is_available()) if callable(is_available) else False
+    except Exception:  # a broken driver: report it as unavailable, not a traceback
+        available = False
+    if not available:
+        return Diagnostic("E909", f"device `{device}` is not available on this machine",
+                          hint="use `--device cpu`, or run where that accelerator and its torch build are installed")  # fmt: skip
+    if dev.type == "cuda" and dev.index is not None:
+        count = torch.cuda.device_count()
+        if dev.index >= count:
+            return Diagnostic("E909", f"device `{device}` does not exist: this machine has {count} CUDA device(s)",
+                              hint=f"use cuda:0 .. cuda:{count - 1}" if count else "use `--device cpu`")  # fmt: skip
+    return None

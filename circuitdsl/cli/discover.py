@@ -177,6 +177,10 @@ def run(args) -> int:
         return usage_error("E904", f"{out} exists: not overwriting it", "pass --force to replace it, or choose another -o")
     if args.top < 1:
         return usage_error("E902", f"--top must be >= 1, not {args.top}")
+    from circuitdsl.cli.outputs import Output, refused
+
+    if refused([Output("-o", args.output), Output("--json", None if args.from_json else args.json)], [args.from_json]):
+        return int(ExitCode.USAGE)
     try:
         if args.from_json:
             try:

@@ -43,6 +43,12 @@ def run(args) -> int:
     if bad:
         print(render([Diagnostic("E902", bad)]), file=sys.stderr)
         return int(ExitCode.USAGE)
+    from circuitdsl.cli.common import device_diagnostic
+
+    bad_device = device_diagnostic(args.device)
+    if bad_device is not None:
+        print(render([bad_device]), file=sys.stderr)
+        return int(ExitCode.USAGE)
     compiled = compile_reporting(args.file)
     if compiled.hypothesis is None:
         return int(ExitCode.USAGE)

@@ -4,16 +4,18 @@ A file is rewritten atomically (temp file + os.replace) and only if it parses an
 text provably means the same (circuitdsl.fmt checks the round trip and keeps every comment).
 A file with a syntax error is left untouched. Semantic errors (unknown heads...) do not stop
 formatting: `lint` reports those.
-Exit: 0 nothing to change / all formatted, 1 `--check` found a file to change, 2 an error.
+Exit: 0 nothing to change / all formatted, 1 `--check` found a file to change, 2 an error (a file
+that cannot be read or has a syntax error), 3 an internal error (the formatter's output would not
+mean the same: the file is left as it was). Through a symbolic link the file it points to is
+rewritten; the link stays.
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from circuitdsl.atomic import write_text
-from circuitdsl.cli.exitcodes import ExitCode
+from circuitdsl.cli.exitcodes import ExitCode, Outcome
 
 __all__ = ["add_parser", "run"]
 
@@ -25,44 +27,43 @@ def add_parser(sub, name: str, help: str):
     return p
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    write_text(path, text, keep_mode=True)
-
-
 def run(args) -> int:
+    from circuitdsl.atomic import target_of
     from circuitdsl.compiler.codes import diag
     from circuitdsl.compiler.load import read_text
     from circuitdsl.diagnostics import CircuitError, render
     from circuitdsl.fmt import FormatterBug, format_source
 
-    error = changed = False
+    outcome = Outcome()
     for f in args.files:
         text, why = read_text(f)
         if text is None:
             print(render([diag("E901", f"cannot read `{f}`: {why}")], "full"), file=sys.stderr)
-            error = True
+            outcome.error()
             continue
         try:
             out = format_source(text, f)
         except CircuitError as e:
             print(render(e.diagnostics, "full", {f: text}), file=sys.stderr)
             print(f"{f}: not formatted (syntax error)", file=sys.stderr)
-            error = True
+            outcome.error()
             continue
         except FormatterBug as e:
             print(f"{f}: not formatted: internal formatter error ({e}); please report it", file=sys.stderr)
-            error = True
+            outcome.record(ExitCode.INTERNAL)
             continue
         if out == text:
             continue
-        changed = True
         if args.check:
             print(f"would reformat {f}")
-        else:
-            _write_atomically(Path(f), out)
-            print(f"reformatted {f}")
-    if error:
-        return int(ExitCode.USAGE)
-    if changed and args.check:
-        return int(ExitCode.CLAIM_FAILED)
-    return int(ExitCode.OK)
+            outcome.claim_failed()
+            continue
+        try:
+            # through a symbolic link: the file it points to is rewritten and the link kept
+            write_text(target_of(f), out)
+        except OSError as e:
+            print(render([diag("E901", f"cannot write `{f}`: {e.strerror or e}")], "full"), file=sys.stderr)
+            outcome.error()
+            continue
+        print(f"reformatted {f}")
+    return int(outcome)

@@ -34,6 +34,10 @@ def run(args) -> int:
     if not out.parent.is_dir():
         print(f"circuitdsl graph: error: folder `{out.parent}` does not exist", file=sys.stderr)
         return int(ExitCode.USAGE)
+    from circuitdsl.cli.outputs import Output, refused
+
+    if refused([Output("-o", args.output)], [args.file]):
+        return int(ExitCode.USAGE)
     result = compile_reporting(args.file)
     if result.hypothesis is None:
         return int(ExitCode.USAGE)

@@ -2,15 +2,16 @@
 
 Diagnostics go to stderr (full, concise); `--format json` prints one JSON array of every
 diagnostic to stdout (it is the command's output). Warnings and notes do not fail lint.
-Exit: 0 no errors, 2 an error in any file.
+Exit: 0 no errors, 2 an error in any file, 3 an internal error.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 
-from circuitdsl.cli.exitcodes import ExitCode
+from circuitdsl.cli.exitcodes import Outcome
 
 __all__ = ["add_parser", "run"]
 
@@ -23,26 +24,29 @@ def add_parser(sub, name: str, help: str):
 
 
 def run(args) -> int:
+    from circuitdsl.cli.common import stdout_kept_for_output
     from circuitdsl.compiler import compile_file
     from circuitdsl.diagnostics import Severity
 
-    failed = False
+    outcome = Outcome()
     everything = []
-    for f in args.files:
-        result = compile_file(f)
-        everything.extend(d.to_json() for d in result.diagnostics)
-        if result.diagnostics and args.format != "json":
-            print(result.render(args.format), file=sys.stderr)
-            if args.format == "full":
-                print(file=sys.stderr)
-        if result.hypothesis is None:
-            failed = True
-            continue
-        if args.format != "json":
-            h = result.hypothesis
-            warnings = sum(d.severity is Severity.WARNING for d in result.diagnostics)
-            extra = f", {warnings} warning{'s' * (warnings != 1)}" if warnings else ""
-            print(f"{f}: ok ({len(h.claims)} nodes, {len(h.edges)} edges, model {h.model.name}{extra})")
+    # --format json: stdout is one JSON document, even when a feature module prints on import
+    with stdout_kept_for_output() if args.format == "json" else nullcontext():
+        for f in args.files:
+            result = compile_file(f)
+            everything.extend(d.to_json() for d in result.diagnostics)
+            if result.diagnostics and args.format != "json":
+                print(result.render(args.format), file=sys.stderr)
+                if args.format == "full":
+                    print(file=sys.stderr)
+            if result.hypothesis is None:
+                outcome.error()
+                continue
+            if args.format != "json":
+                h = result.hypothesis
+                warnings = sum(d.severity is Severity.WARNING for d in result.diagnostics)
+                extra = f", {warnings} warning{'s' * (warnings != 1)}" if warnings else ""
+                print(f"{f}: ok ({len(h.claims)} nodes, {len(h.edges)} edges, model {h.model.name}{extra})")
     if args.format == "json":
         print(json.dumps(everything, indent=2))
-    return int(ExitCode.USAGE if failed else ExitCode.OK)
+    return int(outcome)

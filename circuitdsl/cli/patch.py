@@ -101,7 +101,12 @@ def load_inputs(args) -> tuple[Any, Any, Any]:
     from circuitdsl.datasets import registry
     from circuitdsl.models.shapes import ShapeError
 
+    from circuitdsl.cli.common import device_diagnostic
+
     torch.set_num_threads(max(1, args.threads))
+    bad = device_diagnostic(args.device)
+    if bad is not None:
+        raise _Usage(bad.code, bad.message, bad.hint)
     if args.n < 1:
         raise _Usage("E902", f"--n must be a positive integer, not {args.n}")
     if args.max_rows < 1:
@@ -276,6 +281,10 @@ def run(args) -> int:
     )
     if args.top < 0:
         return usage_error("E902", f"--top must be >= 0, not {args.top}")
+    from circuitdsl.cli.outputs import Output, refused
+
+    if refused([Output("-o", args.output), Output("--json", args.json)], []):
+        return int(ExitCode.USAGE)
     try:
         if spec.kind == "path":
             from circuitdsl.patching import PatchingError, parse_receiver

@@ -43,6 +43,18 @@ def run(args) -> int:
         return _err(f"folder `{out.parent}` does not exist")
     if args.examples < 0:
         return _err(f"--examples must be >= 0, got {args.examples}")
+    from circuitdsl.cli.outputs import Output, refused
+
+    if refused([Output("-o", args.output)], [args.result, args.circuit]):
+        return int(ExitCode.USAGE)
+    if args.circuit and not args.no_model:
+        from circuitdsl.cli.common import device_diagnostic
+        from circuitdsl.diagnostics import render
+
+        bad = device_diagnostic(args.device)
+        if bad is not None:
+            print(render([bad]), file=sys.stderr)
+            return int(ExitCode.USAGE)
     try:
         data = json.loads(Path(args.result).read_text(encoding="utf-8"))
     except OSError as e:

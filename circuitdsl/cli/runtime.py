@@ -1,0 +1,98 @@
+"""What the `circuitdsl` process does around a subcommand: signals and crash reports.
+
+- SIGTERM raises `Terminated` and SIGINT `KeyboardInterrupt` in the main thread, so every `finally`
+  runs (temporary files beside outputs, spill directories) before the process exits 143 / 130 with
+  one line on stderr. While that cleanup runs, further SIGINT/SIGTERM are ignored.
+- An internal error (a bug) writes its traceback to a file under the cache directory (else the temp
+  directory) and prints one line naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from circuitdsl.cli.exitcodes import Terminated
+
+__all__ = ["signals_handled", "write_crash_report", "crash_dir", "REPORT_HOW"]
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+REPORT_HOW = "please report this circuitdsl bug with that file, the command line and (if you can share it) the input"
+
+
+def _ignore_further() -> None:
+    for s in _SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+
+
+def _on_term(signum, frame):
+    _ignore_further()
+    raise Terminated()
+
+
+def _on_int(signum, frame):
+    _ignore_further()
+    raise KeyboardInterrupt()
+
+
+@contextmanager
+def signals_handled() -> Iterator[None]:
+    """SIGTERM -> Terminated, SIGINT -> KeyboardInterrupt inside the block (main thread only);
+    the previous handlers come back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.getsignal(s) for s in _SIGNALS}
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGINT, _on_int)
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+def crash_dir() -> Path:
+    """`$CIRCUITDSL_CACHE/crashes`, else `~/.cache/circuitdsl/crashes`."""
+    env = os.environ.get("CIRCUITDSL_CACHE")
+    root = Path(env).expanduser() if env else Path.home() / ".cache" / "circuitdsl"
+    return root / "crashes"
+
+
+def write_crash_report(exc: BaseException, argv: list[str] | None) -> Path | None:
+    """Write the traceback of `exc` (with the version, Python and command line) to a new file under
+    crash_dir(), else the temp directory. Returns its path, or None if nothing could be written."""
+    import platform
+    import tempfile
+
+    from circuitdsl import __version__
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    try:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception:  # formatting itself failed (e.g. a RecursionError deep in the stack)
+        tb = f"{type(exc).__name__}: (the traceback could not be formatted)\n"
+    body = (
+        f"circuitdsl {__version__} internal error, {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+        f"python {platform.python_version()} on {platform.platform()}\n"
+        f"command: circuitdsl {' '.join(argv if argv is not None else sys.argv[1:])}\n"
+        f"cwd: {os.getcwd()}\n\n{tb}"
+    )
+    for folder in (crash_dir(), Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=folder, prefix=f"circuitdsl-crash-{stamp}-", suffix=".txt")
+            with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
+                f.write(body)
+            return Path(name)
+        except OSError:
+            continue
+    return None
