@@ -111,6 +111,9 @@ def resolve_nodes(u: Unit) -> Unit:
             diags.extend(ds)
             if feature is None:
                 continue
+            if OUT in nodes and (feature != IDENTITY or positions is not None):
+                diags.append(_claim_on_out(ref, s))
+                continue
             for n in nodes:
                 new = Claim(n, feature, positions, via, ref.span)
                 old = claims.get(n)
@@ -121,6 +124,24 @@ def resolve_nodes(u: Unit) -> Unit:
                 else:
                     claims[n] = replace(old, groups=tuple(dict.fromkeys(old.groups + via)))
     return u.add(*diags, claims=tuple(claims.values()))
+
+
+OUT = NodeId(NodeKind.OUT)
+
+
+def _claim_on_out(ref, s: ast.NodeStmt) -> Diagnostic:
+    """E309: `out` sees the example itself at its scored positions; a feature or positions there change nothing."""
+    gname = ref_group_name(ref)
+    through = f" (through group `{gname}`)" if gname is not None and gname != "out" else ""
+    what = "a feature" if s.positions is None else ("positions" if s.feature is None else "a feature and positions")
+    return diag(
+        "E309",
+        f"`node {ref.text}` claims {what} for `out`{through}, which would change nothing",
+        ref.span,
+        label="`out` always reads the example itself, at its scored positions",
+        hint="claim the feature or positions on the nodes that feed `out` (`edge X -> out` with `node X ...`)"
+        + ("; leave `out` out of the group" if through else ""),
+    )
 
 
 def _describe(c: Claim) -> str:

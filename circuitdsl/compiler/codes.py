@@ -47,6 +47,7 @@ CODES: dict[str, str] = {
     "E306": "import cycle",
     "E307": "group contains itself",
     "E308": "group name is a model node name",
+    "E309": "a feature or position claim on `out` (it always reads the example itself, at the scored positions)",
     # E4xx datasets
     "E401": "no dataset declared",
     "E402": "unknown dataset generator",
