@@ -148,7 +148,9 @@ class FeatureKind(enum.Enum):
     TOKEN_AT = "token"
     """The token at a named position (`args[0]` is the position name)."""
     FUNCTION = "function"
-    """A user Python function `module:function` (`args[0]`), called with the example."""
+    """A user Python function `module:function` (`args[0]`), called with the example. `args[1]` is its
+    origin as the compiler resolved it (circuitdsl.features): the absolute path of the module file next
+    to the `.circuit` file that names it, or "" for a module imported by name; the engine loads that."""
     TUPLE = "tuple"
     """A tuple of other features (`parts`)."""
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 from dataclasses import replace
 
 from circuitdsl import ast
@@ -11,35 +9,11 @@ from circuitdsl.compiler.codes import diag
 from circuitdsl.compiler.names import ref_group_name, resolve_ref
 from circuitdsl.compiler.unit import Unit, base_dir, did_you_mean
 from circuitdsl.diagnostics import Diagnostic, Label
+from circuitdsl.features import FeatureFunctionError
+from circuitdsl.features import resolve as resolve_function
 from circuitdsl.ir import IDENTITY, Claim, EdgeId, Feature, FeatureKind, NodeId, NodeKind, Port, Span
 
-__all__ = ["resolve_nodes", "resolve_edges", "load_function", "upstream_ok", "edge_key"]
-
-
-def load_function(text: str, directory) -> tuple[object | None, str]:
-    """Import `module.path:function` with `directory` on sys.path for the import. (fn, '') or (None, why)."""
-    module_name, _, fn_name = text.partition(":")
-    added = str(directory) not in sys.path
-    if added:
-        sys.path.insert(0, str(directory))
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as e:  # noqa: BLE001 - any import failure is reported to the user
-        return None, f"cannot import module `{module_name}`: {type(e).__name__}: {e}"
-    finally:
-        if added:
-            try:
-                sys.path.remove(str(directory))
-            except ValueError:
-                pass
-    fn = getattr(module, fn_name, None)
-    if fn is None:
-        names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n, None))]
-        dm = did_you_mean(fn_name, names)
-        return None, f"module `{module_name}` has no function `{fn_name}`" + (f"; {dm}" if dm else "")
-    if not callable(fn):
-        return None, f"`{text}` is not callable"
-    return fn, ""
+__all__ = ["resolve_nodes", "resolve_edges", "upstream_ok", "edge_key"]
 
 
 def _feature(u: Unit, f: ast.FeatureExpr, diags: list[Diagnostic]) -> Feature | None:
@@ -65,12 +39,14 @@ def _feature(u: Unit, f: ast.FeatureExpr, diags: list[Diagnostic]) -> Feature | 
             return None
         return Feature(FeatureKind.TOKEN_AT, (name,))
     if f.kind == "function":
-        fn, why = load_function(f.arg.text, base_dir(f.span.file))
-        if fn is None:
-            diags.append(diag("E210", f"feature function `{f.arg.text}` cannot be used", f.arg.span, label=why,
-                              hint="write `module.path:function`; the module is imported with this file's folder on sys.path"))  # fmt: skip
+        try:
+            _, origin = resolve_function(f.arg.text, base_dir(f.span.file))
+        except FeatureFunctionError as e:
+            diags.append(diag("E210", f"feature function `{f.arg.text}` cannot be used", f.arg.span, label=str(e),
+                              hint="write `module.path:function`: the module file next to this .circuit file "
+                              "(`module/path.py`), else an installed module"))  # fmt: skip
             return None
-        return Feature(FeatureKind.FUNCTION, (f.arg.text,))
+        return Feature(FeatureKind.FUNCTION, (f.arg.text, origin))
     parts = [_feature(u, p, diags) for p in f.parts]
     if any(p is None for p in parts):
         return None

@@ -31,13 +31,14 @@ def draw_index(seed: int, root_id: str, path: str, kind: str, n: int) -> int:
     return int.from_bytes(h, "big") % n
 
 
-def _resolve_function(ref: str) -> Callable[[Example], Any]:
-    import importlib
+def _resolve_function(ref: str, origin: str = "") -> Callable[[Example], Any]:
+    """The user function of a `module:function` feature, from the file the compiler resolved (`origin`,
+    recorded in the Feature), never from whatever module of that name the process has loaded."""
+    from circuitdsl.features import FeatureFunctionError, load_function
 
-    mod, _, fn = ref.partition(":")
     try:
-        return getattr(importlib.import_module(mod), fn)
-    except (ImportError, AttributeError) as e:
+        return load_function(ref, origin)
+    except FeatureFunctionError as e:
         raise CircuitError(
             [Diagnostic("E230", f"feature function `{ref}` cannot be imported: {e}", hint="write module.path:function")]
         ) from None
@@ -57,7 +58,7 @@ def feature_fn(feature: Feature) -> Callable[[Example], Any] | None:
         name = feature.args[0]
         return lambda e: e.token_at(name)
     if k is FeatureKind.FUNCTION:
-        return _resolve_function(feature.args[0])
+        return _resolve_function(feature.args[0], feature.args[1] if len(feature.args) > 1 else "")
     parts = []
     for p in feature.parts:
         f = feature_fn(p)

@@ -146,7 +146,7 @@ def test_resolve_nodes_function_feature_imports_from_the_file_folder(tmp_path):
         PASSES[: PASSES.index(resolve_nodes) + 1],
     )
     assert codes(u) == []
-    assert u.claims[0].feature.args == ("feat_mod_x:parity",)
+    assert u.claims[0].feature.args == ("feat_mod_x:parity", str((tmp_path / "feat_mod_x.py").resolve()))
     assert str(tmp_path) not in __import__("sys").path
 
 
