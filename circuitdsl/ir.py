@@ -423,6 +423,9 @@ class Hypothesis:
     seed: int = 0
     bootstrap: int = 1000
     treeify: TreeRule = TreeRule()
+    edge_origins: tuple[tuple[EdgeId, Span | None, str], ...] = field(default=(), compare=False, repr=False)
+    """For each claimed edge: where the file claims it and how, `edge` (an edge statement) or `wire`
+    (claimed only by a `wire` statement). Empty for hypotheses not compiled from a file."""
     graph: nx.DiGraph = field(default_factory=nx.DiGraph, compare=False, repr=False)
 
     def claim(self, node: NodeId) -> Claim | None:

@@ -69,8 +69,14 @@ def _build(unit, text: str, path: str) -> Hypothesis:
             shared_draws=settings.get("treeify.shared_draws", TreeRule.shared_draws),
             max_nodes=settings.get("treeify.max_nodes", TreeRule.max_nodes),
         ),
+        edge_origins=_edge_origins(unit),
         graph=make_graph(unit.claims, unit.edges),
     )
+
+
+def _edge_origins(unit) -> tuple:
+    spans, wired = dict(unit.edge_spans), set(unit.wired_only)
+    return tuple((e, spans.get(e), "wire" if e in wired else "edge") for e in unit.edges)
 
 
 def compile_source(text: str, path: str = "<string>") -> CompileResult:

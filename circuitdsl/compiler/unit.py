@@ -58,6 +58,8 @@ class Unit:
     """Each valid edge's first `sender -> receiver` text."""
     receiver_spans: tuple[tuple[EdgeId, Span], ...] = ()
     """Each valid edge's first receiver target (`a3.4.k`)."""
+    wired_only: tuple[EdgeId, ...] = ()
+    """Edges claimed by `wire` statements and by no `edge` statement."""
     settings: tuple[tuple[str, Any], ...] = ()
     expects: tuple[Expect, ...] = ()
 

@@ -76,6 +76,7 @@ def resolve_wires(u: Unit) -> Unit:
     claims = {c.node: c for c in u.claims}
     edges = set(u.edges)
     spans: dict[EdgeId, Span] = dict(u.edge_spans)
+    wired: list[EdgeId] = []
     for s in wires:
         listed: list[NodeId] = []
         for ref in s.nodes:
@@ -90,6 +91,8 @@ def resolve_wires(u: Unit) -> Unit:
                     claims[n] = replace(claims[n], groups=claims[n].groups + (gname,))
         new = wire_edges(listed, parallel)
         for e in new:
+            if e not in edges:
+                wired.append(e)
             edges.add(e)
             spans.setdefault(e, s.span)
         note = _gqa_note(s, new, u)
@@ -100,4 +103,5 @@ def resolve_wires(u: Unit) -> Unit:
         claims=tuple(sorted(claims.values(), key=lambda c: c.node.sort_key())),
         edges=tuple(sorted(edges, key=edge_key)),
         edge_spans=tuple(spans.items()),
+        wired_only=tuple(wired),
     )

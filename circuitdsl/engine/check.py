@@ -34,7 +34,7 @@ def run_check(
     from circuitdsl.backends.base import BackendError
     from circuitdsl.backends.loader import load_backend
     from circuitdsl.engine import data as data_mod
-    from circuitdsl.engine import derive, metrics, scores, search
+    from circuitdsl.engine import derive, meets, metrics, scores, search
     from circuitdsl.engine.scrub import Engine
     from circuitdsl.models.shapes import ShapeError
 
@@ -58,6 +58,8 @@ def run_check(
                           vocab_out=backend.d_vocab_out)
     ds = datasets[h.main_dataset]
     metrics.check_metric(h.metric.kind, ds.examples, d_vocab_out=backend.d_vocab_out, span=h.dataset(h.main_dataset).span)
+    causal = getattr(getattr(backend.model, "cfg", None), "attention", "causal") != "bidirectional"
+    edge_notes = meets.check_edges(h, ds.examples, causal=causal)
     timings["datasets"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -110,7 +112,7 @@ def run_check(
             comp = Completeness(tuple(b.sizes), b.samples, b.greedy_steps, (), None, 0, "completeness search disabled (--no-completeness)")
         timings["completeness"] = time.perf_counter() - t
 
-    notes = _notes(h, rec, mini, sc, m_model, m_base) + comp.notes
+    notes = _notes(h, rec, mini, sc, m_model, m_base) + comp.notes + edge_notes
     rows = tuple(
         ExampleRow(e.id, e.text, tuple(e.tokens), float(a), float(b_), float(c), float(abs(b_ - a)))
         for e, a, b_, c in zip(ds.examples, m_model, m_scrub, m_base)
