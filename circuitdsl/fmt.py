@@ -200,11 +200,15 @@ def format_module(m: ast.Module) -> str:
 
 def format_source(text: str, path: str = "<string>") -> str:
     """Canonical text for `text`. Raises CircuitError on a syntax error, FormatterBug if the
-    result would not mean the same (so callers never write it)."""
+    result would not mean the same (so callers never write it). Lines end as the file's first line
+    does (`\n`, or `\r\n`); comments and strings are kept character for character."""
     from circuitdsl.parser import parse_source
 
     module = parse_source(text, path)
     out = format_module(module)
+    first_break = text.find("\n")
+    if first_break > 0 and text[first_break - 1] == "\r":  # a CRLF file stays CRLF (as Black does)
+        out = out.replace("\n", "\r\n")
     try:
         again = parse_source(out, path)
     except CircuitError as e:

@@ -7,16 +7,17 @@ text the user should type (`->`, `,`, `end of line`), never terminal names.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import replace
 
 from circuitdsl import ast
 from circuitdsl.compiler.codes import diag
-from circuitdsl.diagnostics import CircuitError
+from circuitdsl.diagnostics import CircuitError, source_lines
 from circuitdsl.grammar import get_parser
 from circuitdsl.ir import Span
 
-__all__ = ["parse_source", "extract_comments", "describe_expected"]
+__all__ = ["parse_source", "extract_comments", "describe_expected", "source_lines"]
 
 _FRIENDLY = {
     "NAME": "a name",
@@ -35,6 +36,12 @@ _FRIENDLY = {
     "$END": "end of file",
 }
 _ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t"}
+_NUMBER_HINT = "integers run from -9223372036854775808 to 9223372036854775807; floats must be finite"
+
+
+def _shorten(text: str, keep: int = 24) -> str:
+    """`text`, or its start and end around an ellipsis when it is long (a 10,000-digit number)."""
+    return text if len(text) <= 2 * keep + 3 else f"{text[:keep]}...{text[-keep:]}"
 
 
 def _terminal_text(name: str) -> str:
@@ -165,13 +172,13 @@ class _Builder:
         return tuple(self.ident(t) for t in ch)
 
     def noderef(self, meta, ch):
-        head = int(ch[1]) if len(ch) > 1 else None
+        head = self.int64(ch[1]) if len(ch) > 1 else None
         return ast.NodeRef(str(ch[0]), head, span=self.span(meta))
 
     def _ref_from(self, toks) -> ast.NodeRef:
         """NAME [INT] tokens -> NodeRef spanning them."""
         name = toks[0]
-        head = int(toks[1]) if len(toks) > 1 else None
+        head = self.int64(toks[1]) if len(toks) > 1 else None
         end = toks[-1]
         return ast.NodeRef(str(name), head, span=Span(self.path, name.line, name.column, end.end_line, end.end_column))
 
@@ -199,7 +206,7 @@ class _Builder:
 
     def target(self, meta, ch):
         name, rest = ch[0], list(ch[1:])
-        head = int(rest.pop(0)) if rest and rest[0].type == "INT" else None
+        head = self.int64(rest.pop(0)) if rest and rest[0].type == "INT" else None
         end = ch[1] if head is not None else ch[0]
         ref = ast.NodeRef(str(name), head, span=Span(self.path, name.line, name.column, end.end_line, end.end_column))
         port = self.ident(rest[0]) if rest else None
@@ -239,8 +246,24 @@ class _Builder:
     def number(self, tok) -> ast.Literal:
         text = str(tok)
         if re.fullmatch(r"[+-]?[0-9]+", text):
-            return ast.Literal("int", int(text), text, span=self.tspan(tok))
-        return ast.Literal("float", float(text), text, span=self.tspan(tok))
+            return ast.Literal("int", self.int64(tok), text, span=self.tspan(tok))
+        value = float(text)
+        if not math.isfinite(value):
+            raise CircuitError([diag("E107", f"number `{_shorten(text)}` is too large", self.tspan(tok),
+                                     label="beyond the largest float (about 1.8e308)", hint=_NUMBER_HINT)])  # fmt: skip
+        return ast.Literal("float", value, text, span=self.tspan(tok))
+
+    def int64(self, tok) -> int:
+        """The value of an integer token; E107 outside the 64-bit range (checked before converting, so a
+        10,000-digit number costs nothing and hits no conversion limit)."""
+        text = str(tok)
+        digits = text.lstrip("+-").lstrip("0")
+        if len(digits) <= 19:
+            value = int(text)
+            if -(2**63) <= value < 2**63:
+                return value
+        raise CircuitError([diag("E107", f"integer `{_shorten(text)}` is out of range", self.tspan(tok),
+                                 label=f"{len(digits)} digits; integers are 64-bit", hint=_NUMBER_HINT)])  # fmt: skip
 
     def v_number(self, meta, ch):
         return self.number(ch[0])
@@ -279,9 +302,10 @@ def _bind(builder, name):
 
 
 def extract_comments(text: str, path: str = "<string>") -> tuple[tuple[ast.Comment, ...], frozenset[int]]:
-    """Comments (with whether code precedes them on their line) and the blank line numbers."""
+    """Comments (with whether code precedes them on their line) and the blank line numbers. A comment
+    is kept character for character up to the end of its line, less trailing spaces, tabs and `\r`."""
     comments, blanks = [], set()
-    for n, line in enumerate(text.splitlines(), start=1):
+    for n, line in enumerate(source_lines(text), start=1):
         if not line.strip():
             blanks.add(n)
             continue
@@ -296,7 +320,7 @@ def extract_comments(text: str, path: str = "<string>") -> tuple[tuple[ast.Comme
             elif c == "#" and not in_str:
                 trailing = bool(line[:i].strip())
                 sp = Span(path, n, i + 1, n, len(line) + 1)
-                comments.append(ast.Comment(line[i:].rstrip(), trailing, span=sp))
+                comments.append(ast.Comment(line[i:].rstrip(" \t\r"), trailing, span=sp))
                 break
             i += 1
     return tuple(comments), frozenset(blanks)
@@ -305,27 +329,75 @@ def extract_comments(text: str, path: str = "<string>") -> tuple[tuple[ast.Comme
 MAX_SYNTAX_ERRORS = 20
 """Syntax errors reported per file at most (each later one after skipping the statement that failed)."""
 
+MAX_NESTING = 64
+"""Parentheses and brackets nest at most this deep (a feature tuple, a list value): deeper nesting is
+E108, found before parsing, so no stage of the compiler recurses without bound."""
+
+
+def _too_deep(text: str, path: str):
+    """E108 at the first `(` or `[` nested deeper than MAX_NESTING (outside strings and comments)."""
+    depth = 0
+    line, col = 1, 0
+    in_str = in_comment = False
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        col += 1
+        if c == "\n":
+            line, col, in_str, in_comment = line + 1, 0, False, False
+        elif in_comment:
+            pass
+        elif in_str:
+            if c == "\\":
+                i += 1
+                col += 1
+            elif c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+        elif c == "#":
+            in_comment = True
+        elif c in "([":
+            depth += 1
+            if depth > MAX_NESTING:
+                return diag("E108", f"parentheses and brackets nest more than {MAX_NESTING} deep", Span(path, line, col, line, col + 1),
+                            label=f"level {depth}", hint="a feature tuple or a list this deep is not meant: flatten it")  # fmt: skip
+        elif c in ")]":
+            depth = max(0, depth - 1)
+        i += 1
+    return None
+
 
 def parse_source(text: str, path: str = "<string>") -> ast.Module:
     """Parse one file's text. Raises CircuitError (E1xx) on syntax errors: after an error the parser
-    skips the statement it was in (the statement's lines, continuations included, read as blank) and
-    goes on, so one run reports every broken statement (up to MAX_SYNTAX_ERRORS)."""
+    skips the statement it was in (the statement's lines, continuations included) and goes on from the
+    line after it, so one run reports every broken statement (up to MAX_SYNTAX_ERRORS). Each part of
+    the text is parsed once: a file with 20 errors costs about what a file with none does."""
     from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
     work = text if text.endswith("\n") else text + "\n"
-    found = []
+    deep = _too_deep(work, path)
+    if deep is not None:
+        raise CircuitError([deep])
+    found: list = []
     tree = None
+    lines: list[str] | None = None
+    start = 1  # the first line of the text still to parse
     while len(found) < MAX_SYNTAX_ERRORS:
+        chunk = work if start == 1 else "\n".join(lines[start - 1 :])  # statements start fresh at a line
         try:
-            tree = get_parser().parse(work)
+            tree = get_parser().parse(chunk)
             break
         except UnexpectedInput as e:
-            d = _syntax_diagnostic(e, work, path, UnexpectedCharacters, UnexpectedToken, UnexpectedEOF)
+            d = _shift(_syntax_diagnostic(e, chunk, path, UnexpectedCharacters, UnexpectedToken, UnexpectedEOF), start - 1)
             found.append(d)
-            skipped = None if d.code == "E103" else _skip_statement(work, d.span.line)
-            if skipped is None or skipped == work:
+            if d.code == "E103":
                 break
-            work = skipped
+            if lines is None:
+                lines = work.split("\n")
+            start = _statement_end(lines, max(d.span.line, start)) + 1
+            if start > len(lines):
+                break
     if found:
         raise CircuitError(found)
     try:
@@ -335,19 +407,23 @@ def parse_source(text: str, path: str = "<string>") -> ast.Module:
             raise e.orig_exc from None
         raise
     comments, blanks = extract_comments(text, path)
-    lines = text.count("\n") + 1
+    lines_n = text.count("\n") + 1
     return ast.Module(
-        tuple(statements), comments, path=path, blank_lines=blanks, span=Span(path, 1, 1, lines, 1)
+        tuple(statements), comments, path=path, blank_lines=blanks, span=Span(path, 1, 1, lines_n, 1)
     )
 
 
-def _skip_statement(text: str, line: int) -> str | None:
-    """`text` with the lines of the statement holding `line` made blank (line numbers and the columns of
-    every other line unchanged); None if there is no such line."""
-    lines = text.split("\n")
-    if not 1 <= line <= len(lines):
-        return None
-    start = _statement_start(lines, line)
+def _shift(d, by: int):
+    """A diagnostic found in a part of the text that starts `by` lines into the file, in file lines."""
+    if not by or d.span is None:
+        return d
+    sp = d.span
+    return replace(d, span=Span(sp.file, sp.line + by, sp.col, sp.end_line + by, sp.end_col))
+
+
+def _statement_end(lines: list[str], line: int) -> int:
+    """The last line (1-based) of the statement holding `line`: its continuation lines (after a line
+    ending in `,` `->` `(` `[`, or before a line starting with `)` `]`) included."""
     end = line
     while end < len(lines):
         nxt = end  # 0-based index of the line after `end`
@@ -357,9 +433,7 @@ def _skip_statement(text: str, line: int) -> str | None:
             end = nxt + 1
         else:
             break
-    for i in range(start - 1, end):
-        lines[i] = ""
-    return "\n".join(lines)
+    return end
 
 
 def _continues(line: str) -> bool:
@@ -381,7 +455,7 @@ def _statement_start(lines: list[str], n: int) -> int:
 
 
 def _unknown_statement(text: str, line: int, path: str):
-    lines = text.splitlines()
+    lines = source_lines(text)
     if not 1 <= line <= len(lines):
         return None
     start = _statement_start(lines, line)
@@ -424,7 +498,7 @@ def _syntax_diagnostic(e, text, path, UnexpectedCharacters, UnexpectedToken, Une
             label=f"expected {describe_expected(e.allowed or ())}",
         )
     if isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END"):
-        lines = text.splitlines() or [""]
+        lines = source_lines(text.removesuffix("\n")) or [""]
         last = len(lines)
         sp = Span(path, last, len(lines[-1]) + 1, last, len(lines[-1]) + 2)
         return diag(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from circuitdsl.compiler.codes import CODES, diag
-from circuitdsl.diagnostics import Diagnostic, has_errors, render
+from circuitdsl.diagnostics import Diagnostic, cap, has_errors, render
 from circuitdsl.ir import Hypothesis, SearchBudget, TreeRule, make_graph
 
 __all__ = ["CompileResult", "compile_file", "compile_source", "CODES"]
@@ -89,7 +89,7 @@ def compile_source(text: str, path: str = "<string>") -> CompileResult:
         unit = run_passes(unit)
     diags = tuple(sorted(unit.diagnostics, key=_sort_key))
     hyp = None if has_errors(diags) else _build(unit, text, path)
-    return CompileResult(hyp, diags, unit.sources)
+    return CompileResult(hyp, cap(diags), unit.sources)
 
 
 def compile_file(path) -> CompileResult:

@@ -19,6 +19,8 @@ CODES: dict[str, str] = {
     "E104": "unterminated string",
     "E105": "unknown statement",
     "E106": "unknown escape sequence in a string",
+    "E107": "number out of range (integers are 64-bit, floats finite)",
+    "E108": "parentheses or brackets nested too deep",
     # E2xx names that do not resolve
     "E201": "unknown attention head",
     "E202": "layer out of range",
@@ -64,6 +66,7 @@ CODES: dict[str, str] = {
     "W302": "claimed node with no claimed path to `out`",
     "W303": "no claimed edge into `out`",
     # notes
+    "N001": "more diagnostics than are shown (the first 50 of a file are; the note counts the rest)",
     "N301": "edge into a k/v port shared by a grouped-query-attention group",
 }
 
