@@ -12,8 +12,8 @@ from circuitdsl.ir import ModelRef, NodeId, NodeKind
 
 __all__ = ["all_node_names", "resolve_builtin", "is_builtin_name", "resolve_ref", "resolve_range", "ref_group_name"]
 
-_HEAD = re.compile(r"a([0-9]+)")
-_MLP = re.compile(r"m([0-9]+)")
+_HEAD = re.compile(r"a([0-9]{1,18})")  # more digits: no layer of any model (and no int() past its digit limit)
+_MLP = re.compile(r"m([0-9]{1,18})")
 
 
 def is_builtin_name(name: str) -> bool:
