@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 
 import _models  # noqa: E402  (tests/engine/_models.py)
 
-__all__ = ["native_attn", "native_mlp", "hf_model", "VOCAB"]
+__all__ = ["native_attn", "native_mlp", "hf_model", "model_dir", "MODELS", "VOCAB"]
 
 VOCAB = 64
 
@@ -60,3 +60,25 @@ def hf_model(dest: Path, arch: str, *, seed: int = 0) -> Path:
     model.save_pretrained(str(dest))
     _tokenizer(dest)
     return dest
+
+
+MODELS = ("native_attn", "native_mlp", "hf_llama", "hf_gpt2")
+"""The test models by name: attention-only native, native with MLPs, GQA Llama, GPT-2."""
+
+_BUILT: dict[str, Path] = {}
+
+
+def model_dir(name: str, root: Path) -> Path:
+    """The directory of test model `name` (one of MODELS), built under `root` once per process."""
+    if name not in _BUILT:
+        d = Path(root) / f"refmodel_{name}"
+        if name == "native_attn":
+            native_attn(d)
+        elif name == "native_mlp":
+            native_mlp(d)
+        elif name in ("hf_llama", "hf_gpt2"):
+            hf_model(d, name[3:])
+        else:
+            raise ValueError(f"unknown test model {name!r}; one of {MODELS}")
+        _BUILT[name] = d
+    return _BUILT[name]

@@ -133,24 +133,33 @@ def _canonical(v: Any) -> Any:
     return v
 
 
-_FUNCTIONS: dict[tuple[str, str | None], Callable[[Example], Any]] = {}
+_FUNCTIONS: dict[tuple, Callable[[Example], Any]] = {}
 
 
-def _function(ref: str, base_dir: str | None) -> Callable[[Example], Any]:
-    """`module.path:function`, looked up first as a file beside the hypothesis, then on sys.path."""
-    key = (ref, base_dir)
+def _load_file(path: Path):
+    name = "_refscrub_feature_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _function(args: tuple[str, ...], base_dir: str | None) -> Callable[[Example], Any]:
+    """The function of a `module.path:function` feature: from the file the compiler recorded (`args[1]`,
+    an absolute path; "" means an importable module), else a file `module/path.py` beside the
+    hypothesis, else the module imported by name."""
+    key = (tuple(args), base_dir)
     if key in _FUNCTIONS:
         return _FUNCTIONS[key]
-    mod_name, _, fn_name = ref.partition(":")
+    mod_name, _, fn_name = args[0].partition(":")
     module = None
-    if base_dir:
+    if len(args) > 1 and args[1]:
+        module = _load_file(Path(args[1]))
+    elif len(args) < 2 and base_dir:
         parts = mod_name.split(".")
-        for cand in (Path(base_dir, *parts).with_suffix(".py"), Path(base_dir, *parts, "__init__.py")):
+        for cand in (Path(base_dir, *parts[:-1], parts[-1] + ".py"), Path(base_dir, *parts, "__init__.py")):
             if cand.is_file():
-                name = "_refscrub_feature_" + hashlib.sha1(str(cand.resolve()).encode()).hexdigest()[:12]
-                spec = importlib.util.spec_from_file_location(name, cand)
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
+                module = _load_file(cand)
                 break
     if module is None:
         module = importlib.import_module(mod_name)
@@ -178,7 +187,7 @@ def feature_value(feature: Feature, e: Example, *, base_dir: str | None = None) 
         idx = pos[feature.args[0]]
         return e.tokens[idx[0]] if len(idx) == 1 else tuple(e.tokens[i] for i in idx)
     if k is FeatureKind.FUNCTION:
-        return _canonical(_function(feature.args[0], base_dir)(e))
+        return _canonical(_function(feature.args, base_dir)(e))
     if k is FeatureKind.TUPLE:
         return tuple(feature_value(p, e, base_dir=base_dir) for p in feature.parts)
     raise ReferenceError(f"unknown feature kind {k}")
