@@ -125,6 +125,7 @@ class Falsifier:
     def __init__(self, h: Hypothesis, *, seed: int | None = None, device: str = "cpu", batch_size: int | None = None):
         from circuitdsl.backends.base import BackendError
         from circuitdsl.backends.loader import load_backend
+        from circuitdsl.backends.loader import model_diagnostic as _model_diagnostic
         from circuitdsl.engine import data as data_mod
         from circuitdsl.engine import metrics
         from circuitdsl.models.shapes import ShapeError
@@ -136,7 +137,7 @@ class Falsifier:
         try:
             self.backend = load_backend(h.model, device)
         except (BackendError, ShapeError) as e:
-            raise CircuitError([Diagnostic("E510", f"model `{h.model.name}` cannot be loaded: {e}", h.model.span)]) from None
+            raise CircuitError([_model_diagnostic(h, e)]) from None
         self.datasets = data_mod.materialise_all(h, self.backend.tokenizer)
         self.ds: Dataset = self.datasets[h.main_dataset]
         self.other: Dataset | None = None
@@ -215,9 +216,8 @@ class Falsifier:
         from circuitdsl.engine import data as data_mod
         from circuitdsl.engine import metrics
 
-        n_ctx = getattr(getattr(self.backend.model, "cfg", None), "n_ctx", None)
         probe = Dataset(self.ds.name, (x,) if pair is None else (x, pair))
-        data_mod.validate(probe, n_ctx if self.backend.kind == "native" else None, self.backend.shape.vocab_size,
+        data_mod.validate(probe, self.backend.n_ctx, self.backend.shape.vocab_size,
                           vocab_out=self.backend.d_vocab_out)
         members = tuple(self.ds.examples[i] for i in pool)
         in_ds = any(e.id == x.id for e in members)

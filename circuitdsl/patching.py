@@ -4,13 +4,16 @@ All sweeps patch from a corrupted batch into the clean batch, paired row by row 
 corrupted dataset is the corruption of row i of the clean one, with the same layout), and score
 the mean logit difference (answer - wrong) at each example's scored positions:
 
-- `head_sweep`: for every head L.H, the clean run with `blocks.L.attn.hook_result[:, P, H]`
-  replaced by the corrupted run's (P: the named positions, or all).
-- `mlp_sweep`: the same for `blocks.L.hook_mlp_out`.
+- `head_sweep`: for every head L.H, the clean run with the head's output (`Site.RESULT`, head H, at
+  positions P) replaced by the corrupted run's (P: the named positions, or all).
+- `mlp_sweep`: the same for each MLP's output (`Site.MLP_OUT`).
 - `path_sweep`: for every sender head (and MLP) upstream of the receivers, the clean run with the
   sender's delta (corrupted - clean output, at positions P) added to the q, k or v input of the
-  receiver heads only (`blocks.L.hook_q_input[:, :, H]`; k/v inputs are per key/value group in
-  GQA models, patched once per group). Every other path from the sender stays clean.
+  receiver heads only (`Site.Q_INPUT`, head H; k/v inputs are per key/value group in GQA models,
+  patched once per group). Every other path from the sender stays clean.
+
+The model is a `ModelBackend` (backends/protocol.py), loaded by `boot_model` and verified against the
+model contract: this module names no hook.
 
 Effects are normalised: (patched - clean) / (corrupt - clean): 0 = no effect, 1 = the patch alone
 moves the metric all the way to the corrupted run's value.
@@ -18,23 +21,23 @@ moves the metric all the way to the corrupted run's value.
 Speed: the variants of one layer (its heads) are stacked along the batch, so one forward pass
 patches all heads of a layer (chunked to `max_rows` rows), and each pass starts from the clean
 run's cached residual stream at the first layer the patch can change: only the blocks from there on
-run (on a TransformerBridge, whose start_at_layer still runs every earlier block, they are called
-directly with the keyword arguments recorded during the clean run, as the engine does). Hooks are removed in `finally`
-(transformer-lens' `hooks` context manager). torch is imported by this module: import it lazily.
+run (`ModelBackend.run_from`: the blocks are called alone with the arguments each received in the
+clean run, as the engine does). Hooks are removed in `finally`. torch is imported by this module:
+import it lazily.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from circuitdsl.backends.protocol import Site
 from circuitdsl.datasets.core import Example
 
 __all__ = [
@@ -59,42 +62,27 @@ class PatchingError(ValueError):
 
 
 def boot_model(model: str | Path, device: str = "cpu") -> Any:
-    """A TransformerBridge in compatibility mode with per-head results and split q/k/v inputs.
+    """The model as a `ModelBackend` that passed the model contract (the engine's loader).
 
-    `model` is a registry name (`smollm2-135m`) or a local Hugging Face directory.
+    `model` is a registry name (`smollm2-135m`, `tiny`) or a local model directory. Raises
+    PatchingError (its `code` is the loader's diagnostic code: E510, E540) when it cannot be used.
     """
-    if str(model) == "smollm2-135m":
-        from circuitdsl.models.smollm2 import ensure_hf_dir
-
-        return _boot_bridge(ensure_hf_dir(), device)
-    d = Path(model)
-    if not (d / "config.json").is_file():
-        raise PatchingError(f"unknown model `{model}`: use smollm2-135m or a Hugging Face directory")
-    return _boot_bridge(d, device)
-
-
-def _boot_bridge(hf_dir: Path, device: str = "cpu") -> Any:
-    # The one place that boots a bridge: the shared backend loader (compatibility mode,
-    # per-head results, split q/k/v inputs).
-    import transformers
-
     from circuitdsl.backends.base import BackendError
-    from circuitdsl.backends.bridge import load_bridge
+    from circuitdsl.backends.loader import load_path
+    from circuitdsl.models.shapes import ShapeError
 
-    transformers.utils.logging.disable_progress_bar()
+    if str(model) not in ("smollm2-135m", "tiny") and not (Path(model) / "config.json").is_file():
+        raise PatchingError(f"unknown model `{model}`: use smollm2-135m or a Hugging Face directory")
     try:
-        return load_bridge(Path(hf_dir), Path(hf_dir).name, device).model
-    except BackendError as e:
-        raise PatchingError(str(e)) from None
+        import transformers
 
-
-def _n_kv_heads(model: Any) -> int:
-    cfg = model.cfg
-    for key in ("n_key_value_heads", "n_kv_heads"):
-        v = getattr(cfg, key, None)
-        if v:
-            return int(v)
-    return int(cfg.n_heads)
+        transformers.utils.logging.disable_progress_bar()
+        return load_path(model, device)
+    except (BackendError, ShapeError) as e:
+        err = PatchingError(str(e))
+        err.code = getattr(e, "code", "E510")  # type: ignore[attr-defined]
+        err.hint = getattr(e, "hint", "")  # type: ignore[attr-defined]
+        raise err from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,10 +103,7 @@ class _Group:
 
 
 def _device(model: Any) -> Any:
-    try:
-        return next(model.parameters()).device
-    except (StopIteration, AttributeError, TypeError):
-        return torch.device("cpu")
+    return model.device
 
 
 def _groups(
@@ -182,7 +167,7 @@ def mean_logit_diff(model: Any, examples: Sequence[Example]) -> float:
     total = 0.0
     with torch.inference_mode():
         for g in groups:
-            total += float(_logit_diff(model(g.clean), g, 1).sum())
+            total += float(_logit_diff(model.run(g.clean)[0], g, 1).sum())
     return total / len(examples)
 
 
@@ -294,50 +279,12 @@ class SweepResult:
 # the sweeps
 
 
-@contextmanager
-def _hooked(model: Any, hooks: list[tuple[str, Callable]]) -> Iterator[None]:
-    """Add forward hooks for the duration of the block; removed on exit, also after an error
-    (the bridge's `hooks` context removes exactly the hooks it added, in its `finally`)."""
-    with model.hooks(fwd_hooks=hooks, reset_hooks_end=True):
-        yield
-
-
-def _cache(model: Any, tokens: Any, names: set[str]) -> dict[str, Any]:
-    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
-    return {k: cache[k].clone() for k in names}
-
-
-def _is_bridge(model: Any) -> bool:
-    return type(model).__name__ == "TransformerBridge"
-
-
-@contextmanager
-def _recording(model: Any, store: dict) -> Iterator[None]:
-    """On a bridge, record the keyword arguments its blocks receive (for `_from_layer`)."""
-    if not _is_bridge(model):
-        yield
-        return
-    from circuitdsl.backends.base import recording_block_kwargs
-
-    with recording_block_kwargs(model, store):
-        yield
-
-
-def _from_layer(model: Any, resid: Any, layer: int, store: dict, scored: Sequence[int]) -> Any:
+def _from_layer(model: Any, resid: Any, layer: int, edits: dict, scored: Sequence[int]) -> Any:
     """Logits at positions `scored` ([R, S, V]) of the run whose residual entering block `layer` is
-    `resid`. transformer-lens 4.3.0's bridge runs blocks 0..layer-1 even with start_at_layer, so on a
-    bridge the blocks from `layer` on are called directly (`backends.base.run_blocks`, the engine's
-    path) and only the scored positions are unembedded (the final norm is per position; the
-    unembedding costs about four blocks per position on SmolLM2); a HookedTransformer honours
-    start_at_layer."""
-    sc = list(scored)
-    if _is_bridge(model):
-        from circuitdsl.backends.base import run_blocks
-
-        got = run_blocks(model, resid, layer, store, positions=sc)
-        if got is not None:
-            return got
-    return model(resid, start_at_layer=layer)[:, sc, :]
+    `resid`, with `edits` applied: only blocks layer.. run (`ModelBackend.run_from`), and only the scored
+    positions are unembedded (the final norm is per position; the unembedding costs about four blocks
+    per position on SmolLM2)."""
+    return model.run_from(layer, resid, edits=edits, positions=list(scored))
 
 
 def _chunks(n_variants: int, batch: int, max_rows: int) -> list[list[int]]:
@@ -370,35 +317,32 @@ def _activation_sweep(
     progress: Callable[[int, int], None] | None,
     layers: Sequence[int] | None = None,
 ) -> tuple[list[list[float]], float, float, int]:
-    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
+    n_layers, n_heads = model.shape.n_layers, model.shape.n_heads
     swept = _check_layers(layers, n_layers)
     n_var = n_heads if kind == "heads" else 1
     groups = _groups(clean, corrupt, positions, _device(model))
     sums = [[0.0 if L in swept else math.nan] * n_var for L in range(n_layers)]
     clean_sum = corrupt_sum = 0.0
-    hook_of = (lambda L: f"blocks.{L}.attn.hook_result") if kind == "heads" else (lambda L: f"blocks.{L}.hook_mlp_out")
+    site = Site.RESULT if kind == "heads" else Site.MLP_OUT
     done, total = 0, len(swept) * len(groups)
     with torch.inference_mode():
         for g in groups:
             B, T = g.clean.shape
-            names = {hook_of(L) for L in swept}
-            resid_names = {f"blocks.{L}.hook_resid_pre" for L in swept}
-            store: dict = {}
-            with _recording(model, store):
-                clean_logits, resid = model.run_with_cache(g.clean, names_filter=lambda n: n in resid_names)
+            # the clean run also records the arguments each block receives, for run_from
+            clean_logits, resid = model.run(g.clean, capture=[(Site.RESID_PRE, L) for L in swept])
             clean_sum += float(_logit_diff(clean_logits, g, 1).sum())
             del clean_logits
-            corrupt_logits, cache = model.run_with_cache(g.corrupt, names_filter=lambda n: n in names)
+            corrupt_logits, cache = model.run(g.corrupt, capture=[(site, L) for L in swept])
             corrupt_sum += float(_logit_diff(corrupt_logits, g, 1).sum())
             del corrupt_logits
             pos = _pos_index(g, T)
             for L in swept:
-                src = cache[hook_of(L)]
+                src = cache[(site, L)]
                 for variants in _chunks(n_var, B, max_rows):
                     # layers before L compute the clean run: start from its residual at layer L
-                    start = resid[f"blocks.{L}.hook_resid_pre"].repeat(len(variants), 1, 1)
+                    start = resid[(Site.RESID_PRE, L)].repeat(len(variants), 1, 1)
 
-                    def hook(act, hook, variants=variants, src=src):
+                    def hook(act, variants=variants, src=src):
                         for k, j in enumerate(variants):
                             rows = slice(k * B, (k + 1) * B)
                             if kind == "heads":
@@ -407,8 +351,7 @@ def _activation_sweep(
                                 act[rows, pos] = src[:, pos]
                         return act
 
-                    with _hooked(model, [(hook_of(L), hook)]):
-                        logits = _from_layer(model, start, L, store, g.scored)
+                    logits = _from_layer(model, start, L, {(site, L): hook}, g.scored)
                     ld = _logit_diff(logits, g, len(variants), scored_only=True).view(len(variants), B).sum(-1)
                     for k, j in enumerate(variants):
                         sums[L][j] += float(ld[k])
@@ -483,19 +426,20 @@ def path_sweep(
     have no direct path to it and are skipped for it (NaN when no receiver is downstream).
     `layers` restricts the senders (and `head_sweep`/`mlp_sweep`'s patched layers); NaN elsewhere."""
     t0 = time.perf_counter()
-    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
-    n_kv = _n_kv_heads(model)
+    n_layers, n_heads = model.shape.n_layers, model.shape.n_heads
+    n_kv = model.shape.n_kv_heads
     per_group = n_heads // n_kv
     if not receivers:
         raise PatchingError("no receiver given")
     for r in receivers:
         if not (0 <= r.layer < n_layers and 0 <= r.head < n_heads) or r.port not in ("q", "k", "v"):
             raise PatchingError(f"receiver {r.name} is not in this model ({n_layers} layers x {n_heads} heads)")
-    # Hook targets: (hook name, index into its head axis), k/v deduplicated per key/value group.
-    targets: dict[int, list[tuple[str, int]]] = {}
+    # Targets: (site, index into its head axis), k/v deduplicated per key/value group.
+    port_site = {"q": Site.Q_INPUT, "k": Site.K_INPUT, "v": Site.V_INPUT}
+    targets: dict[int, list[tuple[Site, int]]] = {}
     for r in receivers:
         idx = r.head if r.port == "q" else r.head // per_group
-        t = (f"blocks.{r.layer}.hook_{r.port}_input", idx)
+        t = (port_site[r.port], idx)
         if t not in targets.setdefault(r.layer, []):
             targets[r.layer].append(t)
     last = max(targets)
@@ -505,50 +449,52 @@ def path_sweep(
     heads = [[0.0] * n_heads for _ in range(n_layers)]
     mlps = [0.0] * n_layers
     clean_sum = corrupt_sum = 0.0
-    names = {f"blocks.{L}.attn.hook_result" for L in senders} | {f"blocks.{L}.hook_mlp_out" for L in senders}
-    names |= {f"blocks.{L}.hook_resid_pre" for L in targets}
+    names = [(Site.RESULT, L) for L in senders] + [(Site.MLP_OUT, L) for L in senders if model.shape.has_mlp]
+    names += [(Site.RESID_PRE, L) for L in targets]
+    include_mlps = include_mlps and model.shape.has_mlp
     done, total = 0, len(senders) * len(groups)
     with torch.inference_mode():
         for g in groups:
             B, T = g.clean.shape
-            store: dict = {}
-            with _recording(model, store):
-                logits, cc = model.run_with_cache(g.clean, names_filter=lambda x: x in names)
+            logits, cc = model.run(g.clean, capture=names)  # also records each block's arguments
             clean_sum += float(_logit_diff(logits, g, 1).sum())
-            logits, kc = model.run_with_cache(g.corrupt, names_filter=lambda x: x in names)
+            logits, kc = model.run(g.corrupt, capture=names)
             corrupt_sum += float(_logit_diff(logits, g, 1).sum())
             del logits
             pos = _pos_index(g, T)
-            mask = torch.zeros(T, dtype=torch.float32, device=g.clean.device)
+            mask = torch.zeros(T, dtype=model.dtype, device=g.clean.device)
             mask[pos] = 1.0
             for L in senders:
-                res = f"blocks.{L}.attn.hook_result"
+                res = (Site.RESULT, L)
                 dh = (kc[res] - cc[res]) * mask[None, :, None, None]  # [B, T, H, D]
-                mo = f"blocks.{L}.hook_mlp_out"
-                dm = (kc[mo] - cc[mo]) * mask[None, :, None]  # [B, T, D]
+                mo = (Site.MLP_OUT, L)
+                dm = (kc[mo] - cc[mo]) * mask[None, :, None] if include_mlps else None  # [B, T, D]
                 # variants: the n_heads heads of layer L, then (optionally) its MLP
                 deltas = [dh[:, :, j] for j in range(n_heads)] + ([dm] if include_mlps else [])
                 for variants in _chunks(len(deltas), B, max_rows):
                     stacked = torch.cat([deltas[j] for j in variants], dim=0)  # [V*B, T, D]
-                    hooks = []
+                    hooks = {}
                     for rl, tl in targets.items():
                         if rl <= L:
                             continue  # no direct path from layer L into a receiver at layer <= L
-                        for name, idx in tl:
+                        for site, idx in tl:
+                            prev = hooks.get((site, rl))
 
-                            def hook(act, hook, idx=idx, stacked=stacked):
+                            def hook(act, idx=idx, stacked=stacked, prev=prev):
+                                if prev is not None:
+                                    act = prev(act)
+                                act = act.clone()
                                 act[:, :, idx] = act[:, :, idx] + stacked.to(act.dtype)
                                 return act
 
-                            hooks.append((name, hook))
+                            hooks[(site, rl)] = hook
                     if not hooks:
                         continue
                     # the sender's delta reaches nothing before the first receiver downstream of L:
                     # start from the clean residual there
                     first = min(rl for rl in targets if rl > L)
-                    start = cc[f"blocks.{first}.hook_resid_pre"].repeat(len(variants), 1, 1)
-                    with _hooked(model, hooks):
-                        logits = _from_layer(model, start, first, store, g.scored)
+                    start = cc[(Site.RESID_PRE, first)].repeat(len(variants), 1, 1)
+                    logits = _from_layer(model, start, first, hooks, g.scored)
                     ld = _logit_diff(logits, g, len(variants), scored_only=True).view(len(variants), B).sum(-1)
                     del logits
                     for k, j in enumerate(variants):

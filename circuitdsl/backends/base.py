@@ -1,32 +1,36 @@
-"""One small interface between the engine and a transformer-lens model.
+"""What the bridge and native backends share (`backends/protocol.py` is the interface).
 
-The engine never names a hook: it asks the backend for clean activations (`clean_run`), for one
-layer recomputed from given port inputs (`run_layer`), and for logits from a final residual
-(`unembed`). Hook names follow transformer-lens' compatibility mode (SEMANTICS.md section 1).
+A backend maps each `Site` of SEMANTICS.md section 1 to a place in its model's forward pass
+(`_install`), runs the whole model (`_forward`) or one block alone with the arguments the model gave
+that block (`_call_block`), and computes logits from a final residual (`unembed`). Everything else —
+the clean cache, one layer from given port inputs, patching from a layer on — is built here from
+those, so the engine never names a hook.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from circuitdsl.backends.protocol import Edit, Site, SiteKey
 from circuitdsl.ir import ModelShape
 
-__all__ = ["Backend", "CleanCache", "BackendError", "TokenizerAdapter", "hooks", "keep_block_kwargs", "block_call_kwargs",
-           "recording_block_kwargs", "run_blocks"]
+__all__ = ["Backend", "CleanCache", "BackendError", "TokenizerAdapter", "hooks", "BlockArgs", "Site", "COMPAT_NAMES", "install_tl_hook"]
 
 
 class BackendError(Exception):
-    """A model that cannot be loaded or run; `hint` says what to do."""
+    """A model that cannot be loaded or run; `hint` says what to do. `code` is the diagnostic code
+    (E510 cannot be loaded; E540 failed the model contract)."""
 
-    def __init__(self, message: str, hint: str = ""):
+    def __init__(self, message: str, hint: str = "", code: str = "E510"):
         super().__init__(message)
         self.hint = hint
+        self.code = code
 
 
 class TokenizerAdapter:
@@ -47,8 +51,10 @@ class CleanCache:
     """Clean activations of a batch of same-layout examples (float tensors, first dim = example).
 
     `result[L]` is [B, P, H, D]; `resid_pre[L]`, `resid_mid[L]`, `mlp_out[L]`, `embed`, `pos`,
-    `resid_final` are [B, P, D]. `pos` is None for models without a learned position embedding;
-    `mlp_out`/`resid_mid` are empty tuples for attention-only models."""
+    `resid_final` are [B, P, D]. `resid_mid[L]` is the residual the MLP of layer L reads (Site.MLP_IN):
+    after the heads of L in sequential blocks, the same tensor as `resid_pre[L]` in parallel blocks.
+    `pos` is None for models without a learned position embedding; `mlp_out`/`resid_mid` are empty
+    tuples for attention-only models."""
 
     embed: torch.Tensor
     pos: torch.Tensor | None
@@ -78,6 +84,7 @@ class CleanCache:
         )
 
 
+# ---- transformer-lens hook points ------------------------------------------------------------------
 _POINTS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
 
@@ -94,7 +101,8 @@ def _hook_points(model: Any) -> dict | None:
 
 @contextmanager
 def hooks(model: Any, fwd_hooks: list[tuple[str, Callable]]) -> Iterator[None]:
-    """Add forward hooks for the duration of the block; always removed, also after an error.
+    """Add transformer-lens forward hooks (by hook name) for the duration of the block; always removed,
+    also after an error.
 
     The hooks are added to the named HookPoints directly and only those points are cleared on exit
     (`model.reset_hooks()` walks every hook point of the model: ~50 ms on the SmolLM2 bridge, more than
@@ -121,268 +129,360 @@ def hooks(model: Any, fwd_hooks: list[tuple[str, Callable]]) -> Iterator[None]:
             hp.remove_hooks("fwd", including_permanent=False)
 
 
-_DROP = ("past_key_values", "past_key_value", "use_cache", "output_attentions")
+COMPAT_NAMES = {
+    Site.EMBED: "hook_embed",
+    Site.POS: "hook_pos_embed",
+    Site.RESID_PRE: "blocks.{L}.hook_resid_pre",
+    Site.Q_INPUT: "blocks.{L}.hook_q_input",
+    Site.K_INPUT: "blocks.{L}.hook_k_input",
+    Site.V_INPUT: "blocks.{L}.hook_v_input",
+    Site.RESULT: "blocks.{L}.attn.hook_result",
+    Site.PATTERN: "blocks.{L}.attn.hook_pattern",
+    Site.MLP_IN: "blocks.{L}.hook_resid_mid",  # on the bridge an alias of ln2.hook_in, which feeds the MLP only
+    Site.MLP_OUT: "blocks.{L}.hook_mlp_out",
+    Site.RESID_POST: "blocks.{L}.hook_resid_post",
+    Site.FINAL_SCALE: "ln_final.hook_scale",
+}
+"""transformer-lens compatibility-mode hook names of each site (SEMANTICS.md section 1)."""
 
 
-def keep_block_kwargs(store: dict, args, kwargs) -> None:
-    """Body of a forward pre-hook (with_kwargs) on a bridge's block 0 during a clean run: record in
-    `store`, per sequence length, the keyword arguments every block receives (rotary embeddings,
-    attention mask, position ids). transformer-lens 4.3.0's forward(start_at_layer=L) still runs blocks
-    0..L-1, so code that runs only some blocks calls them directly with these. Per-row tensors (the
-    attention mask) are kept only when every row of the batch has the same one (no padding): then the
-    value does not depend on the input. A length whose arguments vary between rows is marked None."""
-    if not args or not torch.is_tensor(args[0]):
-        return
-    B, P = int(args[0].shape[0]), int(args[0].shape[1])
+def install_tl_hook(backend: Any, name: str, site: Site, layer: int | None, fn: Edit) -> Callable[[], None]:
+    """Add fn to the HookPoint `name` of backend.model; returns what removes exactly that hook."""
+    hp = _hook_points(backend.model).get(name)
+    if hp is None:
+        raise BackendError(f"model `{backend.name}` has no {site.value} at layer {layer} (`{name}`)", "is this model supported?")
+    handle = hp.add_hook(lambda x, hook: fn(x), dir="fwd")
 
-    def one(name, t):
-        if not torch.is_tensor(t):
-            return (t, False)
-        batched = name == "attention_mask" or (B > 1 and t.dim() > 0 and t.shape[0] == B)
-        if batched and t.shape[0] > 1:
-            if not bool((t == t[:1]).all()):
-                raise ValueError(name)
-            t = t[:1]
-        return (t.detach().clone(), batched)
+    def undo() -> None:
+        handle.hook.remove()
+        hp.fwd_hooks = [h for h in hp.fwd_hooks if h is not handle]
 
-    try:
-        kept = {}
-        for k, v in kwargs.items():
-            if k in _DROP:
-                continue
-            kept[k] = tuple(one(k, x) for x in v) if isinstance(v, tuple) else one(k, v)
-    except ValueError:
-        store[P] = None
-        return
-    if store.get(P, kept) is not None:
-        store[P] = kept
+    return undo
 
 
-def block_call_kwargs(store: dict, P: int, R: int) -> dict | None:
-    """Keyword arguments to call a bridge block on R rows of length P (None: not recorded, or rows differed)."""
-    kept = store.get(P)
-    if kept is None:
-        return None
-
-    def val(x):
-        t, batched = x
-        return t.expand(R, *t.shape[1:]) if batched and torch.is_tensor(t) else t
-
-    out = {k: tuple(val(x) for x in v) if isinstance(v, tuple) and v and isinstance(v[0], tuple) else val(v) for k, v in kept.items()}
-    out["use_cache"] = False
-    return out
+# ---- the arguments a model passes each of its blocks ---------------------------------------------
+_DROP = ("past_key_values", "past_key_value", "layer_past", "cache", "output_attentions")
 
 
-@contextmanager
-def recording_block_kwargs(model: Any, store: dict) -> Iterator[None]:
-    """Record block keyword arguments into `store` during the forward passes inside the block."""
-    handle = model.blocks[0].register_forward_pre_hook(lambda m, a, kw: keep_block_kwargs(store, a, kw), with_kwargs=True)
-    try:
-        yield
-    finally:
-        handle.remove()
+def _is_cache(v: Any) -> bool:
+    return type(v).__name__.endswith("Cache")
 
 
-def run_blocks(model: Any, resid: torch.Tensor, start: int, store: dict, positions: list[int] | None = None) -> torch.Tensor | None:
-    """A bridge's logits from the residual `resid` [R, P, D] entering block `start`: blocks start.. called
-    directly (hooks inside them fire), then the final norm and unembedding, at `positions` only when
-    given ([R, len(positions), V]). None when the block keyword arguments for this length were not
-    recorded (the caller falls back to a forward pass)."""
-    kw = block_call_kwargs(store, int(resid.shape[1]), int(resid.shape[0]))
-    if kw is None:
-        return None
-    x = resid
-    for blk in model.blocks[start:]:
-        out = blk(x, **kw)
-        x = out[0] if isinstance(out, tuple) else out
-    if positions is not None:
-        x = x[:, positions]
-    return model.unembed(model.ln_final(x))
+class BlockArgs:
+    """Per layer and sequence length, the arguments the model passed the block during a forward pass
+    (rotary tables, attention masks — sliding windows differ per layer —, position ids), so that a
+    block can be called alone exactly as the model calls it. Per-row tensors (the attention mask) are
+    kept only when every row of the batch holds the same one (no padding): then they do not depend on
+    the input. A (layer, length) whose arguments differ between rows is marked None (no direct call)."""
+
+    def __init__(self, n_heads: int = 0) -> None:
+        self.store: dict[tuple[int, int], Any] = {}
+        self.n_heads = int(n_heads)
+        """A tensor whose first dimension is batch x heads (Bloom's ALiBi biases) is per row too."""
+
+    def record(self, layer: int, args: tuple, kwargs: dict) -> None:
+        if not args or not torch.is_tensor(args[0]):
+            return
+        B, P = int(args[0].shape[0]), int(args[0].shape[1])
+
+        def one(name, t):
+            if _is_cache(t):
+                return (None, False)
+            if not torch.is_tensor(t):
+                return (t, False)
+            if t.dim() > 0 and B > 1 and self.n_heads > 1 and t.shape[0] == B * self.n_heads and name != "attention_mask":
+                v = t.reshape(B, self.n_heads, *t.shape[1:])
+                if not bool((v == v[:1]).all()):
+                    raise ValueError(name)
+                return (t[: self.n_heads].detach().clone(), self.n_heads)
+            batched = name == "attention_mask" or (B > 1 and t.dim() > 0 and t.shape[0] == B)
+            if batched and t.shape[0] > 1:
+                if not bool((t == t[:1]).all()):
+                    raise ValueError(name)
+                t = t[:1]
+            return (t.detach().clone(), batched)
+
+        def val(name, v):
+            return tuple(one(name, x) for x in v) if isinstance(v, tuple) else one(name, v)
+
+        try:
+            pos = tuple(val(f"arg{i}", v) for i, v in enumerate(args[1:], 1))
+            kept = {k: val(k, v) for k, v in kwargs.items() if k not in _DROP}
+            kept.update({k: (None, False) for k in kwargs if k in _DROP})
+        except ValueError:
+            self.store[(layer, P)] = None
+            return
+        if (layer, P) not in self.store or self.store[(layer, P)] is not None:
+            self.store[(layer, P)] = (pos, kept)
+
+    def call_args(self, layer: int, P: int, R: int) -> tuple[tuple, dict] | None:
+        """(positional args after the hidden states, keyword args) to call block `layer` on R rows of
+        length P; None when not recorded (or rows differed)."""
+        kept = self.store.get((layer, P))
+        if kept is None:
+            return None
+        pos, kw = kept
+
+        def one(x):
+            t, batched = x
+            if not torch.is_tensor(t) or not batched:
+                return t
+            if batched is True:
+                return t.expand(R, *t.shape[1:])
+            return t.repeat(R, *([1] * (t.dim() - 1)))  # [heads, ...] per row -> [R * heads, ...]
+
+        def val(v):
+            return tuple(one(x) for x in v) if isinstance(v, tuple) and v and isinstance(v[0], tuple) else one(v)
+
+        out = {k: val(v) for k, v in kw.items()}
+        if "use_cache" in out:
+            out["use_cache"] = False
+        return tuple(val(v) for v in pos), out
+
+    def has(self, P: int, layers: Iterable[int]) -> bool:
+        return all(self.store.get((L, P)) is not None for L in layers)
+
+    def clear(self) -> None:
+        self.store.clear()
 
 
 class _Stop(Exception):
-    pass
+    """Raised by a hook to end a forward pass once what it needed has been read."""
 
 
-@dataclass
+def _setter(value: torch.Tensor) -> Edit:
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        v = value.to(device=x.device, dtype=x.dtype)
+        return v.expand_as(x) if v.shape != x.shape else v
+
+    return fn
+
+
 class Backend:
-    """A loaded model. `kind` is 'native' or 'bridge'."""
+    """Shared implementation of `ModelBackend`. Subclasses define `_install`, `_forward`,
+    `_call_block`, `unembed` and the model-specific properties."""
 
-    name: str
-    kind: str
-    model: Any
-    shape: ModelShape
-    d_vocab_out: int
-    tokenizer: TokenizerAdapter | None = None
-    device: str = "cpu"
-    vocab_strings: tuple[str, ...] | None = None
-    _extra: dict = field(default_factory=dict, repr=False)
+    kind = "base"
 
-    # ---- hook names (compatibility mode) ---------------------------------------------------
-    @staticmethod
-    def hook_q_input(layer: int) -> str:
-        return f"blocks.{layer}.hook_q_input"
+    def __init__(self, name: str, model: Any, shape: ModelShape, d_vocab_out: int, *, tokenizer: Any = None,
+                 vocab_strings: tuple[str, ...] | None = None):
+        self.name = name
+        self.model = model
+        self.shape = shape
+        self.d_vocab_out = int(d_vocab_out)
+        self.tokenizer = tokenizer
+        self.vocab_strings = vocab_strings
+        self.block_args = BlockArgs(shape.n_heads)
+        self.contract = None
+        """The model contract's verdict (`backends.contract.Verdict`), set by the loader."""
+        self._extra: dict = {"block_kwargs": self.block_args.store}
 
-    @staticmethod
-    def hook_k_input(layer: int) -> str:
-        return f"blocks.{layer}.hook_k_input"
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, {self.shape})"
 
-    @staticmethod
-    def hook_v_input(layer: int) -> str:
-        return f"blocks.{layer}.hook_v_input"
+    # ---- properties ----------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        try:
+            return next(self.model.parameters()).device
+        except (StopIteration, AttributeError):
+            return torch.device("cpu")
 
-    @staticmethod
-    def hook_result(layer: int) -> str:
-        return f"blocks.{layer}.attn.hook_result"
-
-    @staticmethod
-    def hook_mlp_in(layer: int) -> str:
-        # native: hook_resid_mid feeds the MLP (and resid_post); bridge: hook_resid_mid is an alias of
-        # ln2.hook_in, which feeds the MLP only. Either way replacing it sets the MLP's input.
-        return f"blocks.{layer}.hook_resid_mid"
-
-    @staticmethod
-    def hook_mlp_out(layer: int) -> str:
-        return f"blocks.{layer}.hook_mlp_out"
-
-    @staticmethod
-    def hook_resid_pre(layer: int) -> str:
-        return f"blocks.{layer}.hook_resid_pre"
-
-    def hook_final_resid(self) -> str:
-        return f"blocks.{self.shape.n_layers - 1}.hook_resid_post"
+    @property
+    def dtype(self) -> torch.dtype:
+        try:
+            return next(self.model.parameters()).dtype
+        except (StopIteration, AttributeError):
+            return torch.float32
 
     @property
     def has_pos(self) -> bool:
         return self.shape.pos_embed == "learned"
+
+    @property
+    def parallel(self) -> bool:
+        return bool(self.shape.parallel_attn_mlp)
+
+    n_ctx: int | None = None
+    final_norm = "none"
+    resid_gauge = "exact"
+    logit_gauge = "exact"
+
+    def hook_name(self, site: Site, layer: int | None) -> str:
+        """The transformer-lens hook name of a site (for tests and references outside the library)."""
+        return COMPAT_NAMES[site].format(L=layer)
+
+    # ---- what subclasses provide ---------------------------------------------------------------
+    def _install(self, site: Site, layer: int | None, fn: Edit) -> Callable[[], None]:
+        """Attach fn at (site, layer) for the next passes; returns the function that removes it."""
+        raise NotImplementedError
+
+    def _forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _call_block(self, layer: int, resid: torch.Tensor) -> torch.Tensor | None:
+        """The residual leaving block `layer` when `resid` enters it, the block run alone (hooks
+        inside it fire); None when it cannot be called alone for this length."""
+        raise NotImplementedError
+
+    def _can_call_blocks(self, P: int, layers: Iterable[int]) -> bool:
+        """Whether `_call_block` can run these layers alone on inputs of length P."""
+        return self.block_args.has(P, layers)
+
+    def _fallback_from(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
+        """Logits of a full pass that starts at `layer` with `resid` (when blocks cannot be called alone)."""
+        raise NotImplementedError
+
+    def unembed(self, resid_final: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # ---- hooks --------------------------------------------------------------------------------
+    @contextmanager
+    def hooked(self, items: Iterable[tuple[SiteKey, Edit]]) -> Iterator[None]:
+        """Attach edits/captures for the duration of the block; always removed, also after an error."""
+        undo: list[Callable[[], None]] = []
+        try:
+            for (site, layer), fn in items:
+                undo.append(self._install(site, layer, fn))
+            yield
+        finally:
+            for u in reversed(undo):
+                u()
 
     # ---- computation ---------------------------------------------------------------------------
     def tokens(self, rows) -> torch.Tensor:
         return torch.tensor([list(r) for r in rows], dtype=torch.long, device=self.device)
 
     @torch.no_grad()
+    def run(self, tokens: torch.Tensor, *, capture: Iterable[SiteKey] = (), edits: Mapping[SiteKey, Edit] | None = None
+            ) -> tuple[torch.Tensor, dict]:
+        got: dict = {}
+
+        def grab(key):
+            def fn(x):
+                got[key] = x.detach().clone()
+                return None
+
+            return fn
+
+        items = list((edits or {}).items()) + [(k, grab(k)) for k in dict.fromkeys(capture)]
+        with self.hooked(items):
+            logits = self._forward(tokens)
+        missing = [k for k in dict.fromkeys(capture) if k not in got]
+        if missing:
+            raise BackendError(f"model `{self.name}`: the forward pass did not reach {missing[0][0].value} of layer {missing[0][1]}",
+                               "is this model supported?")
+        return logits, got
+
+    @torch.no_grad()
     def clean_run(self, tokens: torch.Tensor) -> CleanCache:
         """One clean forward pass, keeping every sender's output and the residual at every port."""
         n = self.shape.n_layers
-        names = ["hook_embed"] + (["hook_pos_embed"] if self.has_pos else [])
+        mlp = self.shape.has_mlp
+        cap: list[SiteKey] = [(Site.EMBED, None)] + ([(Site.POS, None)] if self.has_pos else [])
         for L in range(n):
-            names += [self.hook_resid_pre(L), self.hook_result(L)]
-            if self.shape.has_mlp:
-                names += [self.hook_resid_mid(L), self.hook_mlp_out(L)]
-        names.append(self.hook_final_resid())
-        got: dict[str, torch.Tensor] = {}
-
-        def capture(key: str):
-            def fn(x, hook):
-                got[key] = x.detach().clone()
-                return None
-
-            return fn
-
-        # on the bridge, keep the keyword arguments it passes its blocks (rotary embeddings, attention
-        # mask) for this sequence length, so that run_layer can call one block directly
-        recording = recording_block_kwargs(self.model, self._extra.setdefault("block_kwargs", {})) if self.kind == "bridge" else nullcontext()
-        with recording, hooks(self.model, [(k, capture(k)) for k in names]):
-            logits = self.model(tokens)
-        missing = [k for k in names if k not in got]
-        if missing:
-            raise BackendError(f"the model did not run hooks {missing[:3]}", "is this model supported?")
+            cap += [(Site.RESID_PRE, L), (Site.RESULT, L)]
+            if mlp:
+                cap += ([] if self.parallel else [(Site.MLP_IN, L)]) + [(Site.MLP_OUT, L)]
+        cap.append((Site.RESID_POST, n - 1))
+        logits, got = self.run(tokens, capture=cap)
         return CleanCache(
-            embed=got["hook_embed"],
-            pos=got.get("hook_pos_embed"),
-            resid_pre=tuple(got[self.hook_resid_pre(L)] for L in range(n)),
-            result=tuple(got[self.hook_result(L)] for L in range(n)),
-            resid_mid=tuple(got[self.hook_resid_mid(L)] for L in range(n)) if self.shape.has_mlp else (),
-            mlp_out=tuple(got[self.hook_mlp_out(L)] for L in range(n)) if self.shape.has_mlp else (),
-            resid_final=got[self.hook_final_resid()],
+            embed=got[(Site.EMBED, None)],
+            pos=got.get((Site.POS, None)),
+            resid_pre=tuple(got[(Site.RESID_PRE, L)] for L in range(n)),
+            result=tuple(got[(Site.RESULT, L)] for L in range(n)),
+            # parallel blocks: the MLP reads the layer's input (the same tensor, stored once)
+            resid_mid=tuple(got[(Site.RESID_PRE if self.parallel else Site.MLP_IN, L)] for L in range(n)) if mlp else (),
+            mlp_out=tuple(got[(Site.MLP_OUT, L)] for L in range(n)) if mlp else (),
+            resid_final=got[(Site.RESID_POST, n - 1)],
             logits=logits.detach(),
         )
 
-    @staticmethod
-    def hook_resid_mid(layer: int) -> str:
-        return f"blocks.{layer}.hook_resid_mid"
+    def _block(self, layer: int, resid: torch.Tensor) -> None:
+        """Run block `layer` on `resid` (alone when possible), for the hooks inside it."""
+        if self._call_block(layer, resid) is None:
+            self._fallback_block(layer, resid)
 
-    # ---- calling one bridge block directly -------------------------------------------------------
-    def _block_call_kwargs(self, P: int, R: int) -> dict | None:
-        return block_call_kwargs(self._extra.get("block_kwargs", {}), P, R)
+    def _fallback_block(self, layer: int, resid: torch.Tensor) -> None:
+        raise NotImplementedError
 
     @torch.no_grad()
-    def run_layer(
-        self,
-        layer: int,
-        q_in: torch.Tensor,
-        k_in: torch.Tensor,
-        v_in: torch.Tensor,
-        mlp_in: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def run_layer(self, layer: int, q_in: torch.Tensor, k_in: torch.Tensor, v_in: torch.Tensor,
+                  mlp_in: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run only block `layer` with its ports set: q_in [R,P,H,D], k_in/v_in [R,P,G,D],
-        mlp_in [R,P,D] or None. Returns (hook_result [R,P,H,D], hook_mlp_out [R,P,D] or None)."""
+        mlp_in [R,P,D] or None. Returns (Site.RESULT [R,P,H,D], Site.MLP_OUT [R,P,D] or None)."""
         got: dict[str, torch.Tensor] = {}
-        want_mlp = mlp_in is not None and self.shape.has_mlp
 
-        def setter(value):
-            def fn(x, hook):
-                return value.to(x.dtype).expand_as(x) if value.shape != x.shape else value.to(x.dtype)
+        def grab(x):
+            got["result"] = x.detach().clone()
+            raise _Stop()
 
-            return fn
-
-        def grab(key, stop):
-            def fn(x, hook):
-                got[key] = x.detach().clone()
-                if stop:
-                    raise _Stop()
-                return None
-
-            return fn
-
-        fh = [
-            (self.hook_q_input(layer), setter(q_in)),
-            (self.hook_k_input(layer), setter(k_in)),
-            (self.hook_v_input(layer), setter(v_in)),
-            (self.hook_result(layer), grab("result", not want_mlp)),
-        ]
-        if want_mlp:
-            fh += [(self.hook_mlp_in(layer), setter(mlp_in)), (self.hook_mlp_out(layer), grab("mlp", True))]
-        resid = q_in[:, :, 0]
-        direct = self._block_call_kwargs(int(resid.shape[1]), int(resid.shape[0])) if self.kind == "bridge" else None
+        items = [((Site.Q_INPUT, layer), _setter(q_in)), ((Site.K_INPUT, layer), _setter(k_in)),
+                 ((Site.V_INPUT, layer), _setter(v_in)), ((Site.RESULT, layer), grab)]
         try:
-            with hooks(self.model, fh):
-                if direct is not None:
-                    # one block, called as the bridge calls it (transformer-lens 4.3.0's
-                    # forward(start_at_layer=L) would still run blocks 0..L-1 internally)
-                    self.model.blocks[layer](resid, **direct)
-                else:
-                    self.model(resid, start_at_layer=layer, stop_at_layer=layer + 1)
+            with self.hooked(items):
+                self._block(layer, q_in[:, :, 0])
         except _Stop:
             pass
-        return got["result"], got.get("mlp")
+        mlp = self.run_mlp(layer, mlp_in) if mlp_in is not None and self.shape.has_mlp else None
+        return got["result"], mlp
 
     @torch.no_grad()
     def run_mlp(self, layer: int, mlp_in: torch.Tensor) -> torch.Tensor:
-        """hook_mlp_out [R,P,D] of block `layer` when its MLP input (hook_resid_mid) is mlp_in [R,P,D].
+        """Site.MLP_OUT [R,P,D] of block `layer` when its MLP input (Site.MLP_IN) is mlp_in [R,P,D]."""
+        fast = self._mlp_direct(layer, mlp_in) if self._extra.get("mlp_direct", True) else None
+        if fast is not None:
+            return fast
+        return self._mlp_by_block(layer, mlp_in)
 
-        On the bridge the block's MLP norm and MLP are called directly (the modules the block calls, on
-        the tensor its hook_resid_mid would hold): the attention is not run. Elsewhere, a block run."""
-        if self.kind == "bridge" and self._extra.get("mlp_direct", True):
-            blk = self.model.blocks[layer]
-            ln2, mlp = getattr(blk, "ln2", None), getattr(blk, "mlp", None)
-            if ln2 is not None and mlp is not None:
-                got: dict[str, torch.Tensor] = {}
+    def _mlp_direct(self, layer: int, mlp_in: torch.Tensor) -> torch.Tensor | None:
+        return None
 
-                def grab(x, hook):
-                    got["mlp"] = x.detach().clone()
-                    return None
+    def _mlp_by_block(self, layer: int, mlp_in: torch.Tensor) -> torch.Tensor:
+        """The MLP output of a block run whose MLP input is replaced (heads' outputs discarded)."""
+        got: dict[str, torch.Tensor] = {}
 
-                with hooks(self.model, [(self.hook_mlp_out(layer), grab)]):
-                    mlp(ln2(mlp_in))
-                if "mlp" in got:
-                    return got["mlp"]
-        x = mlp_in.unsqueeze(2)
-        H, G = self.shape.n_heads, self.shape.n_kv_heads
-        _, out = self.run_layer(layer, x.expand(-1, -1, H, -1), x.expand(-1, -1, G, -1), x.expand(-1, -1, G, -1), mlp_in)
-        return out
+        def grab(x):
+            got["mlp"] = x.detach().clone()
+            raise _Stop()
+
+        resid = mlp_in
+        try:
+            with self.hooked([((Site.MLP_IN, layer), _setter(mlp_in)), ((Site.MLP_OUT, layer), grab)]):
+                self._block(layer, resid)
+        except _Stop:
+            pass
+        return got["mlp"]
 
     @torch.no_grad()
-    def unembed(self, resid_final: torch.Tensor) -> torch.Tensor:
-        """Logits from final residuals [R, P, D] (final norm, then unembedding)."""
-        return self._extra["unembed"](resid_final)
+    def run_from(self, layer: int, resid: torch.Tensor, *, edits: Mapping[SiteKey, Edit] | None = None,
+                 positions: Sequence[int] | None = None) -> torch.Tensor:
+        """Logits ([R, len(positions), V] when positions are given) of the run whose residual entering
+        `layer` is `resid` [R, P, D]: blocks layer.. are called alone with the arguments recorded for
+        this length (layers before `layer` do not run), then the unembedding at `positions` only."""
+        n = self.shape.n_layers
+        with self.hooked(list((edits or {}).items())):
+            if self._can_call_blocks(int(resid.shape[1]), range(layer, n)):
+                x = resid
+                for L in range(layer, n):
+                    x = self._call_block(L, x)
+                if positions is not None:
+                    x = x[:, list(positions)]
+                return self.unembed(x)
+            logits = self._fallback_from(layer, resid)
+        return logits if positions is None else logits[:, list(positions)]
+
+    # ---- model-specific reads ----------------------------------------------------------------
+    def unembed_matrix(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def known_issues(self) -> list[tuple[int, str]]:
+        """(check, reason): what is known, from the model's structure, to break SEMANTICS.md section 1's
+        graph; the contract's diagnostic quotes a reason when its check failed."""
+        return []
+
+    def reference(self):
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        raise NotImplementedError

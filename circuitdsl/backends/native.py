@@ -13,9 +13,10 @@ from torch import nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from circuitdsl.backends.base import BackendError
+from circuitdsl.backends.base import COMPAT_NAMES, Backend, BackendError, install_tl_hook
+from circuitdsl.backends.protocol import Edit, Site
 
-__all__ = ["NativeConfig", "NativeTransformer", "load_native"]
+__all__ = ["NativeConfig", "NativeTransformer", "NativeBackend", "NativeReference", "load_native", "load_native_backend"]
 
 _KEYS = ("n_layers", "n_heads", "d_model", "d_head", "n_ctx", "d_vocab")
 
@@ -222,3 +223,108 @@ def load_native(model_dir: Path, device: str = "cpu") -> NativeTransformer:
     cfg.device = str(device)
     model.eval()
     return model
+
+
+class NativeBackend(Backend):
+    """The native model behind `ModelBackend`: hook names are transformer-lens' compatibility-mode
+    names, every block runs alone through `forward(resid, start_at_layer=L, stop_at_layer=L + 1)`, and
+    the unembedding is the model's own (no final norm)."""
+
+    kind = "native"
+
+    def __init__(self, name: str, model: NativeTransformer, model_dir: Path, raw: dict):
+        from circuitdsl.models.shapes import shape_from_config
+
+        vocab = raw.get("output_vocab")
+        super().__init__(name, model, shape_from_config(raw), model.cfg.d_vocab_out, vocab_strings=tuple(vocab) if vocab else None)
+        self.model_dir = Path(model_dir)
+        iv = raw.get("input_vocab")
+        self.input_vocab = tuple(str(v) for v in iv) if iv else None
+        """Token strings of the input vocabulary (when the model has no tokenizer)."""
+
+    @property
+    def n_ctx(self) -> int | None:
+        return int(self.model.cfg.n_ctx)
+
+    def _install(self, site: Site, layer: int | None, fn: Edit):
+        if site is Site.FINAL_SCALE:
+            raise BackendError(f"model `{self.name}` has no final norm")
+        return install_tl_hook(self, COMPAT_NAMES[site].format(L=layer), site, layer, fn)
+
+    def _forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model(tokens)
+
+    def _call_block(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
+        return self.model(resid, start_at_layer=layer, stop_at_layer=layer + 1)
+
+    def _fallback_block(self, layer: int, resid: torch.Tensor) -> None:
+        self._call_block(layer, resid)
+
+    def _can_call_blocks(self, P, layers) -> bool:
+        return True
+
+    def unembed(self, resid_final: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model.unembed(resid_final)
+
+    def unembed_matrix(self) -> torch.Tensor:
+        return self.model.unembed.W_U.detach().float()
+
+    def reference(self) -> "NativeReference":
+        return NativeReference(self.model)
+
+    def fingerprint(self) -> str:
+        from circuitdsl.backends.bridge import _dir_fingerprint
+
+        return _dir_fingerprint(self.model_dir)
+
+
+class NativeReference:
+    """The native model's own forward pass with plain PyTorch hooks on its modules (a head's output is
+    replaced through its slice of `hook_z`, the attention-weighted values, before W_O)."""
+
+    def __init__(self, model: NativeTransformer):
+        self.model = model
+
+    @torch.no_grad()
+    def layer_residuals(self, tokens):
+        got: dict[int, torch.Tensor] = {}
+        n = len(self.model.blocks)
+        hs = [b.register_forward_pre_hook(lambda m, a, i=i: got.__setitem__(i, a[0].detach().clone())) for i, b in enumerate(self.model.blocks)]
+        hs.append(self.model.unembed.register_forward_pre_hook(lambda m, a: got.__setitem__(n, a[0].detach().clone())))
+        try:
+            logits = self.model(tokens)
+        finally:
+            for h in hs:
+                h.remove()
+        return [got[i] for i in range(n + 1)], logits
+
+    @torch.no_grad()
+    def logits_with_head(self, tokens, layer, head, source):
+        z_mod = self.model.blocks[layer].attn.hook_z
+        seen: dict[str, torch.Tensor] = {}
+        h = z_mod.register_forward_hook(lambda m, a, out: seen.__setitem__("z", out[:, :, head].clone()))
+        try:
+            self.model(source)
+        finally:
+            h.remove()
+
+        def put(_m, _a, out):
+            out = out.clone()
+            out[:, :, head] = seen["z"]
+            return out
+
+        h = z_mod.register_forward_hook(put)
+        try:
+            return self.model(tokens)
+        finally:
+            h.remove()
+
+    def close(self) -> None:
+        pass
+
+
+def load_native_backend(model_dir: Path, name: str, device: str = "cpu") -> NativeBackend:
+    model = load_native(model_dir, device)
+    raw = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    return NativeBackend(name, model, Path(model_dir), raw)

@@ -146,7 +146,7 @@ def _run_sweeps(args) -> dict:
     from circuitdsl.cli.patch import SweepSpec, load_inputs, run_sweep
 
     model, clean, corrupt = load_inputs(args)
-    n_layers = int(model.cfg.n_layers)
+    n_layers = model.shape.n_layers
     if not 0 <= args.min_layer < n_layers:
         from circuitdsl.cli.patch import _Usage
 

@@ -124,18 +124,13 @@ def load_inputs(args) -> tuple[Any, Any, Any]:
 
     try:
         model = patching.boot_model(args.model, device=args.device)
-        if str(args.model) == "smollm2-135m":
-            from circuitdsl.models.smollm2 import ensure_hf_dir, load_tokenizer
-
-            tok = load_tokenizer(ensure_hf_dir(progress=False))
-        else:
-            from circuitdsl.models.smollm2 import TokenizerAdapter
-
-            tok = TokenizerAdapter(model.tokenizer)
+        tok = model.tokenizer
+        if tok is None:
+            raise _Usage("E501", f"model `{args.model}` has no tokenizer: the dataset generators need one")
     except ShapeError as e:
         raise _Usage("E501", str(e), e.hint) from None
     except patching.PatchingError as e:
-        raise _Usage("E501", str(e)) from None
+        raise _Usage(getattr(e, "code", "E501"), str(e), getattr(e, "hint", "")) from None
     try:
         clean = registry.build(args.dataset, tok, gen_args).examples
         corrupt = registry.build(args.corrupt, tok, gen_args).examples
@@ -180,7 +175,7 @@ def run_sweep(model, clean, corrupt, spec: SweepSpec, *, dataset: str, corruptio
                 return patching.head_sweep(model, clean, corrupt, **kw)
             if spec.kind == "mlps":
                 return patching.mlp_sweep(model, clean, corrupt, **kw)
-            receivers = patching.parse_receiver(spec.receivers or "", int(model.cfg.n_layers), int(model.cfg.n_heads))
+            receivers = patching.parse_receiver(spec.receivers or "", model.shape.n_layers, model.shape.n_heads)
             return patching.path_sweep(model, clean, corrupt, receivers, **kw)
         except patching.PatchingError as e:
             raise _Usage("E903", str(e)) from None
@@ -294,7 +289,7 @@ def run(args) -> int:
             except PatchingError as e:
                 raise _Usage("E903", str(e)) from None
         model, clean, corrupt = load_inputs(args)
-        layers = parse_layers(args.layers, int(model.cfg.n_layers))
+        layers = parse_layers(args.layers, model.shape.n_layers)
         result = run_sweep(
             model, clean, corrupt, spec, dataset=args.dataset, corruption=args.corrupt, max_rows=args.max_rows,
             layers=layers,

@@ -32,7 +32,7 @@ def run_check(
     import torch
 
     from circuitdsl.backends.base import BackendError
-    from circuitdsl.backends.loader import load_backend
+    from circuitdsl.backends.loader import load_backend, model_diagnostic
     from circuitdsl.engine import data as data_mod
     from circuitdsl.engine import derive, meets, metrics, scores, search
     from circuitdsl.engine.scrub import Engine
@@ -47,14 +47,13 @@ def run_check(
     try:
         backend = load_backend(h.model, device)
     except (BackendError, ShapeError) as e:
-        raise CircuitError([Diagnostic("E510", f"model `{h.model.name}` cannot be loaded: {e}", span, hint=getattr(e, "hint", ""))]) from None
+        raise CircuitError([model_diagnostic(h, e)]) from None
     timings["load_model"] = time.perf_counter() - t0
 
     t = time.perf_counter()
     datasets = data_mod.materialise_all(h, backend.tokenizer)
-    n_ctx = getattr(getattr(backend.model, "cfg", None), "n_ctx", None)
     for spec in h.datasets:
-        data_mod.validate(datasets[spec.name], n_ctx if backend.kind == "native" else None, backend.shape.vocab_size, spec.span,
+        data_mod.validate(datasets[spec.name], backend.n_ctx, backend.shape.vocab_size, spec.span,
                           vocab_out=backend.d_vocab_out)
     ds = datasets[h.main_dataset]
     metrics.check_metric(h.metric.kind, ds.examples, d_vocab_out=backend.d_vocab_out, span=h.dataset(h.main_dataset).span)

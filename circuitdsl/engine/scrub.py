@@ -110,13 +110,13 @@ class _Store:
         self.data: torch.Tensor | None = None
         self.n = 0
 
-    def reserve(self, k: int, shape: tuple[int, ...], dtype: torch.dtype) -> int:
-        """Room for k more rows; returns the index of the first."""
+    def reserve(self, k: int, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str = "cpu") -> int:
+        """Room for k more rows (on the model's device); returns the index of the first."""
         need = self.n + k
         if self.data is None:
-            self.data = torch.empty((need, *shape), dtype=dtype)
+            self.data = torch.empty((need, *shape), dtype=dtype, device=device)
         elif need > self.data.shape[0]:
-            grown = torch.empty((max(need, 2 * self.data.shape[0]), *shape), dtype=dtype)
+            grown = torch.empty((max(need, 2 * self.data.shape[0]), *shape), dtype=dtype, device=self.data.device)
             grown[: self.n] = self.data[: self.n]
             self.data = grown
         start, self.n = self.n, need
@@ -225,6 +225,7 @@ def _zero_cache(c: CleanCache, backend: Backend, chunk: int) -> CleanCache:
     n_layers = backend.shape.n_layers
     n = c.n
     has_mlp = bool(c.mlp_out)
+    parallel = bool(backend.shape.parallel_attn_mlp)
     sums: list[torch.Tensor] | None = None
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
@@ -234,9 +235,12 @@ def _zero_cache(c: CleanCache, backend: Backend, chunk: int) -> CleanCache:
         vals = []
         for L in range(n_layers):
             vals.append(rows_of(c.resid_pre[L], lo, hi) - up)
+            if has_mlp and parallel:  # the MLP reads the layer's input: layers < L only
+                vals.append(rows_of(c.resid_mid[L], lo, hi) - up)
             up = up + rows_of(c.result[L], lo, hi).sum(dim=2)
             if has_mlp:
-                vals.append(rows_of(c.resid_mid[L], lo, hi) - up)
+                if not parallel:
+                    vals.append(rows_of(c.resid_mid[L], lo, hi) - up)
                 up = up + rows_of(c.mlp_out[L], lo, hi)
         vals.append(rows_of(c.resid_final, lo, hi) - up)
         part = [v.double().sum(dim=0, keepdim=True) for v in vals]
@@ -320,8 +324,14 @@ class Engine:
         self._up: dict[NodeId, tuple[NodeId, ...]] = {}
         self._plans: dict[tuple, tuple] = {}
         self._structs: dict[tuple, _Struct] = {}
-        if backend.shape.parallel_attn_mlp:
-            raise CircuitError([Diagnostic("E520", "models whose MLP reads the attention input (parallel blocks) are not supported by the engine yet")])
+        if getattr(backend, "contract", None) is None or not backend.contract.passed:
+            # SEMANTICS.md section 1: nothing is scored on a model that has not passed the model contract
+            from circuitdsl.backends.contract import require
+
+            try:
+                require(backend)
+            except Exception as e:
+                raise CircuitError([Diagnostic(getattr(e, "code", "E540"), str(e), hint=getattr(e, "hint", ""))]) from None
         for layout in self.ds.layouts():
             self._layout(layout)
 
@@ -626,7 +636,7 @@ class Engine:
                             new_rows.append(u)
                         gid[u] = g
                     if new_rows:
-                        g0 = store.reserve(len(new_rows), (P, self.backend.shape.d_model), self._dtype(data))
+                        g0 = store.reserve(len(new_rows), (P, self.backend.shape.d_model), self._dtype(data), self.backend.device)
                         pending.append(_Pending(v, struct, uniq[new_rows], t0, g0))
                     rows[idx] = gid[inv].reshape(len(idx), m)
                 if pending:
@@ -676,7 +686,7 @@ class Engine:
             return None
         if names in data.masks:
             return data.masks[names]
-        m = torch.zeros(data.layout[0], dtype=torch.float32)
+        m = torch.zeros(data.layout[0], dtype=self._dtype(data), device=self.backend.device)
         for nm in names:
             if nm not in data.positions:
                 raise CircuitError([Diagnostic("E240", f"position `{nm}` is not a named position of dataset `{self.ds.name}`")])
@@ -709,7 +719,8 @@ class Engine:
         if clean.all():
             return self._clean_out(s, data, torch.from_numpy(-idx - 1))
         st = data.outputs.get(s)
-        out = torch.empty((len(idx), *self._clean_out(s, data, torch.zeros(1, dtype=torch.long)).shape[1:]), dtype=self._dtype(data))
+        out = torch.empty((len(idx), *self._clean_out(s, data, torch.zeros(1, dtype=torch.long)).shape[1:]), dtype=self._dtype(data),
+                          device=self.backend.device)
         ci = np.nonzero(clean)[0]
         si = np.nonzero(~clean)[0]
         out[torch.from_numpy(ci)] = self._clean_out(s, data, torch.from_numpy(-idx[ci] - 1))
@@ -934,9 +945,10 @@ class Engine:
                     for _, (_, _, qu) in hs:
                         need[qu] = None
             vals, where = values(list(need))
-            q = torch.zeros(r, P, H, D, dtype=dtype)
-            k = torch.zeros(r, P, G, D, dtype=dtype)
-            vv = torch.zeros(r, P, G, D, dtype=dtype)
+            dev = self.backend.device
+            q = torch.zeros(r, P, H, D, dtype=dtype, device=dev)
+            k = torch.zeros(r, P, G, D, dtype=dtype, device=dev)
+            vv = torch.zeros(r, P, G, D, dtype=dtype, device=dev)
             qsel: dict[int, tuple[list[int], list[int]]] = {}
             reads = []
             for g, lane in lanes.items():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from circuitdsl.ir import ModelShape
 
-__all__ = ["RegistryEntry", "REGISTRY", "shape_from_config", "resolve_shape", "TINY_DIR", "ShapeError"]
+__all__ = ["RegistryEntry", "REGISTRY", "shape_from_config", "resolve_shape", "is_parallel", "TINY_DIR", "ShapeError"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TINY_DIR = PACKAGE_DIR / "tiny"
@@ -70,22 +70,32 @@ def shape_from_config(cfg: dict) -> ModelShape:
             vocab_size=int(cfg["d_vocab"]),
         )
     keys = {
-        "n_layers": ("num_hidden_layers", "n_layer", "num_layers"),
-        "n_heads": ("num_attention_heads", "n_head"),
+        "n_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
+        "n_heads": ("num_attention_heads", "n_head", "num_heads", "n_heads"),
         "d_model": ("hidden_size", "n_embd", "d_model"),
     }
     vals = {}
     for k, names in keys.items():
         for n in names:
-            if n in cfg:
+            if cfg.get(n) is not None:
                 vals[k] = int(cfg[n])
                 break
         else:
             raise ShapeError(f"config.json has none of {', '.join(names)}", "is this a transformer config?")
-    n_kv = int(cfg.get("num_key_value_heads") or vals["n_heads"])
     model_type = str(cfg.get("model_type", ""))
-    learned = model_type in ("gpt2", "gpt_neo", "opt", "gpt_bigcode", "bert") or "n_positions" in cfg
-    parallel = model_type in ("gptj", "gpt_neox") and bool(cfg.get("use_parallel_residual", model_type == "gptj"))
+    n_kv = vals["n_heads"]
+    for n in ("num_key_value_heads", "num_kv_heads", "n_head_kv"):
+        if cfg.get(n):
+            n_kv = int(cfg[n])
+            break
+    if cfg.get("multi_query") and not (model_type == "falcon" and cfg.get("new_decoder_architecture")):
+        n_kv = 1  # one key/value head shared by every query head (GPT-BigCode, Falcon-7B)
+    if model_type in LEARNED_POSITIONS:
+        learned = True
+    elif model_type in NO_LEARNED_POSITIONS:
+        learned = False
+    else:
+        learned = "n_positions" in cfg and not cfg.get("rotary_dim") and cfg.get("position_embedding_type") != "rotary"
     return ModelShape(
         n_layers=vals["n_layers"],
         n_heads=vals["n_heads"],
@@ -93,9 +103,33 @@ def shape_from_config(cfg: dict) -> ModelShape:
         d_model=vals["d_model"],
         pos_embed="learned" if learned else "rotary",
         has_mlp=True,
-        parallel_attn_mlp=parallel,
+        parallel_attn_mlp=is_parallel(cfg),
         vocab_size=cfg.get("vocab_size"),
     )
+
+
+LEARNED_POSITIONS = frozenset({"gpt2", "gpt_neo", "opt", "gpt_bigcode", "openai-gpt", "bert", "biogpt", "xglm"})
+"""Model types whose position embedding is a learned table added to the token embedding (a `pos` node)."""
+NO_LEARNED_POSITIONS = frozenset({"gptj", "codegen", "gpt_neox", "phi", "bloom", "falcon", "llama", "mistral", "qwen2", "qwen3",
+                                  "gemma", "gemma2", "gemma3_text", "olmo", "olmo2", "phi3", "stablelm", "cohere", "mixtral",
+                                  "starcoder2", "granite", "mpt"})
+
+
+def is_parallel(cfg: dict) -> bool:
+    """Whether attention and MLP read the same block input (SEMANTICS.md section 1: parallel blocks), from a
+    Hugging Face config: GPT-J, CodeGen, Phi(-1/-2), Cohere always; GPT-NeoX/Pythia and StableLM by
+    `use_parallel_residual` (default True for GPT-NeoX, False for StableLM); Falcon by `parallel_attn`
+    or its new decoder architecture."""
+    t = str(cfg.get("model_type", ""))
+    if t in ("gptj", "codegen", "phi", "cohere"):
+        return True
+    if t in ("gpt_neox", "gpt_neox_japanese"):
+        return bool(cfg.get("use_parallel_residual", True))
+    if t == "stablelm":
+        return bool(cfg.get("use_parallel_residual", False))
+    if t == "falcon":
+        return bool(cfg.get("new_decoder_architecture", False) or cfg.get("parallel_attn", True))
+    return bool(cfg.get("use_parallel_residual", False) or cfg.get("parallel_attn", False))
 
 
 def _read_config(d: Path) -> dict:

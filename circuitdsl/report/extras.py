@@ -6,7 +6,7 @@ it without torch. torch is imported only inside `compute_extras`.
 
 Direct logit attribution (DLA) of a head h at a scored position p of example x:
     dla(h, x) = (r_h(x, p) / s(x, p)) . (W_U[:, answer] - W_U[:, wrong])
-where r_h is the head's output (`blocks.L.attn.hook_result[:, p, H]`), s the final norm's scale
+where r_h is the head's output (`Site.RESULT`, head H, position p), s the final norm's scale
 on the clean run (1 for models without a final norm), averaged over x's scored positions. Without
 a wrong token the direction is W_U[:, answer] minus the mean column of W_U. For a model without a
 final norm, dla of a last-layer head equals exactly the change in logit difference when that
@@ -76,7 +76,7 @@ class Extras:
 
 
 def _decoder(backend) -> Any:
-    vocab = getattr(getattr(backend.model, "cfg", None), "input_vocab", None) or backend.vocab_strings
+    vocab = getattr(backend, "input_vocab", None) or backend.vocab_strings
     if vocab:
         vocab = tuple(str(v) for v in vocab)
         return lambda t: vocab[t] if 0 <= t < len(vocab) else f"<{t}>"
@@ -86,21 +86,19 @@ def _decoder(backend) -> Any:
 
 
 def _unembed_matrix(backend):
-    model = backend.model
-    for get in (lambda: model.unembed.W_U, lambda: model.W_U):
-        try:
-            w = get()
-        except AttributeError:
-            continue
-        if w is not None:
-            return w.detach().float()
-    raise ExtrasError(f"model `{backend.name}` exposes no unembedding matrix W_U")
+    try:
+        return backend.unembed_matrix()
+    except (AttributeError, NotImplementedError):
+        raise ExtrasError(f"model `{backend.name}` exposes no unembedding matrix W_U") from None
 
 
-def _has_final_norm(backend) -> bool:
-    if backend.kind == "native":
-        return False
-    return getattr(backend.model, "ln_final", None) is not None
+def _run(backend, toks, capture: list, what: str):
+    from circuitdsl.backends.base import BackendError
+
+    try:
+        return backend.run(toks, capture=capture)
+    except BackendError as e:
+        raise ExtrasError(f"model `{backend.name}` records no {what}: {e}") from None
 
 
 def compute_extras(
@@ -123,6 +121,7 @@ def compute_extras(
 
     from circuitdsl.backends.base import BackendError
     from circuitdsl.backends.loader import load_backend
+    from circuitdsl.backends.protocol import Site
     from circuitdsl.diagnostics import CircuitError
     from circuitdsl.engine import data as data_mod
     from circuitdsl.ir import NodeKind
@@ -162,21 +161,14 @@ def compute_extras(
     attention: list[AttentionMap] = []
     with torch.no_grad():
         layers = sorted({c.node.layer for c in shown_heads})
-        names = {f"blocks.{L}.attn.hook_pattern" for L in layers}
         for e, role in chosen:
             if not shown_heads:
                 break
-            toks = torch.tensor([list(e.tokens)], dtype=torch.long, device=backend.device)
-            try:
-                _, cache = backend.model.run_with_cache(toks, names_filter=lambda n: n in names)
-            finally:
-                backend.model.reset_hooks(including_permanent=False)
-            missing = [n for n in names if n not in cache]
-            if missing:
-                raise ExtrasError(f"model `{backend.name}` records no attention pattern ({missing[0]})")
+            toks = backend.tokens([e.tokens])
+            _, cache = _run(backend, toks, [(Site.PATTERN, L) for L in layers], "attention pattern")
             strs = tuple(decode(t) for t in e.tokens)
             for c in shown_heads:
-                pat = cache[f"blocks.{c.node.layer}.attn.hook_pattern"][0, c.node.head].float().cpu()
+                pat = cache[(Site.PATTERN, c.node.layer)][0, c.node.head].float().cpu()
                 attention.append(
                     AttentionMap(
                         head=c.node.name, example_id=e.id, role=role, tokens=strs, positions=e.positions,
@@ -189,11 +181,10 @@ def compute_extras(
         dla_examples = list(ds.examples[:n_dla])
         have_wrong = all(len(e.wrongs) == len(e.scored_positions) for e in dla_examples)
         direction = "logit(answer) - logit(wrong)" if have_wrong else "logit(answer) - mean logit"
-        norm = _has_final_norm(backend)
-        want = {f"blocks.{L}.attn.hook_result" for L in range(shape.n_layers)}
-        want.add(backend.hook_final_resid())
+        norm = backend.final_norm != "none"
+        want = [(Site.RESULT, L) for L in range(shape.n_layers)]
         if norm:
-            want.add("ln_final.hook_scale")
+            want.append((Site.FINAL_SCALE, None))
         per_head = [[] for _ in range(shape.n_layers * shape.n_heads)]
         totals: list[float] = []
         groups: dict[int, list] = {}
@@ -201,13 +192,8 @@ def compute_extras(
             groups.setdefault(len(e.tokens), []).append(e)
         order: list[str] = []
         for _, group in sorted(groups.items()):
-            toks = torch.tensor([list(e.tokens) for e in group], dtype=torch.long, device=backend.device)
-            try:
-                logits, cache = backend.model.run_with_cache(toks, names_filter=lambda n: n in want)
-            finally:
-                backend.model.reset_hooks(including_permanent=False)
-            if norm and "ln_final.hook_scale" not in cache:
-                raise ExtrasError(f"model `{backend.name}` records no final-norm scale (ln_final.hook_scale): no DLA")
+            toks = backend.tokens([e.tokens for e in group])
+            logits, cache = _run(backend, toks, want, "head outputs or final-norm scale: no DLA")
             logits = logits.float()
             for b, e in enumerate(group):
                 order.append(e.id)
@@ -223,10 +209,10 @@ def compute_extras(
                     lg = logits[b, pos].cpu()
                     tot = lg.gather(1, answers[:, None]) - lg.mean(dim=1, keepdim=True)
                 totals.append(float(tot.mean()))
-                scale = cache["ln_final.hook_scale"][b, pos].float().cpu() if norm else torch.ones(len(pos), 1)
+                scale = cache[(Site.FINAL_SCALE, None)][b, pos].float().cpu() if norm else torch.ones(len(pos), 1)
                 for L in range(shape.n_layers):
-                    r = cache[f"blocks.{L}.attn.hook_result"][b, pos].float().cpu()  # [S, H, D]
-                    if norm and getattr(getattr(backend.model, "cfg", None), "normalization_type", "") in ("LN", "LNPre"):
+                    r = cache[(Site.RESULT, L)][b, pos].float().cpu()  # [S, H, D]
+                    if backend.final_norm == "layernorm":
                         r = r - r.mean(dim=-1, keepdim=True)
                     contrib = torch.einsum("shd,ds->sh", r / scale.reshape(len(pos), 1, 1), d)  # [S, H]
                     for H in range(shape.n_heads):

@@ -24,7 +24,7 @@ def test_direct_block_call_equals_forward(request, which):
     h0, b, dsets = setup(model_dir, n=6, length=7)
     toks = b.tokens([x.tokens for x in dsets["D"].examples])
     c = b.clean_run(toks)
-    assert b._extra["block_kwargs"].get(7) is not None  # captured during the clean run
+    assert all(b.block_args.store.get((L, 7)) is not None for L in range(b.shape.n_layers))  # captured during the clean run
     H, G = b.shape.n_heads, b.shape.n_kv_heads
     gen = torch.Generator().manual_seed(0)
     for L in range(b.shape.n_layers):
@@ -32,11 +32,12 @@ def test_direct_block_call_equals_forward(request, which):
         q = c.resid_pre[L].unsqueeze(2).repeat(1, 1, H, 1) + 0.1 * torch.randn(6, 7, H, b.shape.d_model, generator=gen)
         kv = c.resid_pre[L].unsqueeze(2).repeat(1, 1, G, 1) + 0.1 * torch.randn(6, 7, G, b.shape.d_model, generator=gen)
         direct = b.run_layer(L, q, kv, kv.flip(2), c.resid_mid[L])
-        kept = b._extra.pop("block_kwargs")
+        kept = dict(b.block_args.store)
+        b.block_args.store.clear()
         try:
             slow = b.run_layer(L, q, kv, kv.flip(2), c.resid_mid[L])  # forward(start_at_layer=L, stop_at_layer=L+1)
         finally:
-            b._extra["block_kwargs"] = kept
+            b.block_args.store.update(kept)
         assert torch.equal(direct[0], slow[0]) and torch.equal(direct[1], slow[1])
         # the clean ports reproduce the clean run
         same = b.run_layer(L, c.resid_pre[L].unsqueeze(2).expand(-1, -1, H, -1), c.resid_pre[L].unsqueeze(2).expand(-1, -1, G, -1),

@@ -96,7 +96,9 @@ def test_hooks_are_removed_per_point_also_after_an_error(request, which):
 
     model_dir = request.getfixturevalue(which)
     h0, b, dsets = setup(model_dir, n=4, length=5)
-    name = b.hook_result(0)
+    from circuitdsl.backends.protocol import Site
+
+    name = b.hook_name(Site.RESULT, 0)
 
     def boom(x, hook):
         raise RuntimeError("inside a hook")

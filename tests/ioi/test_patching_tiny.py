@@ -1,4 +1,5 @@
-"""Patching sweeps on a tiny random Llama (GQA) bridge: fast checks against hand-written hooks."""
+"""Patching sweeps on a tiny random Llama (GQA) bridge: fast checks against hand-written
+transformer-lens hooks on the bridge itself (`model.model`), which the sweeps do not use."""
 
 from __future__ import annotations
 
@@ -38,8 +39,8 @@ def _pair(n=6, T=7, seed=0):
 
 def _ld(model, clean, hooks=()):
     toks = torch.tensor([e.tokens for e in clean])
-    with torch.inference_mode(), model.hooks(fwd_hooks=list(hooks)):
-        lg = model(toks)[:, -1]
+    with torch.inference_mode(), model.model.hooks(fwd_hooks=list(hooks)):
+        lg = model.model(toks)[:, -1]
     a = torch.tensor([e.answers[0] for e in clean])
     w = torch.tensor([e.wrongs[0] for e in clean])
     return float((lg.gather(1, a[:, None]) - lg.gather(1, w[:, None])).double().mean())
@@ -47,7 +48,7 @@ def _ld(model, clean, hooks=()):
 
 def _cache(model, examples, name):
     with torch.inference_mode():
-        _, cache = model.run_with_cache(torch.tensor([e.tokens for e in examples]), names_filter=lambda n: n == name)
+        _, cache = model.model.run_with_cache(torch.tensor([e.tokens for e in examples]), names_filter=lambda n: n == name)
     return cache[name].clone()
 
 
@@ -153,7 +154,7 @@ def test_hooks_removed_after_sweeps_and_errors(model):
 
     with pytest.raises(RuntimeError, match="boom"):
         P.path_sweep(model, clean, corrupt, P.parse_receiver("a3.1"), progress=boom)
-    assert all(not hp.fwd_hooks for hp in model.hook_dict.values())
+    assert all(not hp.fwd_hooks for hp in model.model.hook_dict.values())
     assert _ld(model, clean) == pytest.approx(P.mean_logit_diff(model, clean), abs=1e-5)
 
 
@@ -183,22 +184,21 @@ def test_json_and_ranking(model):
 
 def test_runs_from_a_layer_call_only_the_later_blocks(model):
     # the bridge's own start_at_layer runs every block; sweeps call blocks L.. directly instead, with
-    # the keyword arguments recorded during the clean run, and must get the same logits
+    # the arguments each block received in the clean run, and must get the same logits
+    from circuitdsl.backends.protocol import Site
+
     clean, _ = _pair(n=4, T=7)
     toks = torch.tensor([e.tokens for e in clean])
-    store: dict = {}
-    n = int(model.cfg.n_layers)
-    names = {f"blocks.{L}.hook_resid_pre" for L in range(n)}
+    n = model.shape.n_layers
     with torch.inference_mode():
-        with P._recording(model, store):
-            full, cache = model.run_with_cache(toks, names_filter=lambda x: x in names)
-        assert store.get(7) is not None
+        full, cache = model.run(toks, capture=[(Site.RESID_PRE, L) for L in range(n)])
+        assert all(model.block_args.store.get((L, 7)) is not None for L in range(n))
         calls = []
-        handles = [blk.register_forward_pre_hook(lambda m, a, i=i: calls.append(i)) for i, blk in enumerate(model.blocks)]
+        handles = [blk.register_forward_pre_hook(lambda m, a, i=i: calls.append(i)) for i, blk in enumerate(model.model.blocks)]
         try:
             for L in range(n):
                 calls.clear()
-                got = P._from_layer(model, cache[f"blocks.{L}.hook_resid_pre"].repeat(3, 1, 1), L, store, [2, 6])
+                got = P._from_layer(model, cache[(Site.RESID_PRE, L)].repeat(3, 1, 1), L, {}, [2, 6])
                 assert calls == list(range(L, n))
                 assert torch.allclose(got, full.repeat(3, 1, 1)[:, [2, 6]], atol=1e-5)
         finally:
