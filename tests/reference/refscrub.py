@@ -401,6 +401,7 @@ class _Scrub:
         self.memo: dict[tuple, torch.Tensor] = {}
         self._edges: dict[NodeId, list[tuple[NodeId, Port]]] = {}
         self._indep: dict[NodeId, bool] = {}
+        self._uses: dict[NodeId, bool] = {}
         # every example of D with this layout, ordered by id: the pool of class draws and of x_r
         self.pool = sorted((i for i, e in enumerate(D.examples) if layout_of(e) == lay.layout), key=lambda i: D.examples[i].id)
         self.other_pool = sorted((i for i, e in enumerate(other.examples) if layout_of(e) == lay.layout), key=lambda i: other.examples[i].id)
@@ -455,14 +456,14 @@ class _Scrub:
     def uses_other(self, v: NodeId) -> bool:
         """Some port of v has an upstream sender not claimed into it, or a claimed edge whose mask does not
         cover every position (appendix: a node *uses* x_r(t))."""
-        es = self.edges(v)
-        for p in _ports(v):
-            into = [s for s, q in es if q is p]
-            if set(upstream(v, self.shape)) - set(into):
-                return True
-            if any(bool((self.edge_mask(s, v, p) == 0).any()) for s in into):
-                return True
-        return False
+        if v not in self._uses:
+            es = self.edges(v)
+            self._uses[v] = False
+            for p in _ports(v):
+                into = [s for s, q in es if q is p]
+                if set(upstream(v, self.shape)) - set(into) or any(bool((self.edge_mask(s, v, p) == 0).any()) for s in into):
+                    self._uses[v] = True
+        return self._uses[v]
 
     def independent(self, v: NodeId) -> bool:
         """No keyed draw anywhere in v's subtree: its copies are identical in content given their input."""
