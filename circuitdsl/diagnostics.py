@@ -160,10 +160,21 @@ def _window(text: str, col: int, width: int) -> tuple[str, int, int]:
     return lead + shown + tail, caret_col, caret_width
 
 
+MAX_MESSAGE = 400
+"""Messages and hints longer than this (a 5,000-character name quoted in one) keep their start and end."""
+
+
+def _clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    if len(text) <= limit:
+        return text
+    keep = (limit - 5) // 2
+    return f"{text[:keep]} ... {text[-keep:]}"
+
+
 def render_one(d: Diagnostic, sources: dict[str, str] | _Sources, fmt: str = "full") -> str:
     src = sources if isinstance(sources, _Sources) else _Sources(dict(sources))
-    message = visible(d.message)
-    hint = visible(d.hint)
+    message = visible(_clip(d.message))
+    hint = visible(_clip(d.hint))
     if fmt == "concise":
         where = f"{visible(d.span.file)}:{d.span.line}:{d.span.col}: " if d.span else ""
         tail = f" (help: {hint})" if hint else ""
@@ -180,10 +191,10 @@ def render_one(d: Diagnostic, sources: dict[str, str] | _Sources, fmt: str = "fu
             out.append(f"{gutter} |")
             out.append(f"{s.line} | {visible(shown)}")
             caret = " " * (col - 1) + "^" * width
-            out.append(f"{gutter} | {caret}" + (f" {visible(d.label)}" if d.label else ""))
+            out.append(f"{gutter} | {caret}" + (f" {visible(_clip(d.label))}" if d.label else ""))
             out.append(f"{gutter} |")
     for r in d.related:
-        out.append(f"note: {visible(r.message)}")
+        out.append(f"note: {visible(_clip(r.message))}")
         out.append(f"  --> {visible(r.span.file)}:{r.span.line}:{r.span.col}")
     if hint:
         out.append(f"help: {hint}")

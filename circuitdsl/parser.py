@@ -39,6 +39,29 @@ _ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t"}
 _NUMBER_HINT = "integers run from -9223372036854775808 to 9223372036854775807; floats must be finite"
 
 
+MAX_PATH_BYTES = 1024
+"""A path in a `.circuit` file is at most this long (UTF-8), each of its names at most 255 bytes."""
+_PATH_HINT = "paths are relative to this file; a name holds at most 255 bytes, a path 1024, and no NUL character"
+
+
+def _unusable_path(value: str) -> str:
+    """Why `value` cannot name a file on any common file system ('' when it can)."""
+    if not value:
+        return "it is empty"
+    if "\x00" in value:
+        return "it contains a NUL character"
+    try:
+        raw = value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "it is not valid Unicode"
+    if len(raw) > MAX_PATH_BYTES:
+        return f"it is {len(raw)} bytes long"
+    longest = max(len(part) for part in raw.replace(b"\\", b"/").split(b"/"))
+    if longest > 255:
+        return f"one of its names is {longest} bytes long"
+    return ""
+
+
 def _shorten(text: str, keep: int = 24) -> str:
     """`text`, or its start and end around an ellipsis when it is long (a 10,000-digit number)."""
     return text if len(text) <= 2 * keep + 3 else f"{text[:keep]}...{text[-keep:]}"
@@ -109,25 +132,35 @@ class _Builder:
                 i += 1
         return "".join(out)
 
+    def path_string(self, tok) -> str:
+        """A string that names a file (import, model directory, JSONL dataset): E110 when no file system
+        could hold it, so that later stages never hand the operating system an impossible path."""
+        value = self.string(tok)
+        why = _unusable_path(value)
+        if why:
+            raise CircuitError([diag("E110", f"`{_shorten(value)}` cannot name a file: {why}", self.tspan(tok),
+                                     label="not a usable path", hint=_PATH_HINT)])  # fmt: skip
+        return value
+
     # statements -----------------------------------------------------------------------------
     def start(self, meta, ch):
         return tuple(ch)
 
     def import_stmt(self, meta, ch):
-        return ast.Import(self.string(ch[0]), span=self.span(meta))
+        return ast.Import(self.path_string(ch[0]), span=self.span(meta))
 
     def model_name(self, meta, ch):
         return ast.Model(str(ch[0]), False, span=self.span(meta))
 
     def model_path(self, meta, ch):
-        return ast.Model(self.string(ch[0]), True, span=self.span(meta))
+        return ast.Model(self.path_string(ch[0]), True, span=self.span(meta))
 
     def dataset_gen(self, meta, ch):
         args = tuple(c for c in ch[2:] if c is not None)
         return ast.DatasetGen(self.ident(ch[0]), self.ident(ch[1]), args, span=self.span(meta))
 
     def dataset_file(self, meta, ch):
-        return ast.DatasetFile(self.ident(ch[0]), self.string(ch[1]), path_span=self.tspan(ch[1]), span=self.span(meta))
+        return ast.DatasetFile(self.ident(ch[0]), self.path_string(ch[1]), path_span=self.tspan(ch[1]), span=self.span(meta))
 
     def arg(self, meta, ch):
         return ast.Arg(self.ident(ch[0]), ch[1], span=self.span(meta))
@@ -285,7 +318,7 @@ def _transformer(path: str):
     methods = {
         name: v_args(meta=True)(_bind(builder, name))
         for name in dir(_Builder)
-        if not name.startswith("_") and name not in ("span", "tspan", "ident", "string", "number")
+        if not name.startswith("_") and name not in ("span", "tspan", "ident", "string", "number", "int64", "path_string")
     }
     cls = type("_CircuitTransformer", (Transformer,), methods)
     return cls()
@@ -328,6 +361,10 @@ def extract_comments(text: str, path: str = "<string>") -> tuple[tuple[ast.Comme
 
 MAX_SYNTAX_ERRORS = 20
 """Syntax errors reported per file at most (each later one after skipping the statement that failed)."""
+
+MAX_SOURCE_CHARS = 256 * 1024
+"""A `.circuit` file holds at most this many characters (E109). Parsing costs about 30 s of CPU per
+megabyte (lark's LALR parser in Python); the largest real hypotheses are a few kilobytes."""
 
 MAX_NESTING = 64
 """Parentheses and brackets nest at most this deep (a feature tuple, a list value): deeper nesting is
@@ -375,6 +412,10 @@ def parse_source(text: str, path: str = "<string>") -> ast.Module:
     the text is parsed once: a file with 20 errors costs about what a file with none does."""
     from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
+    if len(text) > MAX_SOURCE_CHARS:
+        raise CircuitError([diag("E109", f"the file holds {len(text):,} characters; a `.circuit` file holds at most {MAX_SOURCE_CHARS:,}",
+                                 Span(path, 1, 1, 1, 2), label="file too large",
+                                 hint="a hypothesis this large is not meant: split it with `import`, or use `wire` and groups")])  # fmt: skip
     work = text if text.endswith("\n") else text + "\n"
     deep = _too_deep(work, path)
     if deep is not None:

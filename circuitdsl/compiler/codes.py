@@ -21,6 +21,8 @@ CODES: dict[str, str] = {
     "E106": "unknown escape sequence in a string",
     "E107": "number out of range (integers are 64-bit, floats finite)",
     "E108": "parentheses or brackets nested too deep",
+    "E109": "file too large (a `.circuit` file holds at most 256 KiB)",
+    "E110": "a path that cannot name a file (empty, a NUL character, a name over 255 bytes, over 1024 bytes in all)",
     # E2xx names that do not resolve
     "E201": "unknown attention head",
     "E202": "layer out of range",

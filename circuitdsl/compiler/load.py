@@ -19,18 +19,32 @@ __all__ = ["load_source", "read_text"]
 
 
 def read_text(path: str) -> tuple[str | None, str]:
-    """(text, '') or (None, why it cannot be read)."""
-    p = Path(path)
-    if not p.exists():
-        return None, "no such file"
-    if not p.is_file():
-        return None, "not a file"
+    """(text, '') or (None, why it cannot be read). Any path is answered, never raised on: one with a NUL
+    byte, one too long for the file system, a folder, a device, a file too large to be a hypothesis."""
+    from circuitdsl.parser import MAX_SOURCE_CHARS
+
     try:
-        return p.read_text(encoding="utf-8"), ""
-    except UnicodeDecodeError as e:
-        return None, f"not UTF-8 text (byte {e.start})"
+        p = Path(path)
+        if not p.exists():
+            return None, "no such file"
+        if not p.is_file():
+            return None, "not a file"
+        with open(p, "rb") as f:
+            data = f.read(4 * MAX_SOURCE_CHARS + 1)
+    except ValueError:  # "embedded null byte"
+        return None, "the path contains a NUL character"
     except OSError as e:
         return None, e.strerror or str(e)
+    if len(data) > 4 * MAX_SOURCE_CHARS:
+        return None, f"larger than {4 * MAX_SOURCE_CHARS >> 10} KiB: not a hypothesis file"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line_start = data.rfind(b"\n", 0, e.start) + 1
+        line = data.count(b"\n", 0, e.start) + 1
+        col = len(data[line_start : e.start].decode("utf-8", "replace")) + 1
+        return None, f"not UTF-8 text (line {line}, column {col}: byte 0x{data[e.start]:02x})"
+    return text.removeprefix("\ufeff"), ""  # a byte-order mark is not part of the text
 
 
 def _display(importer: str, rel: str) -> str:
@@ -43,6 +57,10 @@ def _key(path: str) -> str:
     return str(Path(path).resolve()) if not path.startswith("<") else path
 
 
+MAX_TOTAL_CHARS = 1 << 20
+"""Characters a hypothesis may hold with everything it imports (each file: parser.MAX_SOURCE_CHARS)."""
+
+
 def load_source(text: str, path: str = "<string>") -> Unit:
     from circuitdsl.parser import parse_source
 
@@ -51,9 +69,12 @@ def load_source(text: str, path: str = "<string>") -> Unit:
     diags: list[Diagnostic] = []
     done: set[str] = set()
 
+    total = [0]
+
     def visit(file: str, src: str, chain: tuple[tuple[str, ast.Import | None], ...]) -> None:
         sources[file] = src
         done.add(_key(file))
+        total[0] += len(src)
         try:
             module = parse_source(src, file)
         except CircuitError as e:
@@ -83,6 +104,8 @@ def load_source(text: str, path: str = "<string>") -> Unit:
             if key in done:
                 continue  # imported already along another path: read once
             sub, why = read_text(str(base_dir(file) / stmt.path) if not file.startswith("<") else stmt.path)
+            if sub is not None and total[0] + len(sub) > MAX_TOTAL_CHARS:
+                sub, why = None, f"the hypothesis and its imports would exceed {MAX_TOTAL_CHARS >> 10} KiB"
             if sub is None:
                 diags.append(
                     diag(
