@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from circuitdsl.ir import Span
+
 __all__ = ["Example", "Dataset", "Layout", "feature_value_key"]
 
 Layout = tuple[int, tuple[tuple[str, tuple[int, ...]], ...]]
@@ -60,6 +62,9 @@ class Example:
     """The same for `wrongs`."""
     targets: tuple[float, ...] = ()
     """A numeric target value at each scored position (metric mse); may be empty."""
+    origin: Span | None = field(default=None, compare=False, repr=False)
+    """Where the example was read from (a JSONL file's row), for diagnostics about it; None for
+    generated examples. Not part of the example's identity."""
 
     def __post_init__(self) -> None:
         if not self.id:

@@ -57,11 +57,12 @@ class _Collector:
                 col, end = m.start() + 1, m.start() + len(key) + 3
         return Span(self.file, row.line, col, row.line, end)
 
-    def error(self, code: str, message: str, hint: str, row: _Row | None = None, key: str | None = None, line=None):
+    def error(self, code: str, message: str, hint: str, row: _Row | None = None, key: str | None = None, line=None,
+              span: Span | None = None):  # fmt: skip
         if len(self.diags) >= MAX_DIAGNOSTICS:
             self.dropped += 1
             return
-        self.diags.append(Diagnostic(code=code, message=message, span=self.span(row, key, line), hint=hint))
+        self.diags.append(Diagnostic(code=code, message=message, span=span or self.span(row, key, line), hint=hint))
 
     def raise_if_any(self) -> None:
         if not self.diags:
@@ -75,30 +76,76 @@ class _Collector:
         raise CircuitError(self.diags)
 
 
-def _read_rows(path: Path, col: _Collector) -> list[_Row]:
+class _BadNumber(ValueError):
+    """A JSON number outside what a row can hold (see _parse_int / _parse_float)."""
+
+
+def _parse_int(text: str) -> int:
+    digits = text.lstrip("-").lstrip("0")
+    if len(digits) > 19:  # before int(): Python refuses to convert more than 4,300 digits
+        raise _BadNumber(f"the integer {text[:12]}... has {len(digits)} digits (at most 19)")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _BadNumber(f"the number {text[:24]} is beyond the largest float")
+    return value
+
+
+def _no_constant(name: str):
+    raise _BadNumber(f"`{name}` is not JSON (JSON numbers are finite)")
+
+
+def _decode(raw: str):
+    """json.loads as the format says: finite numbers only (no NaN/Infinity), integers of at most 19 digits."""
+    return json.loads(raw, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_no_constant)
+
+
+def _read_text(path: Path) -> str:
+    """The file's text; E429 (with the line and column of a byte that is not UTF-8) if it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise CircuitError(
             [Diagnostic("E429", f"dataset file not found: {path}", hint="paths are relative to the .circuit file")]
         ) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise CircuitError([Diagnostic("E429", f"cannot read dataset file {path}: {e}", hint="a JSONL file is UTF-8 text")]) from None
+    except (OSError, ValueError) as e:
+        why = getattr(e, "strerror", None) or str(e)
+        raise CircuitError([Diagnostic("E429", f"cannot read dataset file {path}: {why}", hint="give the path of a JSONL file")]) from None
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        start = data.rfind(b"\n", 0, e.start) + 1
+        line = data.count(b"\n", 0, e.start) + 1
+        column = len(data[start : e.start].decode("utf-8", "replace")) + 1
+        raise CircuitError([Diagnostic(
+            "E429", f"dataset file {path} is not UTF-8 text: byte 0x{data[e.start]:02x} cannot start or continue a character",
+            Span(str(path), line, column, line, column + 1), hint="a JSONL file is UTF-8 text: re-save it as UTF-8")]) from None  # fmt: skip
+
+
+def _read_rows(path: Path, col: _Collector) -> list[_Row]:
+    text = _read_text(path)
     rows = []
-    for n, raw in enumerate(text.splitlines(), start=1):
+    # JSONL lines end at "\n" (optionally "\r\n"); U+2028, U+2029, \x85 and the other characters
+    # `str.splitlines` would break at are valid inside a JSON string and stay in their row.
+    for n, raw in enumerate(text.split("\n"), start=1):
+        if raw.endswith("\r"):
+            raw = raw[:-1]
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw)
+            obj = _decode(raw)
         except json.JSONDecodeError as e:
-            col.diags.append(
-                Diagnostic(
-                    "E420",
-                    f"invalid JSON: {e.msg}",
-                    Span(col.file, n, e.colno, n, e.colno + 1),
-                    hint="each line of a JSONL file is one complete JSON object",
-                )
-            )
+            col.error("E420", f"invalid JSON: {e.msg}", "each line of a JSONL file is one complete JSON object",
+                      span=Span(col.file, n, e.colno, n, e.colno + 1))  # fmt: skip
+            continue
+        except _BadNumber as e:
+            col.error("E420", f"invalid JSON: {e}", "each line of a JSONL file is one complete JSON object", line=n)
+            continue
+        except RecursionError:
+            col.error("E420", "invalid JSON: arrays or objects nested too deep", "a row's values nest a few levels at most", line=n)
             continue
         if not isinstance(obj, dict):
             col.error("E421", f"a row must be a JSON object, not {type(obj).__name__}", 'write e.g. {"tokens": [1, 2], "answer": 3}', line=n)
@@ -294,12 +341,14 @@ def _targets(row: _Row, n_scored: int, col: _Collector) -> list[float] | None:
     return [float(v) for v in values]
 
 
-def load(path: Path, tokenizer: Any, name: str, *, vocab_size: int | None = None) -> Dataset:
+def load(path: Path, tokenizer: Any, name: str, *, vocab_size: int | None = None, n_ctx: int | None = None) -> Dataset:
     """Read, tokenize and validate a JSONL dataset. Raises CircuitError listing every bad row.
 
     `tokenizer` is None for models whose inputs are token ids (rows then need `tokens` and integer
     answers); `vocab_size`, if given, bounds input token ids (answers are ids of the model's OUTPUT
-    vocabulary, which may differ: the engine checks them against it).
+    vocabulary, which may differ: the engine checks them against it); `n_ctx`, if given, is the
+    longest row the model takes (E415 at the row). Each example's `origin` is its row (file, line),
+    so that a later problem with it is reported there.
     """
     path = Path(path)
     col = _Collector(path)
@@ -312,6 +361,11 @@ def load(path: Path, tokenizer: Any, name: str, *, vocab_size: int | None = None
         if toks is None:
             continue
         n = len(toks)
+        if n_ctx is not None and n > n_ctx:
+            key = "tokens" if "tokens" in row.obj else "text"
+            col.error("E415", f"the row is {n} tokens long; the model takes at most {n_ctx}",
+                      "shorten the row, or use a model with a longer context", row, key)  # fmt: skip
+            continue
         scored_raw = row.obj.get("scored", [-1])
         if _is_int(scored_raw):
             scored_raw = [scored_raw]
@@ -361,13 +415,13 @@ def load(path: Path, tokenizer: Any, name: str, *, vocab_size: int | None = None
         fields = {k: v for k, v in _row_fields(row, col).items() if k in field_names}
         bad_field = next((k for k, v in fields.items() if not _jsonable_value(v)), None)
         if bad_field is not None:
-            col.error("E421", f"field `{bad_field}` must be a number, string, bool, null or a list of them", "objects are not feature values", row, bad_field)
+            col.error("E421", f"field `{bad_field}` must be a number, string, bool, null or a list of them",
+                      f"objects are not feature values; lists nest at most {MAX_VALUE_DEPTH} deep", row, bad_field)  # fmt: skip
             continue
         text = row.obj.get("text") if isinstance(row.obj.get("text"), str) else None
-        examples.append(
-            Example.make(toks, answers, scored=scored, wrongs=wrongs, positions=positions, fields=fields, text=text,
-                         id=str(rid) if "id" in row.obj else "", targets=targets)
-        )
+        ex = Example.make(toks, answers, scored=scored, wrongs=wrongs, positions=positions, fields=fields, text=text,
+                          id=str(rid) if "id" in row.obj else "", targets=targets)  # fmt: skip
+        examples.append(dataclasses.replace(ex, origin=Span(col.file, row.line, 1, row.line, len(row.raw) + 1)))
     col.raise_if_any()
     # Rows with identical content and no `id` would share a content id: number the repeats.
     seen: dict[str, int] = {}
@@ -380,9 +434,19 @@ def load(path: Path, tokenizer: Any, name: str, *, vocab_size: int | None = None
     return Dataset(name=name, examples=tuple(examples), field_names=field_names, position_names=position_names, description=f"JSONL file {path}")
 
 
+MAX_VALUE_DEPTH = 32
+"""Lists in a feature value nest at most this deep (deeper: E421; no recursion without bound)."""
+
+
 def _jsonable_value(v: Any) -> bool:
-    if v is None or isinstance(v, bool | int | float | str):
-        return True
-    if isinstance(v, list | tuple):
-        return all(_jsonable_value(x) for x in v)
-    return False
+    """A number, string, bool, null, or a list of them nested at most MAX_VALUE_DEPTH deep (iterative)."""
+    stack = [(v, 0)]
+    while stack:
+        x, depth = stack.pop()
+        if x is None or isinstance(x, bool | int | float | str):
+            continue
+        if isinstance(x, list | tuple) and depth < MAX_VALUE_DEPTH:
+            stack.extend((y, depth + 1) for y in x)
+            continue
+        return False
+    return True

@@ -48,10 +48,15 @@ def run_check(
         backend = load_backend(h.model, device)
     except (BackendError, ShapeError) as e:
         raise CircuitError([model_diagnostic(h, e)]) from None
+    except _unreadable_weights() as e:  # a truncated or damaged weights file is the model's fault, not a bug
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CircuitError([Diagnostic("E510", f"model `{h.model.name}` cannot be loaded: a weights file cannot be read "
+                                       f"({type(e).__name__}: {why})", span,
+                                       hint="the file is truncated or damaged (model.safetensors, ...): copy or convert it again")]) from None
     timings["load_model"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    datasets = data_mod.materialise_all(h, backend.tokenizer)
+    datasets = data_mod.materialise_all(h, backend.tokenizer, vocab_size=backend.shape.vocab_size, n_ctx=backend.n_ctx)
     for spec in h.datasets:
         data_mod.validate(datasets[spec.name], backend.n_ctx, backend.shape.vocab_size, spec.span,
                           vocab_out=backend.d_vocab_out)
@@ -130,6 +135,22 @@ def run_check(
     import dataclasses
 
     return dataclasses.replace(partial, expects=expects, timings=tuple(timings.items()), cost=cost)
+
+
+def _unreadable_weights() -> tuple[type[BaseException], ...]:
+    """The errors the weight readers raise for a file that is not what it claims (a truncated
+    safetensors file, a damaged zip or pickle)."""
+    import pickle
+    import zipfile
+
+    kinds: list[type[BaseException]] = [zipfile.BadZipFile, pickle.UnpicklingError, EOFError]
+    try:
+        from safetensors import SafetensorError
+
+        kinds.append(SafetensorError)
+    except ImportError:
+        pass
+    return tuple(kinds)
 
 
 def _expect(r: CheckResult, x) -> ExpectResult:

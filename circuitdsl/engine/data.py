@@ -12,7 +12,9 @@ from circuitdsl.ir import DatasetKind, DatasetSpec, Hypothesis
 __all__ = ["materialise", "materialise_all", "validate"]
 
 
-def materialise(spec: DatasetSpec, tokenizer: Any) -> Dataset:
+def materialise(spec: DatasetSpec, tokenizer: Any, *, vocab_size: int | None = None, n_ctx: int | None = None) -> Dataset:
+    """The dataset `spec` names. A JSONL file's rows are checked against the model's input vocabulary
+    and context length as they are read, so that a bad row is reported at its line in the file."""
     if spec.kind is DatasetKind.GENERATOR:
         from circuitdsl.datasets import registry
 
@@ -33,15 +35,25 @@ def materialise(spec: DatasetSpec, tokenizer: Any) -> Dataset:
     path = Path(spec.source)
     if not path.is_file():
         raise CircuitError([Diagnostic("E404", f"dataset file {path} is missing", spec.span)])
-    return jsonl.load(path, tokenizer, spec.name)
+    return jsonl.load(path, tokenizer, spec.name, vocab_size=vocab_size, n_ctx=n_ctx)
 
 
-def materialise_all(h: Hypothesis, tokenizer: Any) -> dict[str, Dataset]:
+MIN_EXAMPLES = 2
+"""The dataset a hypothesis is scored on needs at least this many examples: with one, every resample
+draws the example itself, the baseline equals the model and nothing can be recovered."""
+
+
+def materialise_all(h: Hypothesis, tokenizer: Any, *, vocab_size: int | None = None, n_ctx: int | None = None) -> dict[str, Dataset]:
     out = {}
     for spec in h.datasets:
-        ds = materialise(spec, tokenizer)
+        ds = materialise(spec, tokenizer, vocab_size=vocab_size, n_ctx=n_ctx)
         if len(ds) == 0:
             raise CircuitError([Diagnostic("E411", f"dataset `{spec.name}` is empty", spec.span)])
+        if spec.name == h.main_dataset and len(ds) < MIN_EXAMPLES:
+            where = f" (file {spec.source})" if spec.kind is not DatasetKind.GENERATOR else ""
+            raise CircuitError([Diagnostic(
+                "E411", f"dataset `{spec.name}`{where} has {len(ds)} example; scoring needs at least {MIN_EXAMPLES}", spec.span,
+                hint="with one example every resample draws it again, so the baseline equals the model: add examples")])  # fmt: skip
         out[spec.name] = ds
     return out
 
@@ -50,7 +62,9 @@ def validate(ds: Dataset, n_ctx: int | None, vocab: int | None, span=None, *, vo
     """Token ids within the input vocabulary `vocab`; answers and wrong answers (every member of a set)
     within the OUTPUT vocabulary `vocab_out` (default: `vocab`); lengths within n_ctx."""
     vocab_out = vocab if vocab_out is None else vocab_out
+    outer = span
     for e in ds.examples:
+        span = e.origin or outer  # a JSONL row: its line in the file
         bad = [t for t in e.tokens if t < 0 or (vocab is not None and t >= vocab)]
         if bad:
             raise CircuitError(

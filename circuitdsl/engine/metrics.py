@@ -36,7 +36,7 @@ def check_metric(kind: MetricKind, examples: Sequence[Example], *, d_vocab_out: 
             if len(e.targets) != len(e.scored_positions):
                 raise _refuse("E432", f"metric mse needs a numeric target at each scored position; example `{e.id}` has "
                               f"{len(e.targets)} for {len(e.scored_positions)}",
-                              'give each JSONL row a `target` (a number, or one per scored position)', span)
+                              'give each JSONL row a `target` (a number, or one per scored position)', e.origin or span)
         return
     if kind in (MetricKind.MARGIN, MetricKind.ACCURACY) and d_vocab_out is not None and d_vocab_out < 2:
         raise _refuse("E432", f"metric {name} compares the answer with the other output tokens, but this model has "
@@ -46,13 +46,13 @@ def check_metric(kind: MetricKind, examples: Sequence[Example], *, d_vocab_out: 
     for e in examples:
         if len(e.answers) != len(e.scored_positions):
             raise _refuse("E416", f"metric {name} needs an answer at each scored position; example `{e.id}` has "
-                          f"{len(e.answers)} for {len(e.scored_positions)}", "give each row an `answer`", span)
+                          f"{len(e.answers)} for {len(e.scored_positions)}", "give each row an `answer`", e.origin or span)
         if kind.needs_wrong and len(e.wrongs) != len(e.scored_positions):
             raise _refuse("E419", f"metric {name} needs a wrong answer at each scored position; example `{e.id}` has {len(e.wrongs)}",
-                          "use `metric logprob`, `margin` or `loss`, or give the dataset wrong answers", span)
+                          "use `metric logprob`, `margin` or `loss`, or give the dataset wrong answers", e.origin or span)
         if not kind.answer_sets and any(len(s) != 1 for s in e.answer_sets + e.wrong_sets):
             raise _refuse("E431", f"metric {name} takes one answer token per scored position; example `{e.id}` gives a set",
-                          "answer sets are for `metric logit_diff` and `metric prob_diff`", span)
+                          "answer sets are for `metric logit_diff` and `metric prob_diff`", e.origin or span)
 
 
 def kl_values(model: Sequence[torch.Tensor], other: Sequence[torch.Tensor]) -> np.ndarray:

@@ -1,0 +1,140 @@
+"""Exit codes (one owner: circuitdsl.cli.exitcodes): 0 claims hold, 1 a claim failed, 2 a usage,
+language, data or model error, 3 an internal error. Each is provoked here; a run that did not finish
+writes nothing to --json-out / --html (an existing report stays as it was)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from circuitdsl.cli import main
+from circuitdsl.cli.exitcodes import ExitCode, Outcome
+
+from .conftest import REPO, tiny_circuit
+
+pytestmark = pytest.mark.engine
+
+
+def _outputs(tmp_path: Path) -> tuple[Path, Path]:
+    """--json-out and --html paths that already hold the user's previous reports."""
+    j, h = tmp_path / "previous.json", tmp_path / "previous.html"
+    j.write_text('["the previous run"]')
+    h.write_text("<p>the previous report</p>")
+    return j, h
+
+
+def _untouched(j: Path, h: Path) -> bool:
+    return j.read_text() == '["the previous run"]' and h.read_text() == "<p>the previous report</p>"
+
+
+def test_outcome_keeps_the_worst_code():
+    o = Outcome()
+    assert int(o) == 0
+    o.claim_failed()
+    assert o.code is ExitCode.CLAIM_FAILED
+    o.error()
+    o.claim_failed()
+    assert o.code is ExitCode.USAGE and o.failed
+
+
+def test_0_when_every_claim_holds_and_1_when_one_fails(tmp_path, capsys):
+    ok = tmp_path / "ok.circuit"
+    ok.write_text(tiny_circuit())
+    bad = tmp_path / "bad.circuit"
+    bad.write_text(tiny_circuit(expect="expect recovered >= 100"))
+    j = tmp_path / "r.json"
+    assert main(["check", str(ok), "--no-completeness", "--json-out", str(j)]) == 0
+    assert json.loads(j.read_text())[0]["expects"][0]["passed"] is True
+    assert main(["check", str(ok), str(bad), "--no-completeness", "--json-out", str(j)]) == 1
+    out, err = capsys.readouterr()
+    assert "FAIL expect recovered >= 100" in out and "Traceback" not in err
+    assert len(json.loads(j.read_text())) == 2  # a failed claim is a finished run: its report is written
+
+
+def test_2_for_a_bad_device_before_any_work_outputs_untouched(tmp_path, capsys):
+    f = tmp_path / "h.circuit"
+    f.write_text(tiny_circuit())
+    j, h = _outputs(tmp_path)
+    for device in ("bogus", "cuda:7", "nosuch:0"):
+        assert main(["check", str(f), "--device", device, "--json-out", str(j), "--html", str(h)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and "error[E909]" in err and f"`{device}`" in err and "Traceback" not in err
+        assert "loading model" not in err  # refused before the model is loaded
+    assert _untouched(j, h)
+
+
+def test_2_for_a_truncated_model_file_outputs_untouched(tmp_path, capsys, crash_home):
+    model = tmp_path / "tm"
+    shutil.copytree(REPO / "circuitdsl" / "models" / "tiny", model)
+    w = model / "model.safetensors"
+    with open(w, "r+b") as fh:
+        fh.truncate(w.stat().st_size // 2)
+    f = tmp_path / "h.circuit"
+    f.write_text(tiny_circuit(model='"tm"'))
+    j, h = _outputs(tmp_path)
+    code = main(["check", str(f), "--no-completeness", "--json-out", str(j), "--html", str(h)])
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    assert "error[E510]" in err and "model.safetensors" in err and "Traceback" not in err
+    assert _untouched(j, h)
+    assert "not writing" in err
+
+
+def test_2_for_a_jsonl_row_longer_than_the_models_context_at_its_line(tmp_path, capsys):
+    rows = [{"tokens": [1, 2, 3, 4, 5, 6], "answer": 3, "positions": {"A1": 0}, "B": i % 2} for i in range(4)]
+    rows.append({"tokens": list(range(40)) + [1], "answer": 3, "positions": {"A1": 0}, "B": 0})  # tiny: n_ctx 32
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    f = tmp_path / "h.circuit"
+    f.write_text(tiny_circuit(dataset='"d.jsonl"'))
+    j, h = _outputs(tmp_path)
+    code = main(["check", str(f), "--no-completeness", "--json-out", str(j), "--html", str(h)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert f"{tmp_path / 'd.jsonl'}:5:" in err and "41 tokens" in err and "32" in err and "Traceback" not in err
+    assert _untouched(j, h)
+
+
+def test_3_for_an_internal_error_one_line_naming_the_traceback_file(tmp_path, capsys, crash_home, monkeypatch):
+    import circuitdsl.cli.lint as lint
+
+    def broken(args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(lint, "run", broken)
+    f = tmp_path / "h.circuit"
+    f.write_text("model tiny\n")
+    assert main(["lint", str(f)]) == 3
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("circuitdsl: internal error (ZeroDivisionError: a bug)") and "please report" in err
+    (report,) = crash_home.iterdir()
+    assert str(report) in err
+    text = report.read_text()
+    assert "Traceback" in text and "ZeroDivisionError: a bug" in text and f"command: circuitdsl lint {f}" in text
+
+
+def test_3_does_not_hide_a_diagnostic_that_escapes_a_subcommand(tmp_path, capsys, monkeypatch):
+    import circuitdsl.cli.lint as lint
+    from circuitdsl.diagnostics import CircuitError, Diagnostic
+
+    def raises(args):
+        raise CircuitError([Diagnostic("E501", "no such model")])
+
+    monkeypatch.setattr(lint, "run", raises)
+    assert main(["lint", "x.circuit"]) == 2
+    assert "error[E501]: no such model" in capsys.readouterr().err
+
+
+def test_fmt_check_distinguishes_would_reformat_1_from_error_2(tmp_path, capsys):
+    messy = tmp_path / "m.circuit"
+    messy.write_text("model   tiny\n")
+    broken = tmp_path / "b.circuit"
+    broken.write_text("model tiny\nedge ->\n")
+    assert main(["fmt", "--check", str(messy)]) == 1
+    assert main(["fmt", "--check", str(broken)]) == 2
+    assert main(["fmt", "--check", str(messy), str(broken)]) == 2
+    assert messy.read_text() == "model   tiny\n"
