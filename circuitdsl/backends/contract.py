@@ -46,6 +46,7 @@ TOLERANCE = 1e-4
 PROBE_BATCH = 2
 PROBE_LENGTH = 12
 CHECKS = {1: "decomposition", 2: "recomposition", 3: "intervention", 4: "layer arguments"}
+PROBE = "the probe batch"
 
 
 def cache_dir() -> Path:
@@ -135,7 +136,9 @@ def _probe(backend: Any):
 
 
 def verify(backend: Any, *, use_cache: bool = True) -> Verdict:
-    """The contract's verdict for a loaded backend (from the cache when this model was checked before)."""
+    """The contract's verdict for a loaded backend (from the cache when this model was checked before).
+    `use_cache=False` runs the checks and leaves the cache alone (neither read nor written): tests that
+    break a backend on purpose must not leave a verdict behind for the real one."""
     key = _key(backend)
     f = cache_dir() / "contract" / f"{key}.json"
     if use_cache:
@@ -146,6 +149,8 @@ def verify(backend: Any, *, use_cache: bool = True) -> Verdict:
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
             pass
     v = _run(backend, key)
+    if not use_cache or any(f.where == PROBE for f in v.failures):
+        return v  # a backend that could not run the probe may have hit a passing problem: not remembered
     try:
         f.parent.mkdir(parents=True, exist_ok=True)
         tmp = f.with_suffix(f".tmp{os.getpid()}")
@@ -189,7 +194,7 @@ def _run(backend: Any, key: str) -> Verdict:
             failures, worst = _checks(backend, ref)
         except Exception as e:  # a backend that cannot even run the probe fails the contract, with the reason
             msg = str(e).strip().splitlines()[0][:240] if str(e).strip() else ""
-            failures, worst = [Failure(2, "the probe batch", float("inf"), f"the backend cannot run the model: {type(e).__name__}: {msg}")], {}
+            failures, worst = [Failure(2, PROBE, float("inf"), f"the backend cannot run the model: {type(e).__name__}: {msg}")], {}
         finally:
             ref.close()
     failed = {f.check for f in failures}

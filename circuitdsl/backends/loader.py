@@ -9,13 +9,19 @@ from pathlib import Path
 from circuitdsl.backends.base import Backend, BackendError
 from circuitdsl.ir import ModelRef
 
-__all__ = ["load_backend", "load_path", "clear_cache", "check_device", "model_diagnostic"]
+__all__ = ["load_backend", "load_path", "clear_cache", "evict", "check_device", "model_diagnostic"]
 
 _CACHE: dict[tuple[str, str], Backend] = {}
 
 
 def clear_cache() -> None:
     _CACHE.clear()
+
+
+def evict(path: str | Path, device: str = "cpu") -> None:
+    """Drop one model from the per-process cache (its memory is freed once nothing else holds it)."""
+    p = str(path)
+    _CACHE.pop((p if p in ("tiny", "smollm2-135m") else str(Path(p).resolve()), device), None)
 
 
 def model_diagnostic(h, e: Exception):
