@@ -86,7 +86,8 @@ def recovered(m_model: np.ndarray, m_scrub: np.ndarray, m_base: np.ndarray, *, r
     den = fm - fb
     ok = np.abs(den) > _tolerance(float(m_model.mean()), float(f_base))
     ratios = (fs[ok] - fb[ok]) / den[ok]
-    if len(ratios) < max(2, resamples // 2):
+    # (the point gap is above the tolerance, so at most about half the resamples are left out here)
+    if len(ratios) < 2:
         return Recovered(value, None, None, resamples, None, gap, se_out)
     lo, hi = np.percentile(ratios, [2.5, 97.5])
     return Recovered(value, float(lo), float(hi), resamples, None, gap, se_out)

@@ -117,8 +117,8 @@ def minimality(h: Hypothesis, score: Scorer, m_c: np.ndarray, gap: float | None,
     total = float(sum(r.raw for r in removals if any(v.name == r.node for v in inner)))
     if len(inner) >= 2:
         joint = f_c - float(score(derive.remove(h, inner)).mean())
-        scale = abs(gap) if gap else max(abs(joint), 1e-9)
-        if abs(joint - total) > 0.25 * max(abs(joint), abs(total)) and abs(joint - total) > 0.05 * scale:
+        # far apart: by over 25% of the larger, and (where the gap is defined) by over 5% of the gap
+        if abs(joint - total) > 0.25 * max(abs(joint), abs(total)) and (not gap or abs(joint - total) > 0.05 * abs(gap)):
             note = (
                 f"removing the claimed heads/MLPs one at a time costs {total:.4g} in total, but removing them together "
                 f"costs {joint:.4g}: "

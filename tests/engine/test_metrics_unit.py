@@ -143,6 +143,10 @@ def test_single_answer_metrics_refuse_answer_sets():
         assert _codes(lambda k=k: check_metric(k, [ex([[2, 3]], [0])], d_vocab_out=4)) == ["E431"]
     check_metric(M.LOGIT_DIFF, [ex([[2, 3]], [[0, 1]])], d_vocab_out=4)
     check_metric(M.KL, [ex([[2, 3]], [[0, 1]])], d_vocab_out=4)
+    # sets of one token are single answers
+    singles = Example(tokens=(0, 1, 2, 3), answers=(3,), wrongs=(0,), answer_sets=((3,),), wrong_sets=((0,),))
+    check_metric(M.MARGIN, [singles], d_vocab_out=4)
+    assert value(M.MARGIN, T(L1), singles) == pytest.approx(LN(4 / 3), abs=1e-6)
 
 
 def test_mse_needs_targets_and_one_output_unit():
@@ -157,6 +161,9 @@ def test_answer_metrics_need_answers():
 
 def test_margin_and_accuracy_need_two_output_tokens():
     assert _codes(lambda: check_metric(M.MARGIN, [ex(0)], d_vocab_out=1)) == ["E432"]
+    assert _codes(lambda: check_metric(M.ACCURACY, [ex(0)], d_vocab_out=1)) == ["E432"]
+    check_metric(M.MARGIN, [ex(0)], d_vocab_out=2)
+    check_metric(M.ACCURACY, [ex(1)], d_vocab_out=2)
 
 
 # ---- answers are checked against the OUTPUT vocabulary ------------------------------------------------

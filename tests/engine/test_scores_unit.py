@@ -159,3 +159,50 @@ def test_abs_delta_stats_by_hand():
     mean, med, p90 = abs_delta_stats(A([0.0, 1.0, 2.0, 3.0, 4.0]), A([1.0, 1.0, 0.0, 7.0, 4.0]))
     # |delta| = [1, 0, 2, 4, 0]: mean 7/5, median 1, p90 (linear) = 2 + 0.6 * (4 - 2) = 3.2
     assert (mean, med) == (pytest.approx(1.4), pytest.approx(1.0)) and p90 == pytest.approx(3.2)
+
+
+def test_float_tolerance_scales_with_the_metric():
+    z = np.zeros(3)
+    # |gap| <= 1e-6 * max(1, |F(model)|, |F(baseline)|) is float noise ...
+    assert "nothing to recover" in undefined_reason(z + 1e-6, z)          # exactly at the tolerance
+    assert undefined_reason(z + 1.5e-6, z) is None                         # just above it (no spread: se = 0)
+    # ... relative to the size of F: at F = 10 the tolerance is 1e-5
+    assert "nothing to recover" in undefined_reason(z + 10 + 5e-6, z + 10)
+    assert undefined_reason(z + 10 + 2e-5, z + 10) is None
+
+
+def test_a_gap_of_exactly_two_standard_errors_is_defined():
+    # d = [3, 1]: gap 2, sd sqrt(2), se = sqrt(2) / sqrt(2) = 1: not *below* two standard errors
+    gap, se = gap_stats(A([3.0, 1.0]), A([0.0, 0.0]))
+    assert (gap, se) == (2.0, 1.0)
+    assert undefined_reason(A([3.0, 1.0]), A([0.0, 0.0])) is None
+    assert undefined_reason(A([3.0, 0.9]), A([0.0, 0.0])) is not None
+
+
+def test_bootstrap_needs_two_usable_resamples():
+    mm, ms, mb = A([2.0, 4.0, 3.0]), A([1.0, 3.0, 2.0]), A([0.0, 0.0, 0.0])
+    r = recovered(mm, ms, mb, resamples=1, seed=0)
+    assert r.value == pytest.approx(2 / 3) and (r.lower, r.upper) == (None, None)
+    r = recovered(mm, ms, mb, resamples=2, seed=0)
+    assert r.lower is not None and r.lower <= r.upper
+
+
+def _big(gap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """F near 1e9 (float tolerance 1e3): 16 examples whose per-example gap is `gap` +- 400."""
+    d = gap + np.where(np.arange(16) % 2 == 0, 400.0, -400.0)
+    mb = np.full(16, 1e9)
+    return mb + d, mb + d / 2, mb
+
+
+def test_bootstrap_leaves_out_resamples_whose_gap_is_float_noise():
+    # gap 1100, se ~ 103: defined; resamples whose mean gap is <= ~1000 (about 16%) are left out
+    mm, ms, mb = _big(1100.0)
+    r = recovered(mm, ms, mb, resamples=400, seed=0)
+    idx = np.random.default_rng([0, 0xB007]).integers(0, 16, size=(400, 16))
+    den = mm[idx].mean(1) - mb[idx].mean(1)
+    tol = 1e-6 * mm.mean()
+    keep = np.abs(den) > tol
+    assert 0.05 < 1 - keep.mean() < 0.3
+    ratios = (ms[idx].mean(1)[keep] - mb[idx].mean(1)[keep]) / den[keep]
+    lo, hi = np.percentile(ratios, [2.5, 97.5])
+    assert (r.lower, r.upper) == (pytest.approx(lo, abs=1e-9), pytest.approx(hi, abs=1e-9))

@@ -259,3 +259,128 @@ def test_minimality_redundancy_note_for_backups():
     mini = minimality(h, FakeScorer(h, table), np.array([1.0, 1.0]), gap=1.0)
     assert mini.joint_raw == pytest.approx(1.0) and mini.sum_single_raw == pytest.approx(0.0)
     assert mini.redundancy_note is not None and "back each other up" in mini.redundancy_note
+
+
+# ---- the search's bookkeeping ---------------------------------------------------------------------------------
+
+def test_searched_sizes_clamps_and_deduplicates():
+    from circuitdsl.engine.search import searched_sizes
+
+    assert searched_sizes((1, 2), 4) == ((1, 2), ())
+    sizes, notes = searched_sizes((5, 3, 1, 2), 2)
+    assert sizes == (2, 1) and len(notes) == 2 and "size 5" in notes[0] and "size 3" in notes[1]
+    assert searched_sizes((1, 2), 0)[0] == ()
+    assert "1 removable node " in searched_sizes((2,), 1)[1][0]
+
+
+def test_exhaustive_when_subsets_do_not_outnumber_samples_then_the_next_size():
+    # 4 removable nodes: 4 subsets of size 3 and 4 of size 1, samples = 4: every one of them, labelled `all`
+    h = hyp(EDGES, budget=SearchBudget(sizes=(3, 1), samples=4, greedy_steps=0))
+    c = completeness(h, FakeScorer(h, additive(WC, WM)), seed=0)
+    got = [(len(t.nodes), t.how) for t in c.trials if t.nodes]
+    assert got == [(3, "all")] * 4 + [(1, "all")] * 4
+    assert c.notes == ()
+
+
+def test_random_draws_are_the_seeded_ones():
+    # 6 subsets of size 2, 5 samples drawn at random (with repeats): the K drawn
+    # are exactly those of numpy's generator seeded with (seed, 0xC0DE), repeats skipped and sampling going on
+    h = hyp(EDGES, budget=SearchBudget(sizes=(2,), samples=5, greedy_steps=0))
+    c = completeness(h, FakeScorer(h, additive(WC, WM)), seed=5)
+    names = ["embed", "a0.0", "a0.1", "a1.0"]
+    rng = np.random.default_rng([5, 0xC0DE])
+    want = []
+    for _ in range(7):
+        pick = tuple(sorted(rng.choice(4, size=2, replace=False)))
+        if pick not in want:
+            want.append(pick)
+    assert [t.nodes for t in c.trials if t.how == "random"] == [tuple(names[i] for i in p) for p in want]
+    assert len(want) < 5  # a repeat was drawn and skipped, and the sampling went on after it
+    assert c.notes == ()
+
+
+def test_why_only_the_empty_k():
+    h = hyp(EDGES, budget=SearchBudget(sizes=(1,), samples=0, greedy_steps=0))
+    c = completeness(h, FakeScorer(h, additive(WC, WM)), seed=0)
+    assert any("completeness.samples and completeness.greedy are both 0" in n for n in c.notes)
+    h0 = hyp([], budget=SearchBudget(sizes=(1,), samples=3, greedy_steps=2), extra_claims=[OUT])
+    c0 = completeness(h0, FakeScorer(h0, additive({}, {})), seed=0)
+    assert any("no removable node" in n for n in c0.notes) and not c0.evaluated_nonempty
+
+
+def test_greedy_stops_when_every_node_is_in_k():
+    h = hyp([EdgeId(EMBED, A00, Port.V), EdgeId(A00, OUT, Port.IN)], budget=SearchBudget(sizes=(1,), samples=0, greedy_steps=5))
+    c = completeness(h, FakeScorer(h, additive({"embed": 0.1, "a0.0": 0.2}, {})), seed=0)
+    assert [t.nodes for t in c.trials if t.how == "greedy"] == [("a0.0",), ("embed", "a0.0")]
+
+
+def _mini(c_joint_single, gap, inner_edges=EDGES):
+    """minimality with F(C) = 1 and F(C \\ K) = 1 - cost(K) for the given cost function."""
+    h = hyp(inner_edges)
+    return minimality(h, FakeScorer(h, lambda which, k: [1.0 - c_joint_single(k)] * 2), np.array([1.0, 1.0]), gap=gap)
+
+
+def test_joint_removal_needs_two_heads_or_mlps():
+    two = [EdgeId(EMBED, A00, Port.V), EdgeId(A00, A10, Port.V), EdgeId(A10, OUT, Port.IN)]
+    m = _mini(lambda k: 0.5 * len(k), 1.0, two)
+    assert m.joint_raw == pytest.approx(1.0)          # {a0.0, a1.0} removed together
+    one = [EdgeId(EMBED, A00, Port.V), EdgeId(A00, OUT, Port.IN)]
+    assert _mini(lambda k: 0.5 * len(k), 1.0, one).joint_raw is None
+
+
+def test_redundancy_note_thresholds():
+    heads = {"a0.0", "a0.1", "a1.0"}
+
+    def cost(joint, single):
+        # single removals of a0.0 cost `single` (others 0), removing the three heads together `joint`
+        return lambda k: joint if heads <= k else (single if k == {"a0.0"} else 0.0)
+
+    # over 25% apart but under 5% of a large gap: no note; with a negative gap (a loss) just the same
+    assert _mini(cost(0.1, 0.07), 10.0).redundancy_note is None
+    assert _mini(cost(0.1, 0.07), -10.0).redundancy_note is None
+    # exactly 25% apart: not over it
+    assert _mini(cost(1.0, 0.75), 1.0).redundancy_note is None
+    # over 25% apart, exactly 5% of the gap: not over it; a little more: the note
+    assert _mini(cost(1.0, 0.5), 10.0).redundancy_note is None
+    assert _mini(cost(1.0, 0.5), 9.0).redundancy_note is not None
+    # within 25% (though over 5% of the gap): no note
+    assert _mini(cost(1.0, 0.9), 1.0).redundancy_note is None
+    # no gap (recovered undefined): the relative test alone
+    assert _mini(cost(1.0, 0.5), None).redundancy_note is not None
+    # overlapping single removals (they add up to more than the joint removal)
+    note = _mini(cost(0.5, 1.0), 1.0).redundancy_note
+    assert note is not None and "overlap" in note
+    # removals that help (negative costs, e.g. some removals under a loss): sizes compare in magnitude
+    assert _mini(cost(-1.0, -0.78), 1.0).redundancy_note is None      # 0.22 apart, within 25% of 1
+    assert _mini(cost(-0.78, -1.0), 1.0).redundancy_note is None
+    assert "back each other up" in _mini(cost(-1.0, -0.5), 1.0).redundancy_note
+    assert "overlap" in _mini(cost(0.5, -1.0), 1.0).redundancy_note
+    assert "overlap" in _mini(cost(1.0, -1.0), 1.0).redundancy_note  # |joint| = |sum|: not larger
+
+
+def test_sum_of_single_removals_counts_heads_and_mlps_only():
+    def cost(k):
+        return {frozenset({"embed"}): 0.3, frozenset({"a0.0"}): 0.2, frozenset({"a0.1"}): 0.1}.get(frozenset(k), 0.0)
+
+    m = _mini(cost, 1.0)
+    assert {r.node: r.raw for r in m.removals} == {"embed": pytest.approx(0.3), "a0.0": pytest.approx(0.2),
+                                                   "a0.1": pytest.approx(0.1), "a1.0": 0.0}
+    assert m.sum_single_raw == pytest.approx(0.3)       # embed is not a head or an MLP
+
+
+def test_claimed_nodes_that_send_nothing_are_not_removable():
+    h = hyp([EdgeId(EMBED, A00, Port.V), EdgeId(A00, OUT, Port.IN)], extra_claims=[A10])
+    assert A10 in h.claimed_nodes and removable_nodes(h) == (EMBED, A00)
+
+
+def test_changed_nothing_up_to_float_tolerance():
+    h = hyp([EdgeId(EMBED, A00, Port.V), EdgeId(A00, OUT, Port.IN)])
+    # m(C \ {v}) - m(C) at exactly 1e-6 x (1 + |m(C)|) still counts as unchanged; twice that does not
+    m_c = np.array([0.0, 0.0])
+    mini = minimality(h, FakeScorer(h, lambda w, k: [1e-6, 0.0] if k == {"embed"} else [2e-6, 0.0]), m_c, gap=1.0)
+    got = {r.node: r.changed_nothing for r in mini.removals}
+    assert got == {"embed": True, "a0.0": False}
+    # the tolerance grows with |m(C)|: at m(C) = 3 it is 4e-6
+    m_c = np.array([3.0, 3.0])
+    mini = minimality(h, FakeScorer(h, lambda w, k: [3.0 + 3e-6, 3.0] if k == {"embed"} else [3.0 + 6e-6, 3.0]), m_c, gap=1.0)
+    assert {r.node: r.changed_nothing for r in mini.removals} == {"embed": True, "a0.0": False}
