@@ -338,6 +338,13 @@ class HFReference:
         self.final = self.model.get_submodule(cm["ln_final"].name) if cm.get("ln_final") is not None else None
         self.H = backend.shape.n_heads
 
+    def _logits(self, tokens, keep: int = 4):
+        """The model's logits at the last `keep` positions (transformers' logits_to_keep)."""
+        try:
+            return self.model(tokens, logits_to_keep=keep).logits[:, -keep:]
+        except TypeError:  # a model whose forward has no logits_to_keep
+            return self.model(tokens).logits[:, -keep:]
+
     def _o(self, layer: int) -> torch.nn.Module:
         return self.layers[layer].get_submodule(self.o_path)
 
@@ -359,7 +366,7 @@ class HFReference:
         else:
             hs.append(self.layers[n - 1].register_forward_hook(lambda m, a, out: got.__setitem__(n, (out[0] if isinstance(out, tuple) else out).detach().clone())))
         try:
-            logits = self.model(tokens).logits
+            logits = self._logits(tokens)
         finally:
             for h in hs:
                 h.remove()
@@ -389,7 +396,7 @@ class HFReference:
 
         h = o.register_forward_pre_hook(put)
         try:
-            return self.model(tokens).logits
+            return self._logits(tokens)
         finally:
             h.remove()
 

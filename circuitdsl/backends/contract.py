@@ -16,10 +16,14 @@ transformer-lens code; for a native model, its own modules):
    layer and every later layer recomputed from their port inputs) gives the logits of the same
    replacement made inside the model's own forward pass by a hook on its attention output projection;
    and changing one head's query input changes no other head's output;
+   (In models of more than 8 layers, the replacement is made in the first, middle and last layer:
+   each costs a recomposition of the layers after it.)
 4. **layer arguments** — every block run alone, as the engine runs it, reproduces that block in the
    model's forward pass (its own masks, sliding window, rotary table, soft-cap).
 
-Tolerance: 1e-4 relative (error / largest magnitude of the compared quantity) in float32. Residuals
+Tolerance: 1e-4 relative (error / largest magnitude of the compared quantity) in float32; check 1
+compares a layer's write, the difference of two residuals that can be a thousand times larger (SmolLM2's
+middle layers), so it also allows 16 float epsilons of the residual's own magnitude. Residuals
 are compared up to each position's mean over d_model where the backend says its residual stream is
 centred (`resid_gauge == "mean"`), logits up to a constant per position where its unembedding is
 centred (`logit_gauge == "mean"`); every metric but `mse` is invariant to that constant.
@@ -45,6 +49,11 @@ CONTRACT_VERSION = 1
 TOLERANCE = 1e-4
 PROBE_BATCH = 2
 PROBE_LENGTH = 12
+LOGIT_POSITIONS = 4
+"""Logits are compared at the probe's last 4 positions (residuals at every position): the unembedding
+costs more than a block per position on a 49k vocabulary."""
+ROUNDING = 16
+"""Check 1 allows this many float epsilons of the residual's magnitude on top of 1e-4 of the layer's write."""
 CHECKS = {1: "decomposition", 2: "recomposition", 3: "intervention", 4: "layer arguments"}
 PROBE = "the probe batch"
 
@@ -232,7 +241,9 @@ def _checks(b: Any, ref: Any) -> tuple[list[Failure], dict[str, float]]:
         if not e <= TOLERANCE:  # NaN fails too
             failures.append(Failure(check, where, e, what))
 
+    eps = float(torch.finfo(b.dtype).eps)
     ref_res, ref_logits = ref.layer_residuals(toks)
+    K = LOGIT_POSITIONS
     ref_res = [r.to(b.device) for r in ref_res]
     ref_logits = ref_logits.to(b.device)
     c = b.clean_run(toks)
@@ -249,7 +260,10 @@ def _checks(b: Any, ref: Any) -> tuple[list[Failure], dict[str, float]]:
         nodes = heads + (c.mlp_out[L] if mlp else 0)
         delta = g(ref_res[L + 1] - ref_res[L])
         rem = delta - g(nodes)
-        spread = float((rem - rem.mean(dim=(0, 1), keepdim=True)).abs().max()) / max(float(delta.abs().max()), 1e-6)
+        # relative to what the layer writes, allowing the float rounding of the residual stream itself
+        # (the delta is a difference of two residuals, which can be a thousand times larger)
+        allowed = float(delta.abs().max()) + ROUNDING * eps * float(ref_res[L + 1].abs().max()) / TOLERANCE
+        spread = float((rem - rem.mean(dim=(0, 1), keepdim=True)).abs().max()) / max(allowed, 1e-6)
         record(1, f"layer {L}", spread, "what the layer adds to the residual stream is not the sum of its heads' and MLP's outputs plus biases")
         post = c.resid_pre[L + 1] if L + 1 < n else c.resid_final
         if mlp and not b.parallel:
@@ -279,12 +293,12 @@ def _checks(b: Any, ref: Any) -> tuple[list[Failure], dict[str, float]]:
     for L in range(n):
         x = layer_out(L, x)
         record(2, f"layer {L}", rel(g(x), g(ref_res[L + 1])), "the engine's block-by-block recomposition departs from the model's residual stream")
-    record(2, "logits", rel(lg(b.unembed(x)), lg(ref_logits)), "the engine's recomposition does not reproduce the model's logits")
-    record(2, "unembedding", rel(lg(b.unembed(c.resid_final)), lg(ref_logits)),
+    record(2, "logits", rel(lg(b.unembed(x[:, -K:])), lg(ref_logits)), "the engine's recomposition does not reproduce the model's logits")
+    record(2, "unembedding", rel(lg(b.unembed(c.resid_final[:, -K:])), lg(ref_logits)),
            "the backend's unembedding of the final residual (final norm, soft-cap, logit scale) is not the model's")
 
     # ---- 3: one head replaced, through the engine and inside the model ------------------------------
-    layers = range(n) if n <= 12 else sorted({0, 1, n // 4, n // 2, (3 * n) // 4, n - 2, n - 1})
+    layers = range(n) if n <= 8 else sorted({0, n // 2, n - 1})  # each costs the layers after it
     for L in layers:
         h = L % H
         src_out = c.result[L][:, :, h].flip(0)  # the head's output on the other probe row
@@ -292,7 +306,7 @@ def _checks(b: Any, ref: Any) -> tuple[list[Failure], dict[str, float]]:
         x = layer_out(L, x, head_delta=(h, src_out))
         for M in range(L + 1, n):
             x = layer_out(M, x)
-        mine = lg(b.unembed(x))
+        mine = lg(b.unembed(x[:, -K:]))
         theirs = lg(ref.logits_with_head(toks, L, h, src).to(b.device))
         record(3, f"layer {L}", rel(mine, theirs),
                f"replacing head {L}.{h}'s output through the engine does not give the model's own logits with that replacement")

@@ -293,7 +293,7 @@ class NativeReference:
         hs = [b.register_forward_pre_hook(lambda m, a, i=i: got.__setitem__(i, a[0].detach().clone())) for i, b in enumerate(self.model.blocks)]
         hs.append(self.model.unembed.register_forward_pre_hook(lambda m, a: got.__setitem__(n, a[0].detach().clone())))
         try:
-            logits = self.model(tokens)
+            logits = self.model(tokens)[:, -4:]
         finally:
             for h in hs:
                 h.remove()
@@ -316,7 +316,7 @@ class NativeReference:
 
         h = z_mod.register_forward_hook(put)
         try:
-            return self.model(tokens)
+            return self.model(tokens)[:, -4:]
         finally:
             h.remove()
 

@@ -70,12 +70,13 @@ class ContractReference(Protocol):
     code path): the yardstick of the model contract (backends/contract.py)."""
 
     def layer_residuals(self, tokens: "torch.Tensor") -> tuple[list["torch.Tensor"], "torch.Tensor"]:
-        """([residual entering layer 0, .., entering layer n-1, leaving layer n-1], logits)."""
+        """([residual entering layer 0, .., entering layer n-1, leaving layer n-1], logits at the last 4
+        positions)."""
         ...
 
     def logits_with_head(self, tokens: "torch.Tensor", layer: int, head: int, source: "torch.Tensor") -> "torch.Tensor":
-        """Logits of `tokens` with head layer.head's output replaced by its output on `source`
-        (same shape), through a hook on the model's own attention output projection."""
+        """Logits (last 4 positions) of `tokens` with head layer.head's output replaced by its output on
+        `source` (same shape), through a hook on the model's own attention output projection."""
         ...
 
     def close(self) -> None:
