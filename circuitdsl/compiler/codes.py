@@ -52,6 +52,7 @@ CODES: dict[str, str] = {
     "E307": "group contains itself",
     "E308": "group name is a model node name",
     "E309": "a feature or position claim on `out` (it always reads the example itself, at the scored positions)",
+    "E310": "groups nested too deep (a group in a group in a group... more than 64 levels)",
     # E4xx datasets
     "E401": "no dataset declared",
     "E402": "unknown dataset generator",

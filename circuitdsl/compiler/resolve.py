@@ -264,6 +264,10 @@ def resolve_metric_ablation(u: Unit) -> Unit:
     return u.add(*diags, metric=metric, ablation=ablation)
 
 
+MAX_GROUP_DEPTH = 64
+"""A group may contain a group that contains a group... at most this many levels deep (E310)."""
+
+
 def resolve_groups(u: Unit) -> Unit:
     """Groups (which may contain groups, in any order) to sorted tuples of nodes; E307 on self-containment."""
     defs: dict[str, ast.Group] = {}
@@ -285,6 +289,11 @@ def resolve_groups(u: Unit) -> Unit:
                     path = " -> ".join(stack[stack.index(gname):] + (name, gname)) if gname in stack else f"{name} -> {name}"
                     diags.append(diag("E307", f"group `{name}` contains itself ({path})", ref.span,
                                       label="leads back to the group being defined", hint="a group may contain other groups, not itself"))  # fmt: skip
+                    ok = False
+                    continue
+                if len(stack) >= MAX_GROUP_DEPTH:  # a chain this deep is not meant (and would recurse without bound)
+                    diags.append(diag("E310", f"groups nest more than {MAX_GROUP_DEPTH} deep (`{stack[0]}` -> ... -> `{gname}`)", ref.span,
+                                      label="one level too many", hint="name the nodes of a deep chain in one group"))  # fmt: skip
                     ok = False
                     continue
                 sub = expand(gname, stack + (name,))
