@@ -170,10 +170,13 @@ def format_module(m: ast.Module) -> str:
     leading: dict[int, list[ast.Comment]] = {}
     trailing: dict[int, ast.Comment] = {}
     items: list[tuple[int, int, object]] = []  # (start line, end line, statement index or Comment)
+    line_owner: dict[int, int] = {}  # line -> the statement spanning it (one lookup per comment, not a scan)
     for i, s in enumerate(stmts):
         items.append((s.span.line, s.span.end_line, i))
+        for n in range(s.span.line, s.span.end_line + 1):
+            line_owner.setdefault(n, i)
     for c in m.comments:
-        owner = next((i for i, s in enumerate(stmts) if s.span.line <= c.span.line <= s.span.end_line), None)
+        owner = line_owner.get(c.span.line)
         if owner is None:
             items.append((c.span.line, c.span.line, c))
         elif c.trailing and c.span.line == stmts[owner].span.end_line and owner not in trailing:
