@@ -110,3 +110,24 @@ def test_check_edges_errors_for_an_edge_statement_and_notes_for_wire_and_some_la
 def test_unknown_position_names_are_left_to_e240():
     h = hyp([EdgeId(A00, A10, Port.Q)], {A00: ("nosuch",), A10: ("end",)})
     assert _dead(h, [ex()]) == set()
+
+
+def test_attention_is_causal_unless_told_otherwise():
+    h = hyp([EdgeId(A00, A10, Port.K)], {A00: ("end",), A10: ("A1",)})
+    assert [str(d.edge) for d in dead_edges(h, [ex()])] == ["a0.0 -> a1.0.k"]
+    with pytest.raises(CircuitError):
+        check_edges(h, [ex()])
+
+
+def test_every_edge_is_looked_at_after_an_unrestricted_one():
+    h = hyp([EdgeId(EMBED, M0, Port.IN), EdgeId(A00, A10, Port.Q)], {A00: ("A1",), A10: ("end",)})
+    assert _dead(h, [ex()]) == {("a0.0 -> a1.0.q", 1)}
+
+
+def test_dead_edge_records_are_frozen():
+    import dataclasses
+
+    (d,) = dead_edges(hyp([EdgeId(A00, A10, Port.Q)], {A00: ("A1",), A10: ("end",)}), [ex()])
+    assert (d.n_dead, d.n, d.example) == (1, 1, ex().id) and "A1 (2)" in d.why and "end (7)" in d.why
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        d.n = 3

@@ -111,6 +111,14 @@ def test_full_with_mlps_sequential_and_parallel():
     assert len(mp.edges) == 7 and EdgeId(head(0, 0), mlp(0), Port.IN) not in mp.edges
 
 
+def test_full_with_mlps_across_layers():
+    two = ModelShape(n_layers=2, n_heads=1, n_kv_heads=1, d_model=8, pos_embed="rotary", has_mlp=True)
+    M = derive.full(hyp([EdgeId(EMBED, OUT, Port.IN)], shape=two))
+    assert EdgeId(mlp(0), mlp(1), Port.IN) in M.edges and EdgeId(head(0, 0), mlp(1), Port.IN) in M.edges
+    assert EdgeId(mlp(1), mlp(0), Port.IN) not in M.edges and EdgeId(head(1, 0), mlp(0), Port.IN) not in M.edges
+    assert EdgeId(mlp(0), head(1, 0), Port.K) in M.edges and EdgeId(mlp(1), head(1, 0), Port.K) not in M.edges
+
+
 def test_remove_drops_outgoing_edges_only_and_empty_keeps_out():
     h = hyp(EDGES)
     r = derive.remove(h, {A00})
