@@ -186,7 +186,9 @@ def render_text(r, path: str, console=None) -> None:
     if c.worst is not None:
         t.add_row("incompleteness", _f(c.worst.incompleteness),
                   f"worst K={{{', '.join(c.worst.nodes)}}}: F(C\\K)={_f(c.worst.f_c_minus_k)}, F(M\\K)={_f(c.worst.f_m_minus_k)}; "
-                  f"{len(c.trials)} K tried (sizes {list(c.sizes)}, {c.samples} samples, {c.greedy_steps} greedy)")
+                  f"{len(c.trials)} K tried (sizes {list(c.sizes)}"
+                  + (f" searched as {list(c.searched_sizes)}" if c.searched_sizes and c.searched_sizes != c.sizes else "")
+                  + f", {c.samples} samples, {c.greedy_steps} greedy)")
     else:
         t.add_row("incompleteness", "not run", c.skipped or "")
     t.add_row("minimality", _f(r.minimality.score), "smallest single-node removal / (F(model) - F(baseline))")

@@ -344,7 +344,7 @@ def _minimality(r: CheckResult) -> str:
 def _completeness(r: CheckResult) -> str:
     c = r.completeness
     budget = (
-        f"sizes {list(c.sizes)}, {c.samples} random samples per size, {c.greedy_steps} greedy steps; "
+        f"sizes {list(c.sizes)}{f' (searched as {list(c.searched_sizes)})' if c.searched_sizes and c.searched_sizes != c.sizes else ''}, {c.samples} random samples per size, {c.greedy_steps} greedy steps; "
         f"{len(c.trials)} subsets K tried, {c.scrubs} scrubs"
     )
     if c.skipped:
