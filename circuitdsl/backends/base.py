@@ -304,6 +304,8 @@ class Backend:
         return bool(self.shape.parallel_attn_mlp)
 
     n_ctx: int | None = None
+    causal = True
+    """Whether a position attends only to itself and earlier positions."""
     final_norm = "none"
     resid_gauge = "exact"
     logit_gauge = "exact"

@@ -246,6 +246,10 @@ class NativeBackend(Backend):
     def n_ctx(self) -> int | None:
         return int(self.model.cfg.n_ctx)
 
+    @property
+    def causal(self) -> bool:
+        return self.model.cfg.attention != "bidirectional"
+
     def _install(self, site: Site, layer: int | None, fn: Edit):
         if site is Site.FINAL_SCALE:
             raise BackendError(f"model `{self.name}` has no final norm")

@@ -107,6 +107,11 @@ class ModelBackend(Protocol):
         ...
 
     @property
+    def causal(self) -> bool:
+        """Whether a position attends only to itself and earlier positions."""
+        ...
+
+    @property
     def final_norm(self) -> str:
         """'layernorm', 'rmsnorm' or 'none': the norm before the unembedding."""
         ...

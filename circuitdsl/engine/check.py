@@ -62,7 +62,7 @@ def run_check(
                           vocab_out=backend.d_vocab_out)
     ds = datasets[h.main_dataset]
     metrics.check_metric(h.metric.kind, ds.examples, d_vocab_out=backend.d_vocab_out, span=h.dataset(h.main_dataset).span)
-    causal = getattr(getattr(backend.model, "cfg", None), "attention", "causal") != "bidirectional"
+    causal = backend.causal
     edge_notes = meets.check_edges(h, ds.examples, causal=causal)
     timings["datasets"] = time.perf_counter() - t
 

@@ -106,5 +106,5 @@ def metric_values(kind: MetricKind, logits: Sequence[torch.Tensor], examples: Se
         return kl_values(model_logits, logits)
     out = np.empty(len(logits))
     for i, (lg, e) in enumerate(zip(logits, examples)):
-        out[i] = float(_values(kind, lg.double(), e).mean())
+        out[i] = float(_values(kind, lg.detach().double().cpu(), e).mean())  # logits may live on an accelerator
     return out
