@@ -64,6 +64,8 @@ class NodeKind(enum.Enum):
     OUT = "out"
     """The final residual read by the unembedding; writes nothing."""
 
+    __hash__ = object.__hash__  # members are singletons; Enum's own hash is Python code, and NodeIds are hashed ~10^6 times per tree
+
 
 _KIND_ORDER = {NodeKind.EMBED: 0, NodeKind.POS: 1, NodeKind.HEAD: 2, NodeKind.MLP: 3, NodeKind.OUT: 4}
 
@@ -75,6 +77,15 @@ class NodeId:
     kind: NodeKind
     layer: int | None = None
     head: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.kind, self.layer, self.head)))
+
+    def __hash__(self) -> int:  # computed once: trees and full hypotheses hash NodeIds ~10^6 times
+        return self._hash  # type: ignore[attr-defined]
+
+    def __reduce__(self):  # the cached hash is per process (enum hashes are): never pickle it
+        return (NodeId, (self.kind, self.layer, self.head))
 
     @property
     def name(self) -> str:
@@ -112,6 +123,8 @@ class Port(enum.Enum):
     """A head's value input; in GQA models, the key/value group's (`hook_v_input[:, :, G]`)."""
     IN = "in"
     """The input of an MLP (`blocks.L.hook_resid_mid`) or of `out` (the final residual)."""
+
+    __hash__ = object.__hash__  # members are singletons (see NodeKind)
 
     def __lt__(self, other: "Port") -> bool:
         """Ports order q < k < v < in, so that EdgeIds (order=True) sort."""

@@ -51,7 +51,11 @@ class ScrubOutput:
     rows_computed: int
     """Rows (treeified node x example) newly computed by this scrub."""
     class_draws: int = 0
-    """Class draws made (one per root example and non-identity treeified context)."""
+    """Class draws made (one per root example and treeified node with a non-identity feature)."""
+    tree_nodes: int = 0
+    """Distinct treeified nodes of the hypothesis (per example)."""
+    shared_draws: bool = False
+    """Whether the hypothesis was treeified with the shared-draw approximation."""
 
 
 @dataclass
@@ -79,11 +83,13 @@ class LayoutData:
     # memo: (node, struct) -> (sig bytes -> global row); outputs: node -> _Store of computed rows
     memo: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
-    # draws do not depend on the hypothesis beyond (path, features on it): cached across scrubs
+    # draws do not depend on the hypothesis beyond (path, features along it): cached across scrubs
+    draw_keys: dict = field(default_factory=dict)
+    """(key of the parent draw, feature, path) -> key of a class draw (the root example is key 0)"""
     class_draws: dict = field(default_factory=dict)
-    """(ctx, features of ctx) -> (local index per root, reused, draws)"""
+    """key of a class draw -> (local index per root, how many classes held only the parent's example)"""
     other_draws: dict = field(default_factory=dict)
-    """draw path -> local index per root (resample kinds)"""
+    """other-inputs draw path -> local index per root (resample kinds)"""
     masks: dict = field(default_factory=dict)
     paired_index: np.ndarray | None = None
     """paired: local index -> row of the paired dataset's cache, as an array."""
@@ -493,6 +499,8 @@ class Engine:
         if self._closed:
             raise RuntimeError("this Engine was closed: its clean activations are gone")
         self._bound_memo()
+        if h.ablation != self.ablation:  # the engine's ablation governs (it decides which copies draw x_r)
+            h = dataclasses.replace(h, ablation=self.ablation)
         tree = treeify(h)
         out: list[torch.Tensor | None] = [None] * len(self.ds)
         reused = computed = draws = 0
@@ -503,65 +511,48 @@ class Engine:
             draws += d
             for j, i in enumerate(data.pool):
                 out[i] = logits[j]
-        return ScrubOutput(tuple(out), reused, computed, draws)  # type: ignore[arg-type]
+        return ScrubOutput(tuple(out), reused, computed, draws, len(tree.nodes), tree.shared_draws)  # type: ignore[arg-type]
 
     def _inputs(self, tree: Tree, data: LayoutData) -> tuple[np.ndarray, int, int]:
-        """[number of input ctxs, n]: the input example (local index) of every input ctx of the tree
-        (`Tree.ctxs`), for every root."""
+        """[number of draws, n]: the input example (local index) of every class draw of the tree
+        (`Tree.draws`; row 0 is the root x), for every root; and (reused, draws) counts."""
         n = len(data.pool)
         ids = [self.ds.examples[i].id for i in data.pool]
         local = {d: j for j, d in enumerate(data.pool)}
-        features: dict[NodeId, object] = {}
-        for c in tree.ctxs[1:]:
-            u = c[-1]
-            if u not in features:
-                features[u] = tree.nodes[(u, c[:-1])].feature
+        keys = data.draw_keys
         cache = data.class_draws
-        counted: set = set()
+        xs = np.empty((len(tree.draws), n), dtype=np.int64)
+        xs[0] = np.arange(n)
+        kid = [0] * len(tree.draws)
         reused = draws = 0
-
-        def x_of(ctx: tuple[NodeId, ...]) -> np.ndarray:
-            nonlocal reused, draws
-            if not ctx:
-                return np.arange(n)
-            ck = (ctx, tuple(features[u] for u in ctx))
-            if ck not in cache:
-                parent = x_of(ctx[:-1])
-                u = ctx[-1]
-                path = "/".join(v.name for v in ctx)
+        for d in range(1, len(tree.draws)):
+            parent, feature, path = tree.draws[d]
+            # draws do not depend on the hypothesis beyond (path, features along it): cached across scrubs
+            k = keys.setdefault((kid[parent], feature, path), len(keys) + 1)
+            kid[d] = k
+            got = cache.get(k)
+            if got is None:
+                px = xs[parent]
                 res = np.empty(n, dtype=np.int64)
                 r = 0
                 for j in range(n):
-                    cls = self.fidx.cls(features[u], data.pool[parent[j]])
+                    cls = self.fidx.cls(feature, data.pool[px[j]])
                     r += len(cls) == 1
                     res[j] = local[pick(cls, self.seed, ids[j], path, CLASS)]
-                cache[ck] = (res, r, n)
-            res, r, d = cache[ck]
-            if ck not in counted:  # counts per scrub, as if drawn afresh (ancestors included)
-                counted.add(ck)
-                x_of(ctx[:-1])
-                reused += r
-                draws += d
-            return res
-
-        xs = np.stack([x_of(c) for c in tree.ctxs]).astype(np.int64, copy=False)
+                got = cache[k] = (res, r)
+            xs[d] = got[0]
+            reused += got[1]
+            draws += n
         return xs, reused, draws
 
-    def _abl_index(self, t: TNode, data: LayoutData, x_t: np.ndarray) -> np.ndarray:
-        a = data.abl
-        n = len(data.pool)
-        if a.kind in (AblationKind.RESAMPLE, AblationKind.RESAMPLE_FROM):
-            got = data.other_draws.get(t.path)
-            if got is None:
-                ids = [self.ds.examples[i].id for i in data.pool]
-                got = np.array([pick(a.pool, self.seed, ids[j], t.path, OTHER) for j in range(n)], dtype=np.int64)
-                data.other_draws[t.path] = got
-            return got
-        if a.kind is AblationKind.PAIRED:
-            if data.paired_index is None:
-                data.paired_index = np.array([a.paired[j] for j in range(n)], dtype=np.int64)
-            return data.paired_index[x_t]
-        return np.zeros(n, dtype=np.int64)
+    def _other_rows(self, path: str, data: LayoutData) -> np.ndarray:
+        """x_r for every root: the other-inputs draw keyed by `path` (resample kinds)."""
+        got = data.other_draws.get(path)
+        if got is None:
+            ids = [self.ds.examples[i].id for i in data.pool]
+            pool = data.abl.pool
+            got = data.other_draws[path] = np.array([pick(pool, self.seed, i, path, OTHER) for i in ids], dtype=np.int64)
+        return got
 
     def _scrub_layout(self, tree: Tree, data: LayoutData) -> tuple[list[torch.Tensor], int, int, int]:
         """Scrubbed logits of one layout's roots. Roots are taken `root_chunk` at a time (draws for all
@@ -570,12 +561,13 @@ class Engine:
         n = len(data.pool)
         xs, reused, draws = self._inputs(tree, data)
         P = data.layout[0]
-        in_ctx = np.asarray(tree.input_ctx_of, dtype=np.int64)
+        in_ctx = np.asarray(tree.input_draw_of, dtype=np.int64)
         by_node: dict[NodeId, list[int]] = {}
         positions = []
         for i, key in enumerate(tree.order):
-            by_node.setdefault(key[0], []).append(i)
-            positions.append(tree.nodes[key].positions)
+            t = tree.nodes[key]
+            by_node.setdefault(t.node, []).append(i)
+            positions.append(t.positions)
         embeds: list[np.ndarray] = []
         phases: list[list[NodeId]] = []
         for v in sorted(by_node):
@@ -670,7 +662,8 @@ class Engine:
         return got
 
     def _abl_rows(self, tree: Tree, idx: np.ndarray, data: LayoutData, x_v: np.ndarray) -> np.ndarray:
-        """[T, n]: the ablation row of each treeified node order[idx[r]] for each root."""
+        """[T, n]: the ablation row of each treeified node order[idx[r]] for each root. A copy that uses no
+        other-inputs draw gets its own input example there: its port inputs do not depend on it."""
         kind = data.abl.kind
         if kind is AblationKind.PAIRED:
             if data.paired_index is None:
@@ -678,7 +671,12 @@ class Engine:
             return data.paired_index[x_v]
         if kind in (AblationKind.MEAN, AblationKind.ZERO):
             return np.zeros_like(x_v)
-        return np.stack([self._abl_index(tree.nodes[tree.order[i]], data, x_v[r]) for r, i in enumerate(idx)])
+        out = x_v.copy()
+        for r, i in enumerate(idx):
+            other = tree.nodes[tree.order[i]].other
+            if other is not None:
+                out[r] = self._other_rows(other, data)
+        return out
 
     # ---- computing rows -------------------------------------------------------------------------
     def _mask(self, data: LayoutData, names: tuple[str, ...] | None) -> torch.Tensor | None:
