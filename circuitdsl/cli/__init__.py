@@ -8,11 +8,10 @@ path is printed), 130 interrupted (SIGINT), 143 terminated (SIGTERM).
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
 
-from circuitdsl.cli.exitcodes import ExitCode, Terminated, code_for
+# Nothing heavy is imported before main() has installed its signal handlers (circuitdsl.cli.runtime):
+# a Ctrl-C in the first milliseconds must not print a KeyboardInterrupt traceback from an import.
 
 __all__ = ["main", "build_parser"]
 
@@ -29,7 +28,10 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser():
+    import argparse
+    import importlib
+
     parser = argparse.ArgumentParser(
         prog="circuitdsl",
         description="Circuit hypotheses about transformer language models, checked like code.",
@@ -58,26 +60,30 @@ def main(argv: list[str] | None = None) -> int:
     """Run one `circuitdsl` command; returns its exit code. Nothing escapes as a traceback: a
     diagnostic that escapes a subcommand exits 2, a bug 3 (traceback written to a file), SIGINT 130
     and SIGTERM 143, each with one line on stderr."""
-    from circuitdsl.cli.runtime import signals_handled
+    from circuitdsl.cli.runtime import Terminated, signals_handled
 
     try:
         with signals_handled():
             return _guarded(argv)
-    except (KeyboardInterrupt, Terminated) as e:  # arrived between the subcommand and the handlers' removal
+    except (KeyboardInterrupt, Terminated) as e:  # in the instant around _guarded, outside its own handler
         return _stopped(e)
 
 
 def _stopped(e: BaseException) -> int:
+    from circuitdsl.cli.exitcodes import ExitCode, code_for
+
     code = code_for(e)
     what = "interrupted (SIGINT)" if code is ExitCode.INTERRUPTED else "terminated (SIGTERM)"
     try:
-        print(f"circuitdsl: {what}; nothing was written", file=sys.stderr, flush=True)
+        print(f"circuitdsl: {what}; no file was left half-written", file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass
     return int(code)
 
 
 def _guarded(argv: list[str] | None) -> int:
+    from circuitdsl.cli.exitcodes import ExitCode, Terminated, code_for
+
     try:
         parser = build_parser()
         try:
@@ -105,6 +111,7 @@ def _guarded(argv: list[str] | None) -> int:
 
 
 def _internal_error(e: BaseException, argv: list[str] | None) -> int:
+    from circuitdsl.cli.exitcodes import ExitCode
     from circuitdsl.cli.runtime import REPORT_HOW, write_crash_report
 
     where = write_crash_report(e, argv)

@@ -92,6 +92,9 @@ def run(args) -> int:
     if bad_device is not None:
         return refuse([bad_device])
 
+    from circuitdsl.engine.spill import sweep_stale
+
+    sweep_stale()  # spill directories left by killed runs (their owner's lock is gone) go first
     outcome = Outcome()
     results = []
     reports = []  # (html path, result, hypothesis): written once every file is done

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import enum
 
+from circuitdsl.cli.runtime import Terminated
+
 __all__ = ["ExitCode", "Outcome", "Terminated", "code_for"]
 
 
@@ -34,12 +36,6 @@ class ExitCode(enum.IntEnum):
     """SIGINT (Ctrl-C): 128 + 2, as a shell reports a process killed by it."""
     TERMINATED = 143
     """SIGTERM: 128 + 15."""
-
-
-class Terminated(BaseException):
-    """Raised in the main thread when SIGTERM arrives, so that `finally` blocks (temporary and spill
-    files) run before the process exits. A BaseException, like KeyboardInterrupt: `except Exception`
-    does not swallow it."""
 
 
 class Outcome:
@@ -70,12 +66,12 @@ class Outcome:
 
 def code_for(exc: BaseException) -> ExitCode:
     """The exit code for an exception that escaped a subcommand."""
-    from circuitdsl.diagnostics import CircuitError
-
     if isinstance(exc, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
-    if isinstance(exc, Terminated):
+    if isinstance(exc, Terminated):  # (decided before importing anything: the signal may have cut an import short)
         return ExitCode.TERMINATED
+    from circuitdsl.diagnostics import CircuitError
+
     if isinstance(exc, CircuitError):
         return ExitCode.USAGE
     return ExitCode.INTERNAL

@@ -12,16 +12,15 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
-import time
-import traceback
-from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-from circuitdsl.cli.exitcodes import Terminated
+__all__ = ["Terminated", "signals_handled", "write_crash_report", "crash_dir", "REPORT_HOW"]
 
-__all__ = ["signals_handled", "write_crash_report", "crash_dir", "REPORT_HOW"]
+
+class Terminated(BaseException):
+    """Raised in the main thread when SIGTERM arrives, so that `finally` blocks (temporary and spill
+    files) run before the process exits. A BaseException, like KeyboardInterrupt: `except Exception`
+    does not swallow it."""
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -44,15 +43,16 @@ def _on_int(signum, frame):
 
 
 @contextmanager
-def signals_handled() -> Iterator[None]:
+def signals_handled():
     """SIGTERM -> Terminated, SIGINT -> KeyboardInterrupt inside the block (main thread only);
     the previous handlers come back afterwards."""
-    if threading.current_thread() is not threading.main_thread():
+    old = {s: signal.getsignal(s) for s in _SIGNALS}
+    try:
+        signal.signal(signal.SIGTERM, _on_term)
+        signal.signal(signal.SIGINT, _on_int)
+    except ValueError:  # not the main thread (main() called from a worker thread): leave signals alone
         yield
         return
-    old = {s: signal.getsignal(s) for s in _SIGNALS}
-    signal.signal(signal.SIGTERM, _on_term)
-    signal.signal(signal.SIGINT, _on_int)
     try:
         yield
     finally:
@@ -60,18 +60,23 @@ def signals_handled() -> Iterator[None]:
             signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
-def crash_dir() -> Path:
+def crash_dir():
     """`$CIRCUITDSL_CACHE/crashes`, else `~/.cache/circuitdsl/crashes`."""
+    from pathlib import Path
+
     env = os.environ.get("CIRCUITDSL_CACHE")
     root = Path(env).expanduser() if env else Path.home() / ".cache" / "circuitdsl"
     return root / "crashes"
 
 
-def write_crash_report(exc: BaseException, argv: list[str] | None) -> Path | None:
+def write_crash_report(exc: BaseException, argv: list[str] | None):
     """Write the traceback of `exc` (with the version, Python and command line) to a new file under
     crash_dir(), else the temp directory. Returns its path, or None if nothing could be written."""
     import platform
     import tempfile
+    import time
+    import traceback
+    from pathlib import Path
 
     from circuitdsl import __version__
 

@@ -19,26 +19,81 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import weakref
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["SpillDir", "SpilledRows", "SpilledTensor", "SpilledHeads", "is_spilled", "rows_of", "release_free_memory"]
+__all__ = ["SpillDir", "sweep_stale", "SpilledRows", "SpilledTensor", "SpilledHeads", "is_spilled", "rows_of", "release_free_memory"]
 
 SPILL_DIR_ENV = "CIRCUITDSL_SPILL_DIR"
 """Environment variable naming the directory spill files are created in (default: the temp dir)."""
 
 
+LOCK_NAME = ".owner.lock"
+"""A file in every spill directory, locked (flock) by the process that owns it for as long as it lives.
+The kernel drops the lock when that process dies, however it dies, so a directory whose lock can be
+taken belongs to nobody: it is left over from a killed process and is removed (`sweep_stale`)."""
+
+STALE_UNLOCKED_SECONDS = 24 * 3600
+"""A `circuitdsl-spill-*` directory without a lock file (made by an older circuitdsl) is removed once
+it has not changed for this long."""
+
+_SWEPT: set[str] = set()
+
+
+def sweep_stale(parent: str | os.PathLike | None = None) -> list[Path]:
+    """Remove the spill directories under `parent` (default: $CIRCUITDSL_SPILL_DIR or the temp dir)
+    left by processes that died without cleaning up (SIGKILL, out of memory, power). Returns them."""
+    root = Path(parent or os.environ.get(SPILL_DIR_ENV) or tempfile.gettempdir())
+    removed = []
+    try:
+        candidates = [p for p in root.iterdir() if p.name.startswith("circuitdsl-spill-") and p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return removed
+    for d in candidates:
+        try:
+            if _abandoned(d):
+                shutil.rmtree(d, ignore_errors=True)
+                removed.append(d)
+        except OSError:
+            continue
+    return removed
+
+
+def _abandoned(d: Path) -> bool:
+    lock = d / LOCK_NAME
+    if not lock.exists():
+        return time.time() - d.stat().st_mtime > STALE_UNLOCKED_SECONDS
+    import fcntl
+
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held: its owner is alive
+        return False
+    else:
+        return True
+    finally:
+        os.close(fd)  # (closing releases a lock we took)
+
+
 class SpillDir:
-    """A private temporary directory for one engine's spill files, removed when closed or collected."""
+    """A private temporary directory for one engine's spill files, removed when closed or collected,
+    and by the next circuitdsl process if this one is killed before it can (see LOCK_NAME)."""
 
     def __init__(self, parent: str | os.PathLike | None = None):
         parent = parent or os.environ.get(SPILL_DIR_ENV) or None
+        key = str(parent or tempfile.gettempdir())
+        if key not in _SWEPT:  # once per process and folder: leftovers of killed runs go first
+            _SWEPT.add(key)
+            sweep_stale(parent)
         self.path = Path(tempfile.mkdtemp(prefix="circuitdsl-spill-", dir=parent))
+        self._lock_fd = _hold_lock(self.path / LOCK_NAME)
         self._count = 0
-        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.path), True)
+        self._finalizer = weakref.finalize(self, _remove, str(self.path), self._lock_fd)
 
     def new_file(self, tag: str) -> Path:
         self._count += 1
@@ -50,6 +105,26 @@ class SpillDir:
     @property
     def closed(self) -> bool:
         return not self._finalizer.alive
+
+
+def _hold_lock(path: Path) -> int | None:
+    try:
+        import fcntl
+
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except (ImportError, OSError):  # no flock (e.g. Windows): the age rule still cleans up eventually
+        return None
+
+
+def _remove(path: str, lock_fd: int | None) -> None:
+    shutil.rmtree(path, True)
+    if lock_fd is not None:
+        try:
+            os.close(lock_fd)
+        except OSError:
+            pass
 
 
 class SpilledRows:
