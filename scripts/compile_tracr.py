@@ -85,11 +85,12 @@ def _sample(rows, k, seed):
 
 
 def _detect_inputs():
-    # Strings over a,b,c,d of lengths 5 and 6, half of them containing "abc" (so that both answers occur
-    # at most scored positions), drawn without repetition.
+    # Strings over a..e of lengths 5 and 6, half of them containing "abc" (so that both answers occur at
+    # most scored positions), drawn without repetition. d and e both make is_a, is_b, is_c false, so the
+    # features of m0 are coarser than the input.
     rows = []
     for n, k in ((5, 40), (6, 60)):
-        every = ["".join(t) for t in itertools.product("abcd", repeat=n)]
+        every = ["".join(t) for t in itertools.product("abcde", repeat=n)]
         rows += _sample([list(r) for r in every if "abc" in r], k, n) + _sample([list(r) for r in every if "abc" not in r], k, n + 10)
     return sorted(rows, key=lambda r: (len(r), r))
 
@@ -137,7 +138,7 @@ def programs() -> list[Program]:
             name="detect_pattern",
             source='lib.detect_pattern(rasp.tokens, "abc")',
             build=lambda: lib.detect_pattern(rasp.tokens, "abc"),
-            vocab=["a", "b", "c", "d"],
+            vocab=["a", "b", "c", "d", "e"],
             max_seq_len=6,
             causal=True,
             inputs=_detect_inputs,
