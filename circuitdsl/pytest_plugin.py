@@ -8,7 +8,8 @@ always collected.
 
 One check per file per session (per xdist worker), shared by the file's items. Items:
 `FILE::recovered >= 0.8` (one per `expect`, named after the clause); a file with language errors is
-one failing item `FILE::compile` showing the rendered diagnostics; a file without `expect` clauses is
+one failing item `FILE::compile` showing the rendered diagnostics (a file whose compilation crashes,
+a bug, is that item too, with the traceback: the other files still run); a file without `expect` clauses is
 one item `FILE::check` that passes when the check runs. Files whose model is not the embedded `tiny`
 get the `slow` marker (run them with `pytest -m slow`).
 
@@ -107,7 +108,11 @@ class CircuitFile(pytest.File):
     def collect(self):
         from circuitdsl.compiler import compile_file
 
-        compiled = compile_file(self.path)
+        try:
+            compiled = compile_file(self.path)
+        except Exception as e:  # a bug in circuitdsl: this file's one failing item, the session goes on
+            yield CompileErrorItem.from_parent(self, name="compile", rendered=_internal(e, "compiling"), internal=True)
+            return
         if compiled.hypothesis is None:
             yield CompileErrorItem.from_parent(self, name="compile", rendered=compiled.render("full"))
             return
@@ -149,11 +154,28 @@ class CircuitFile(pytest.File):
                 )
             except InvalidHypothesis as e:
                 cache[key] = e
+            except Exception as e:  # a bug: every item of the file fails with it, the session goes on
+                cache[key] = CheckCrashed(_internal(e, "checking"))
         return cache[key]
 
 
 class CircuitFailure(Exception):
     """A failed expect: its message is the whole explanation (no traceback is shown)."""
+
+
+class CheckCrashed:
+    """The outcome of a check that raised something other than a diagnostic (a bug)."""
+
+    def __init__(self, rendered: str):
+        self.rendered = rendered
+
+
+def _internal(e: BaseException, doing: str) -> str:
+    import traceback
+
+    tb = "".join(traceback.format_exception(type(e), e, e.__traceback__, limit=-30))
+    return (f"internal error while {doing} this file ({type(e).__name__}: {e}); this is a bug in circuitdsl, "
+            f"please report it with the traceback below\n{tb}")  # fmt: skip
 
 
 class ExpectItem(pytest.Item):
@@ -167,6 +189,8 @@ class ExpectItem(pytest.Item):
         result = self.parent.run_check()
         if isinstance(result, InvalidHypothesis):
             raise CircuitFailure(f"the hypothesis could not be checked:\n{result.rendered}")
+        if isinstance(result, CheckCrashed):
+            raise CircuitFailure(result.rendered)
         x = self.expect
         if x is None:
             return
@@ -195,15 +219,18 @@ class ExpectItem(pytest.Item):
 class CompileErrorItem(pytest.Item):
     """A `.circuit` file with language errors: one failing item showing the diagnostics."""
 
-    def __init__(self, *, rendered: str, **kw):
+    def __init__(self, *, rendered: str, internal: bool = False, **kw):
         super().__init__(**kw)
         self.rendered = rendered
+        self.internal = internal
 
     def runtest(self) -> None:
         raise CircuitFailure(self.rendered)
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, CircuitFailure):
+            if self.internal:
+                return f"{self.path} could not be compiled: {self.rendered}"
             return f"{self.path} has language errors:\n{self.rendered}"
         return super().repr_failure(excinfo, style)
 

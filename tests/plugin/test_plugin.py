@@ -138,3 +138,52 @@ def test_xdist_workers_check_their_own_files(pytester):
              b=tiny_circuit(expects="expect recovered >= 0.5", n=24))
     r = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup", timeout=120)
     r.assert_outcomes(passed=3)
+
+
+CRASHING_COMPILER = """
+import circuitdsl.compiler as compiler
+
+_compile = compiler.compile_file
+
+
+def compile_file(path):
+    if str(path).endswith("crash.circuit"):
+        raise RecursionError("maximum recursion depth exceeded")
+    return _compile(path)
+
+
+compiler.compile_file = compile_file
+"""
+
+
+def test_a_file_that_crashes_the_compiler_is_one_failing_item_and_the_rest_run(pytester):
+    _project(pytester, crash="model tiny\n", broken=BROKEN, good=tiny_circuit(expects="expect recovered >= 0.5"))
+    pytester.makeconftest(CRASHING_COMPILER)
+    r = pytester.runpytest("-q", "-p", "no:cacheprovider")
+    out = r.stdout.str()
+    assert "Interrupted" not in out and "errors during collection" not in out
+    r.assert_outcomes(passed=1, failed=2)
+    assert "hyps/crash.circuit::compile" in out and "could not be compiled" in out and "RecursionError" in out
+    assert "hyps/broken.circuit::compile" in out
+
+
+def test_a_check_that_crashes_fails_its_items_and_the_rest_run(pytester):
+    _project(pytester, a=tiny_circuit(expects="expect recovered >= 0.5\nexpect kl <= 100"),
+             b=tiny_circuit(expects="expect recovered >= 0.5"))
+    pytester.makeconftest("""
+import circuitdsl.testing as testing
+
+_check = testing.check
+
+
+def check(h, **kw):
+    if h.name == "a":
+        raise ZeroDivisionError("a bug in the engine")
+    return _check(h, **kw)
+
+
+testing.check = check
+""")
+    r = pytester.runpytest("-q", "-p", "no:cacheprovider")
+    r.assert_outcomes(passed=1, failed=2)
+    assert r.stdout.str().count("internal error while checking this file (ZeroDivisionError: a bug in the engine)") >= 2
