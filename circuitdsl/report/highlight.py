@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 import re
 
+from circuitdsl.diagnostics import source_lines
+
 __all__ = ["highlight_circuit", "KEYWORDS"]
 
 KEYWORDS = frozenset(
@@ -29,7 +31,7 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
-_GROUP_DECL = re.compile(r"^\s*group\s+([A-Za-z_][A-Za-z0-9_]*)\s*=", re.MULTILINE)
+_GROUP_DECL = re.compile(r"^[ \t\f]*group[ \t\f]+([A-Za-z_][A-Za-z0-9_]*)[ \t\f]*=", re.MULTILINE)
 
 
 def _span(cls: str, text: str) -> str:
@@ -40,7 +42,7 @@ def highlight_circuit(text: str) -> list[str]:
     """One HTML string per source line (the caller numbers them)."""
     groups = set(_GROUP_DECL.findall(text))
     lines = []
-    for line in text.split("\n"):
+    for line in source_lines(text):  # lines end at "\n" only, as for the grammar (U+2028 & co stay inside)
         out: list[str] = []
         pos = 0
         for mt in _TOKEN.finditer(line):
