@@ -138,3 +138,26 @@ def test_fmt_check_distinguishes_would_reformat_1_from_error_2(tmp_path, capsys)
     assert main(["fmt", "--check", str(broken)]) == 2
     assert main(["fmt", "--check", str(messy), str(broken)]) == 2
     assert messy.read_text() == "model   tiny\n"
+
+
+def test_2_for_non_finite_outputs_naming_where_they_first_appear(tmp_path, capsys):
+    """A NaN in the embedding of token 3 (a token the model contract's probe does not use): the outputs
+    of every example holding token 3 are NaN; the check names the module where that starts."""
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "tm"
+    shutil.copytree(REPO / "circuitdsl" / "models" / "tiny", model)
+    w = load_file(str(model / "model.safetensors"))
+    w["embed.W_E"][3].fill_(float("nan"))
+    save_file(w, str(model / "model.safetensors"))
+    rows = [{"tokens": [11, 12, 3 if i == 2 else 13, 14, 15], "answer": 12, "id": f"r{i}"} for i in range(5)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    f = tmp_path / "h.circuit"
+    f.write_text(tiny_circuit(model='"tm"', dataset='"d.jsonl"'))
+    j, h = _outputs(tmp_path)
+    assert main(["check", str(f), "--no-completeness", "--json-out", str(j)]) == 2
+    out, err = capsys.readouterr()
+    assert "error[E511]" in err and "not finite" in err and "1 of 5 examples" in err and "`r2`" in err
+    assert "first appear at `embed" in err and "`embed.W_E`" in err
+    assert "FAIL" not in out and "nan" not in out
+    assert _untouched(j, h)
