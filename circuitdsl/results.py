@@ -152,6 +152,11 @@ class CheckResult:
     notes: tuple[str, ...]
     cost: tuple[tuple[str, int], ...] = ()
     """forward passes, block runs, rows computed."""
+    treeify: str = "exact"
+    """The treeification rule: "exact" (one treeified node per claimed path, SEMANTICS.md section 3), or
+    "shared draws" (the opt-in approximation; a note says so too)."""
+    tree_nodes: int = 0
+    """Distinct treeified nodes of the hypothesis (per example)."""
     schema: str = SCHEMA
 
     @property
@@ -214,6 +219,8 @@ class CheckResult:
             timings=tuple(d["timings"].items()),
             notes=tuple(d["notes"]),
             cost=tuple(d.get("cost", {}).items()),
+            treeify=d.get("treeify", "exact"),
+            tree_nodes=d.get("tree_nodes", 0),
         )
 
 

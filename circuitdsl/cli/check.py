@@ -172,6 +172,10 @@ def render_text(r, path: str, console=None) -> None:
     unit = metric_unit(r.metric)
     con.print(f"[bold]{path}[/bold]  model {r.model}, dataset {r.dataset} (N={r.n}), seed {r.seed}")
     con.print(f"metric [bold]{r.metric}[/bold] ({unit}); unclaimed senders ablated by [bold]{r.ablation}[/bold]")
+    if r.treeify == "exact":
+        con.print(f"treeification: exact, {r.tree_nodes:,} treeified nodes per example")
+    else:
+        con.print(f"[bold yellow]treeification: {r.treeify} (an approximation, see the note below)[/bold yellow]")
     t = Table(title="scores", show_lines=False)
     for c in ("score", "value", "95% interval / raw"):
         t.add_column(c)
