@@ -187,3 +187,26 @@ def test_answer_in_a_larger_output_vocab_is_accepted():
 
 def test_mse_rows_need_no_answer():
     validate(_ds(ex((), targets=(2.0,))), None, 4, vocab_out=1)
+
+
+def test_metric_diagnostics_point_at_the_example_row_when_it_has_one():
+    import dataclasses
+
+    from circuitdsl.ir import Span
+
+    row, stmt = Span("d.jsonl", 7, 1, 7, 20), Span("h.circuit", 2, 1, 2, 30)
+
+    def spans(kind, e):
+        with pytest.raises(CircuitError) as err:
+            check_metric(kind, [e], d_vocab_out=4, span=stmt)
+        return [d.span for d in err.value.diagnostics]
+
+    for kind, e in ((M.LOGPROB, ex((), targets=(1.0,))), (M.LOGIT_DIFF, ex(3)), (M.MARGIN, ex([[2, 3]], [0])),
+                    (M.MSE, ex(3))):
+        if kind is M.MSE:
+            with pytest.raises(CircuitError) as err:
+                check_metric(kind, [dataclasses.replace(e, origin=row)], d_vocab_out=1, span=stmt)
+            assert [d.span for d in err.value.diagnostics] == [row]
+            continue
+        assert spans(kind, dataclasses.replace(e, origin=row)) == [row]
+        assert spans(kind, e) == [stmt]

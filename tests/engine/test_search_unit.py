@@ -346,8 +346,9 @@ def test_redundancy_note_thresholds():
     # over 25% apart but under 5% of a large gap: no note; with a negative gap (a loss) just the same
     assert _mini(cost(0.1, 0.07), 10.0).redundancy_note is None
     assert _mini(cost(0.1, 0.07), -10.0).redundancy_note is None
-    # exactly 25% apart: not over it
+    # exactly 25% apart: not over it; 15% of 2: within it
     assert _mini(cost(1.0, 0.75), 1.0).redundancy_note is None
+    assert _mini(cost(2.0, 1.7), 1.0).redundancy_note is None
     # over 25% apart, exactly 5% of the gap: not over it; a little more: the note
     assert _mini(cost(1.0, 0.5), 10.0).redundancy_note is None
     assert _mini(cost(1.0, 0.5), 9.0).redundancy_note is not None
