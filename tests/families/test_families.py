@@ -146,5 +146,21 @@ def test_gptj_loads_quietly_and_computes_its_heads(family_models, capfd):
         err = capfd.readouterr().err
         assert "Traceback" not in err and "NotImplementedError" not in err
         assert b.virtual_attn and b.contract.passed and b.shape.parallel_attn_mlp
+        # the computed sites' hooks are plain torch hooks: all removed, also after an error inside one
+        from circuitdsl.backends.protocol import Site
+
+        def boom(x):
+            raise RuntimeError("inside a hook")
+
+        toks = b.tokens([[11, 12, 13, 14]])
+        b.run(toks)
+        blk = b.model.blocks[1]
+        mods = [blk.ln1, blk.mlp] + [getattr(blk.attn, x).original_component for x in ("q", "k", "v", "o")]
+        before = [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in mods]
+        for site in (Site.RESULT, Site.Q_INPUT, Site.K_INPUT, Site.MLP_IN):
+            with pytest.raises(RuntimeError, match="inside a hook"):
+                b.run(toks, edits={(site, 1): boom})
+        assert [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in mods] == before
+        assert not b._virtual
     finally:
         evict(d)
