@@ -164,3 +164,18 @@ def test_gptj_loads_quietly_and_computes_its_heads(family_models, capfd):
         assert not b._virtual
     finally:
         evict(d)
+
+
+def test_check_refuses_a_model_that_fails_the_contract_before_any_score(family_models, capsys):
+    """`circuitdsl check` on Gemma-2: exit 2, diagnostic E540 naming the check and the layer, no score printed."""
+    from circuitdsl.cli import main
+
+    d = family_models("gemma2")
+    f = d / "h.circuit"
+    f.write_text(f'model "{d}"\ndataset d = induction(n = 8, seed = 0, length = 8, layouts = 1)\nmetric loss\n'
+                 "edge embed -> a0.0\nedge a0.0 -> out\n", encoding="utf-8")
+    rc = main(["check", str(f), "--no-completeness"])
+    out, err = capsys.readouterr()
+    assert rc == 2, (out, err)
+    assert "error[E540]" in err and "check 1 (decomposition) failed at layer 0" in err and "post-norm" in err
+    assert "Traceback" not in err and "recovered" not in out
