@@ -275,7 +275,8 @@ class Backend:
         self.block_args = BlockArgs(shape.n_heads)
         self.contract = None
         """The model contract's verdict (`backends.contract.Verdict`), set by the loader."""
-        self._extra: dict = {"block_kwargs": self.block_args.store}
+        self._extra: dict = {}
+        """Switches for tests (`mlp_direct`: False runs MLP rows through the block)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.shape})"
