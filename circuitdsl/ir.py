@@ -399,6 +399,9 @@ class SearchBudget:
     """Random subsets K drawn per size."""
     greedy_steps: int = 3
     """Greedy growth iterations (each adds the node that most raises incompleteness)."""
+    enabled: bool = True
+    """`set completeness.enabled = false`: the file's own way to skip the search (as `--no-completeness`),
+    for hypotheses whose M \\ K cannot be scrubbed exactly (E601); reports say it was skipped and why."""
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ def _build(unit, text: str, path: str) -> Hypothesis:
         sizes=tuple(settings.get("completeness.sizes", SearchBudget.sizes)),
         samples=settings.get("completeness.samples", SearchBudget.samples),
         greedy_steps=settings.get("completeness.greedy", SearchBudget.greedy_steps),
+        enabled=settings.get("completeness.enabled", SearchBudget.enabled),
     )
     name = "<string>" if path.startswith("<") else Path(path).stem
     return Hypothesis(

@@ -46,6 +46,7 @@ SETTINGS: dict[str, str] = {
     "completeness.sizes": "list of int",
     "completeness.samples": "int",
     "completeness.greedy": "int",
+    "completeness.enabled": "bool",
     "treeify.shared_draws": "bool",
     "treeify.max_nodes": "int",
 }

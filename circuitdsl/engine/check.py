@@ -115,12 +115,13 @@ def run_check(
         mini = search.minimality(h, scorer, m_scrub, gap, progress=tick("minimality", n_rem))
         timings["minimality"] = time.perf_counter() - t
         t = time.perf_counter()
-        if completeness:
+        if completeness and h.budget.enabled:
             done[0] = 0
             comp = search.completeness(h, scorer, seed=seed, progress=tick("completeness", 0))
         else:
             b = h.budget
-            comp = Completeness(tuple(b.sizes), b.samples, b.greedy_steps, (), None, 0, "completeness search disabled (--no-completeness)")
+            why = "--no-completeness" if h.budget.enabled else "`set completeness.enabled = false` in the file"
+            comp = Completeness(tuple(b.sizes), b.samples, b.greedy_steps, (), None, 0, f"completeness search disabled ({why})")
         timings["completeness"] = time.perf_counter() - t
 
     notes = _notes(h, rec, mini, sc, m_model, m_base) + comp.notes + edge_notes
