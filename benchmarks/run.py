@@ -38,6 +38,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from circuitdsl.atomic import write_bytes
 
 HERE = Path(__file__).resolve().parent
@@ -116,11 +118,11 @@ def distinct_inputs(engine, h) -> tuple[float, int]:
         sets = [{("x", j)} for j in range(len(data.pool))]
         for i, key in enumerate(tree.order):
             t = tree.nodes[key]
-            xs = x_in[tree.input_ctx_of[i]]
+            xs = x_in[tree.input_draw_of[i]]
             ab = None
             if t.node.kind not in (NodeKind.EMBED, NodeKind.POS) and engine.ablation.kind in (
                 AblationKind.RESAMPLE, AblationKind.RESAMPLE_FROM, AblationKind.PAIRED):
-                ab = engine._abl_index(t, data, xs)
+                ab = engine._abl_rows(tree, np.asarray([i]), data, xs[None, :])[0]
             tag = "x" if engine.ablation.kind is AblationKind.RESAMPLE else "other"
             for j in range(len(data.pool)):
                 sets[j].add(("x", int(xs[j])))
