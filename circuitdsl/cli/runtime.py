@@ -10,9 +10,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
-from contextlib import contextmanager
+
+try:  # the C module: `signal` imports enum first, which is time a Ctrl-C could land in before the handlers
+    import _signal as signal
+except ImportError:  # pragma: no cover - not CPython
+    import signal  # type: ignore[no-redef]
 
 __all__ = ["Terminated", "signals_handled", "write_crash_report", "crash_dir", "REPORT_HOW"]
 
@@ -42,22 +45,26 @@ def _on_int(signum, frame):
     raise KeyboardInterrupt()
 
 
-@contextmanager
-def signals_handled():
-    """SIGTERM -> Terminated, SIGINT -> KeyboardInterrupt inside the block (main thread only);
-    the previous handlers come back afterwards."""
-    old = {s: signal.getsignal(s) for s in _SIGNALS}
-    try:
-        signal.signal(signal.SIGTERM, _on_term)
-        signal.signal(signal.SIGINT, _on_int)
-    except ValueError:  # not the main thread (main() called from a worker thread): leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        for s, h in old.items():
+class signals_handled:  # noqa: N801 - used as a context manager, like a function
+    """SIGTERM -> Terminated, SIGINT -> KeyboardInterrupt inside the block (main thread only); the
+    previous handlers come back afterwards. A class, not @contextmanager: importing contextlib would
+    be more time before the handlers are in."""
+
+    def __enter__(self):
+        self.old = None
+        try:
+            old = {s: signal.getsignal(s) for s in _SIGNALS}
+            signal.signal(signal.SIGTERM, _on_term)
+            signal.signal(signal.SIGINT, _on_int)
+            self.old = old
+        except ValueError:  # not the main thread (main() called from a worker thread): leave signals alone
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in (self.old or {}).items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
+        return False
 
 
 def crash_dir():
