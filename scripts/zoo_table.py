@@ -30,8 +30,9 @@ def _fmt(v, digits: int = 3) -> str:
 
 
 def zoo_files() -> list[Path]:
-    """Every hypothesis file of the zoo: `hypotheses/*.circuit` (shared imports live in subfolders)."""
-    return sorted((ROOT / "hypotheses").glob("*.circuit"))
+    """Every hypothesis file of the zoo: `hypotheses/*.circuit` and the compiled ground truth
+    `hypotheses/tracr/*.circuit` (shared imports live in other subfolders)."""
+    return sorted((ROOT / "hypotheses").glob("*.circuit")) + sorted((ROOT / "hypotheses" / "tracr").glob("*.circuit"))
 
 
 def row(path: Path) -> tuple[str, dict]:
@@ -46,16 +47,18 @@ def row(path: Path) -> tuple[str, dict]:
     t = time.perf_counter()
     r = run_check(h)
     wall = time.perf_counter() - t
-    out = ROOT / "hypotheses" / "results" / (path.stem + ".json")
+    rel = path.relative_to(ROOT / "hypotheses")
+    out = ROOT / "hypotheses" / "results" / (str(rel.with_suffix("")).replace("/", "-") + ".json")
     out.parent.mkdir(exist_ok=True)
     write_json_atomic(out, r.to_json())
     rec = r.recovered
     interval = f"[{_fmt(rec.lower)}, {_fmt(rec.upper)}]" if rec.lower is not None else ""
     worst = r.completeness.worst
     incompleteness = f"{_fmt(worst.incompleteness)} (K={{{', '.join(worst.nodes)}}})" if worst else "not run"
+    tree = f"exact ({r.tree_nodes:,})" if r.treeify == "exact" else f"**{r.treeify}** (approximation)"
     expects = ", ".join(f"{'pass' if e.passed else 'FAIL'}: {e.score} {e.op} {e.threshold:g}" for e in r.expects)
     line = (
-        f"| [`{path.name}`](hypotheses/{path.name}) | {r.model} | {r.metric} | {r.ablation} | {r.n} "
+        f"| [`{rel}`](hypotheses/{rel}) | {r.model} | {r.metric} | {r.ablation} | {tree} | {r.n} "
         f"| {_fmt(r.f_model)} / {_fmt(r.f_scrubbed)} / {_fmt(r.f_baseline)} "
         f"| {_fmt(rec.value)} {interval} | {_fmt(r.mean_abs_delta)} / {_fmt(r.p90_abs_delta)} "
         f"| {incompleteness} | {expects} | {wall:.0f} s |"
@@ -64,9 +67,9 @@ def row(path: Path) -> tuple[str, dict]:
 
 
 HEADER = (
-    "| hypothesis | model | metric | ablation | N | F model / scrubbed / baseline "
+    "| hypothesis | model | metric | ablation | treeification (nodes) | N | F model / scrubbed / baseline "
     "| recovered [95% CI] | mean / p90 abs delta | incompleteness (worst K) | expects | time |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -103,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.machine()} with {os.cpu_count()} CPU cores, torch {torch.__version__}. "
         "F values are in the metric's raw units (logits for logit_diff, nats for loss); "
         "recovered = (F(scrubbed) - F(baseline)) / (F(model) - F(baseline)) with a bootstrap 95% interval; "
-        "incompleteness = worst |F(C\\K) - F(M\\K)| found by the search, in raw units."
+        "incompleteness = worst |F(C\\K) - F(M\\K)| found by the search, in raw units; treeification: exact causal "
+        "scrubbing (with the number of distinct treeified nodes per example) or the opt-in shared-draw approximation "
+        "(the file says why)."
     )
     table = f"{HEADER}\n" + "\n".join(lines) + f"\n\n{stamp}"
     print(table)
