@@ -9,7 +9,9 @@ compiled `.circuit` sources with groups on the embedded `tiny` model and its ind
 
 The default run is small (derandomized, about 40 examples). A long, randomized run:
     CIRCUITDSL_REFERENCE_LONG=1 pytest tests/properties/test_engine_vs_reference.py
-(25 times the examples; `CIRCUITDSL_REFERENCE_LONG=N` multiplies by N instead).
+(25 times the examples; `CIRCUITDSL_REFERENCE_LONG=N` multiplies by N instead). With
+CIRCUITDSL_REFERENCE_NO_SHRINK=1 a failure is reported as found, without shrinking it (each shrink step
+runs the engine and the reference).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 import pytest
 
 torch = pytest.importorskip("torch")
-from hypothesis import HealthCheck, assume, given, reject, settings  # noqa: E402
+from hypothesis import HealthCheck, Phase, assume, given, reject, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reference"))
@@ -45,8 +47,11 @@ passes per treeified node."""
 
 
 def profile(n: int):
+    kw = {}
+    if os.environ.get("CIRCUITDSL_REFERENCE_NO_SHRINK"):  # report the first failure at once (mutation checks)
+        kw["phases"] = [Phase.explicit, Phase.reuse, Phase.generate]
     return settings(max_examples=n * SCALE if SCALE else n, deadline=None, derandomize=not SCALE,
-                    suppress_health_check=list(HealthCheck))
+                    suppress_health_check=list(HealthCheck), **kw)
 
 
 @pytest.fixture(scope="session")

@@ -88,8 +88,8 @@ def _dataset(name: str, n: int, seed: int, vocab: int, lengths=(5, 6)) -> Datase
         scored = (L - 2, L - 1) if two else ()
         answers = [rng.randrange(vocab) for _ in range(2 if two else 1)]
         wrongs = [(a + 1 + rng.randrange(vocab - 1)) % vocab for a in answers]
-        k = toks[1] % 3
-        score = k * 0.1 if i % 2 else k / 10
+        k = toks[1] % 4
+        score = k * 0.1 if (i // 2) % 2 else k / 10  # 3 * 0.1 != 3 / 10 before rounding to 1e-9; both in each layout
         exs.append(Example.make(toks, answers, scored=scored, wrongs=wrongs, positions={"first": 0, "last": L - 1, "pair": [1, 2]},
                                 fields={"parity": toks[-1] % 2, "first_tok": toks[0], "score": score}, id=f"{name}-{ids[i]:04d}"))
     return Dataset(name, tuple(exs), field_names=("first_tok", "parity", "score"), position_names=("first", "last", "pair"))

@@ -24,7 +24,7 @@ import torch
 import refcases as C
 import refscrub
 from circuitdsl.engine.scrub import Engine
-from circuitdsl.ir import IDENTITY, Ablation, AblationKind, Claim, EdgeId, Port, TreeRule
+from circuitdsl.ir import IDENTITY, Ablation, AblationKind, Claim, EdgeId, Feature, FeatureKind, Port, TreeRule
 
 pytestmark = pytest.mark.engine
 
@@ -216,3 +216,27 @@ def test_feature_functions_come_from_the_file_beside_each_circuit(tmp_path):
         ok, msg = C.agree(fast, got[folder])
         assert ok, f"{folder}: {msg}"
     assert max(C.per_example_rel(got["a"], got["b"])) > 1e-3
+
+
+def test_float_feature_values_meet_after_rounding(ref_model):
+    """`field score` holds 3 * 0.1 on some examples and 0.3 on others: one class (SEMANTICS: floats
+    compared after rounding to 1e-9), so the draws of the engine and the reference agree only if both round."""
+    d, b = ref_model("native_mlp")
+    dsets = C.make_datasets(n=24)
+    D = dsets["D"]
+    raw = [dict(x.fields)["score"] for x in D.examples]
+    assert 3 * 0.1 in raw and 0.3 in raw
+    score = Feature(FeatureKind.FIELD, ("score",))
+    a00, m0 = C.head(0, 0), C.mlp(0)
+    h = C.build(d, [Claim(a00, score), Claim(m0, score)], [*qkv(C.EMBED, a00), e(a00, m0), e(C.EMBED, m0), e(m0, C.OUT), e(a00, C.OUT)],
+                seed=4)
+    _, trace = traced(b, dsets, h)
+    drew_other_spelling = 0
+    for kind, _, ids, roots in trace:
+        for rid, got in zip(roots, ids):
+            x, y = dict(D.examples[D.index_of(rid)].fields)["score"], dict(D.examples[D.index_of(got)].fields)["score"]
+            assert round(x, 9) == round(y, 9) or kind == "other"
+            drew_other_spelling += kind == "class" and x != y
+    assert drew_other_spelling > 0  # the rounding changed some draws
+    ok, msg = C.agree(engine_logits(b, dsets, h), refscrub.reference_scrub(b.model, dsets, "D", h))
+    assert ok, f"engine != reference: {msg}\n{C.describe(h)}"

@@ -121,7 +121,9 @@ def test_feature_values():
     assert refscrub.feature_value(C.PAIR, x) == (x.tokens[1], x.tokens[2])
     assert refscrub.feature_value(C.FIRST, x) == x.tokens[0]
     score = Feature(FeatureKind.FIELD, ("score",))
-    assert {refscrub.feature_value(score, y) for y in D.examples} <= {0.0, 0.1, 0.2}  # k/10 and k*0.1 meet after rounding
+    raw = {dict(y.fields)["score"] for y in D.examples}
+    assert 3 * 0.1 in raw and 0.3 in raw  # both spellings of 0.3 occur in the data...
+    assert {refscrub.feature_value(score, y) for y in D.examples} == {0.0, 0.1, 0.2, 0.3}  # ...and meet after rounding
     assert 0.1 * 3 != 3 / 10 and refscrub.feature_value(Feature(FeatureKind.FUNCTION, ("ref_features:first_two",)), x)[2] in (0.0, 0.3)
     tup = Feature(FeatureKind.TUPLE, (), (IDENTITY, C.NOTHING))
     assert refscrub.feature_value(tup, x) != refscrub.feature_value(tup, D.examples[1])
