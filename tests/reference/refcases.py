@@ -19,7 +19,6 @@ from circuitdsl.ir import (
     Claim,
     DatasetKind,
     DatasetSpec,
-    EdgeId,
     Feature,
     FeatureKind,
     Hypothesis,
@@ -28,7 +27,6 @@ from circuitdsl.ir import (
     ModelRef,
     NodeId,
     NodeKind,
-    Port,
     make_graph,
 )
 from circuitdsl.models.shapes import resolve_shape

@@ -46,7 +46,7 @@ import importlib
 import importlib.util
 import numbers
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -318,7 +318,7 @@ def model_logits(model: Any, dataset: Dataset) -> list[torch.Tensor]:
 # ---- the scrub ---------------------------------------------------------------------------------------
 @dataclass
 class _Layout:
-    """The root examples of one layout (indices into D), their ids, and the layout's pools."""
+    """Root examples of one layout (indices into D, ordered by id), their ids, the layout's named positions."""
 
     layout: tuple
     roots: list[int]
@@ -346,7 +346,6 @@ class ReferenceScrub:
     forward_passes: int = 0
     class_draws: int = 0
     reused: int = 0
-    _values: dict = field(default_factory=dict, repr=False)
 
     def scrub(self, h: Hypothesis, *, ablation: Ablation | None = None, seed: int | None = None) -> list[torch.Tensor]:
         """Scrubbed logits at each example's scored positions, in dataset order ([S_i, V] each)."""

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from pathlib import Path
 
 import pytest
-import torch
 
 import refcases as C
 import refscrub
@@ -28,7 +26,6 @@ from circuitdsl.ir import IDENTITY, Ablation, AblationKind, Claim, EdgeId, Featu
 
 pytestmark = pytest.mark.engine
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def e(s, r, p=Port.IN):
