@@ -220,7 +220,7 @@ def peer(model_name: str, h, backend, datasets, n: int) -> dict:
 
     clean, corrupt, how = _corrupt_for(model_name, h, backend, datasets, n)
     model = backend.model
-    ours = patching.head_sweep(model, clean, corrupt)
+    ours = patching.head_sweep(backend, clean, corrupt)  # through the backend interface; the peer gets the raw model
     try:
         theirs, t_tl = tl_head_sweep(model, clean, corrupt)
         err = None

@@ -4,7 +4,7 @@
 
 Every family's tiny random-init model is built in a temporary folder, loaded through circuitdsl (the
 model contract runs), and compared with plain-hook patching of the Hugging Face model
-(tests/families/matrix.py). A row says `exact` with the largest relative error of its four checks, or
+(tests/families/family_matrix.py). A row says `exact` with the largest relative error of its four checks, or
 `refused` with the contract's reason. The exit status is 1 when a family does neither (`wrong`).
 """
 
@@ -46,8 +46,8 @@ def main(argv=None) -> int:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    from families import BY_NAME, FAMILIES, build, tokenizer_files
-    from matrix import run_family
+    from family_specs import BY_NAME, FAMILIES, build, tokenizer_files
+    from family_matrix import run_family
 
     names = args.families or [f.name for f in FAMILIES]
     tok = tokenizer_files()

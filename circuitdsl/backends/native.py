@@ -259,7 +259,7 @@ class NativeBackend(Backend):
         return self.model(tokens)
 
     def _call_block(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
-        return self.model(resid, start_at_layer=layer, stop_at_layer=layer + 1)
+        return self.model.blocks[layer](resid)  # the residual leaving the block (also for the last one)
 
     def _fallback_block(self, layer: int, resid: torch.Tensor) -> None:
         self._call_block(layer, resid)

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformer_lens")
 
-from families import BY_NAME, build, tokenizer_files  # noqa: E402
+from family_specs import BY_NAME, build, tokenizer_files  # noqa: E402
 
 
 @pytest.fixture(scope="session")

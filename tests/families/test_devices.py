@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from matrix import TOLERANCE, _datasets, run_family
+from family_matrix import TOLERANCE, _datasets, run_family
 
 pytestmark = pytest.mark.engine
 
@@ -62,7 +62,7 @@ def test_engine_follows_a_float64_model(family_models):
     from circuitdsl.engine import derive
     from circuitdsl.engine.scrub import Engine
     from circuitdsl.ir import Ablation, AblationKind, NodeId, NodeKind
-    from matrix import _hypothesis
+    from family_matrix import _hypothesis
 
     d = family_models("phi")  # parallel blocks, LayerNorm
     ds = _datasets()

@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from families import BY_NAME, FAMILIES
-from matrix import TOLERANCE, run_family
+from family_specs import BY_NAME, FAMILIES
+from family_matrix import TOLERANCE, run_family
 
 pytestmark = pytest.mark.engine
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-import reference as ref
-from families import BY_NAME
-from matrix import _datasets
+import hf_patching as ref
+from family_specs import BY_NAME
+from family_matrix import _datasets
 
 pytestmark = pytest.mark.engine
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from families import Family
+from family_specs import Family
 
 
 def load(model_dir):

@@ -1,6 +1,6 @@
 """The family matrix: one tiny random-init model per architecture family transformer-lens 4.3 supports,
 built from a Hugging Face config (2 layers, d_model 128, 4 heads, init std 0.1, SmolLM2's tokenizer,
-vocabulary 49152; ../shared/MODELS.md), and how the independent reference (reference.py) reaches
+vocabulary 49152; ../shared/MODELS.md), and how the independent reference (hf_patching.py) reaches
 into it: the decoder layers, each layer's attention output projection, its first norm and its key
 projection. Nothing here imports circuitdsl.
 

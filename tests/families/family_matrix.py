@@ -1,6 +1,6 @@
 """One family's row of the matrix: load it through circuitdsl (the model contract runs), and when it is
 accepted, compare four scrubs with every engine shortcut off against plain-hook patching of the
-Hugging Face model (reference.py):
+Hugging Face model (hf_patching.py):
 
 - identity: every edge claimed with the identity feature reproduces the model's logits;
 - empty: the empty hypothesis under `paired D2` is the model on D2's row;
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-import reference as ref
-from families import BY_NAME
+import hf_patching as ref
+from family_specs import BY_NAME
 
 TOLERANCE = 1e-4
 
