@@ -78,7 +78,8 @@ class Run:
 # generating inputs
 
 
-def _seeds() -> list[str]:
+def _seeds() -> tuple[list[str], list[str]]:
+    """(valid hypotheses, every seed: those and the golden files of every diagnostic)."""
     texts = []
     for folder in ("hypotheses", "tests/language/golden", "tests/language/fixtures", "tests/plugin/example/hypotheses"):
         for p in sorted((REPO / folder).rglob("*.circuit")):
@@ -87,7 +88,10 @@ def _seeds() -> list[str]:
             except (OSError, UnicodeDecodeError):
                 pass
     texts.append(TINY_CIRCUIT.format(data="induction(n = 8, seed = 0, length = 10, layouts = 1)"))
-    return texts
+    from circuitdsl.compiler import compile_source
+
+    valid = [t for t in texts if compile_source(t).hypothesis is not None]
+    return valid or texts, texts
 
 
 TINY_CIRCUIT = """# a small hypothesis on the embedded model
@@ -301,13 +305,13 @@ MUTATIONS = [m_chars, m_chars, m_delete, m_lines, m_line_breakers, m_line_breake
 
 def generate_circuits(n: int, seed: int, folder: Path) -> list[Case]:
     rng = random.Random(seed)
-    seeds = _seeds()
+    valid, seeds = _seeds()
     cases = []
     for i in range(n):
         cid = f"c{i:05d}"
         d = folder / cid[:4]
         d.mkdir(parents=True, exist_ok=True)
-        content, applied = mutate_circuit(rng, rng.choice(seeds), d, cid)
+        content, applied = mutate_circuit(rng, rng.choice(valid if rng.random() < 0.5 else seeds), d, cid)
         p = d / f"{cid}.circuit"
         if isinstance(content, bytes):
             p.write_bytes(content)
@@ -482,7 +486,7 @@ def generate_datasets(n: int, seed: int, folder: Path) -> list[Case]:
 
 
 def scan_comments_and_strings(text: str) -> tuple[list[str], list[str]]:
-    """Comments (less trailing blanks) and string bodies, by a scanner independent of circuitdsl's:
+    """Comments (less trailing blanks) and string values, by a scanner independent of circuitdsl's:
     lines end at `\\n` only, as the grammar says."""
     comments, strings = [], []
     for line in text.split("\n"):
@@ -494,7 +498,7 @@ def scan_comments_and_strings(text: str) -> tuple[list[str], list[str]]:
                 j = i + 1
                 while j < n and line[j] != '"':
                     j += 2 if line[j] == "\\" else 1
-                strings.append(line[i : j + 1])
+                strings.append(_unescape(line[i + 1 : j]))  # the value: fmt may spell a raw tab `\t`
                 i = j + 1
             elif c == "#":
                 comments.append(line[i:].rstrip(" \t\r"))
@@ -502,6 +506,18 @@ def scan_comments_and_strings(text: str) -> tuple[list[str], list[str]]:
             else:
                 i += 1
     return comments, strings
+
+
+def _unescape(body: str) -> str:
+    out, i = [], 0
+    while i < len(body):
+        if body[i] == "\\" and i + 1 < len(body):
+            out.append({"t": "\t", "n": "\n"}.get(body[i + 1], body[i + 1]))
+            i += 2
+        else:
+            out.append(body[i])
+            i += 1
+    return "".join(out)
 
 
 class FuzzTimeout(BaseException):
