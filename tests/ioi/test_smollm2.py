@@ -89,16 +89,17 @@ def test_head_patch_on_smollm2_matches_manual_hook(bridge, smollm2_tokenizer):
     corrupt = registry.build("ioi_abc", smollm2_tokenizer, {"n": 4}).examples[::2]
     r = patching.head_sweep(bridge, clean, corrupt, positions=["END"], layers=[23])
     name = "blocks.23.attn.hook_result"
+    tl = bridge.model  # the transformer-lens bridge itself: hooks by name, not the sweep's code path
     with torch.inference_mode():
-        _, cache = bridge.run_with_cache(torch.tensor([e.tokens for e in corrupt]), names_filter=lambda n: n == name)
+        _, cache = tl.run_with_cache(torch.tensor([e.tokens for e in corrupt]), names_filter=lambda n: n == name)
     src = cache[name].clone()
 
     def hook(act, hook):
         act[:, -1, 3] = src[:, -1, 3]
         return act
 
-    with torch.inference_mode(), bridge.hooks(fwd_hooks=[(name, hook)]):
-        lg = bridge(torch.tensor([e.tokens for e in clean]))[:, -1]
+    with torch.inference_mode(), tl.hooks(fwd_hooks=[(name, hook)]):
+        lg = tl(torch.tensor([e.tokens for e in clean]))[:, -1]
     manual = sum(float(lg[i, e.answers[0]] - lg[i, e.wrongs[0]]) for i, e in enumerate(clean)) / len(clean)
     assert r.patched[23][3] == pytest.approx(manual, abs=1e-3)
     assert r.patched[23][3] < r.clean  # a23.3 matters (see hypotheses/ioi_smollm2.circuit)

@@ -192,7 +192,7 @@ def test_smollm2_predicts_the_agreeing_pronoun(smollm2_tokenizer):
         out = []
         with torch.inference_mode():
             for e in ds:
-                lg = model(torch.tensor([e.tokens]))[0, -1]
+                lg = model.run(model.tokens([e.tokens]))[0][0, -1]
                 out.append(float(lg[e.answers[0]] - lg[e.wrongs[0]]))
         return out
 
