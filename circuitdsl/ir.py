@@ -34,6 +34,8 @@ __all__ = [
     "Expect",
     "SearchBudget",
     "TreeRule",
+    "TestPlan",
+    "TEST_NAMES",
     "Hypothesis",
     "SCORE_NAMES",
 ]
@@ -375,7 +377,15 @@ SCORE_NAMES: dict[str, str] = {
     "p90_abs_delta": "90th percentile over examples of |m(scrubbed, x) - m(model, x)|",
     "kl": "mean KL(model(x) || scrubbed(x)) at the scored positions",
     "minimality": "smallest single-node removal cost, as a fraction of F(model) - F(baseline)",
+    "sufficiency.p": "p-value of C's recovered against random circuits of its size (SEMANTICS.md section 5)",
+    "necessity.p": "p-value of F(M \\ C) against F(M \\ R) for random node sets R of C's size",
+    "equivalence.p": "p-value of the two one-sided binomial tests that the scrubbed model beats the model on "
+                     "1/2 +- eps of the examples (small supports equivalence)",
+    "minimality.p": "largest Holm-Bonferroni adjusted p-value of the per-node minimality tests",
 }
+
+TEST_NAMES: tuple[str, ...] = ("sufficiency", "necessity", "equivalence", "minimality")
+"""The statistical tests of SEMANTICS.md section 5, in report order."""
 
 
 @dataclass(frozen=True)
@@ -418,6 +428,33 @@ class TreeRule:
 
 
 @dataclass(frozen=True)
+class TestPlan:
+    """Which statistical tests (SEMANTICS.md section 5) a check runs, and their draws (`set tests.*`).
+
+    The three tests built from null draws cost `r` extra scrubs each (minimality: `r` per node kind) and
+    are off unless the file, the command line (`check --tests R`) or an `expect` on their p-value asks;
+    the equivalence test costs no scrub (it reads the per-example metrics) and is on by default."""
+
+    __test__ = False  # not a pytest test class
+
+    sufficiency: bool = False
+    necessity: bool = False
+    equivalence: bool = True
+    minimality: bool = False
+    r: int = 100
+    """Null draws per test (random circuits, random node sets)."""
+    seed: int | None = None
+    """Seed of the random circuits and node sets; None: the check's seed."""
+    eps: float = 0.1
+    """Equivalence margin: equivalent when P(m(scrubbed, x) > m(model, x)) lies in [1/2 - eps, 1/2 + eps]."""
+    follow_expects: bool = True
+    """An `expect` on a test's p-value runs that test whatever the flags say (`check --no-tests` turns this off)."""
+
+    def enabled(self, name: str) -> bool:
+        return bool(getattr(self, name))
+
+
+@dataclass(frozen=True)
 class Hypothesis:
     """A compiled, validated hypothesis. `graph` is a frozen networkx.DiGraph:
     nodes are NodeId with attribute `claim` (Claim); edges (sender, receiver) carry
@@ -439,6 +476,7 @@ class Hypothesis:
     seed: int = 0
     bootstrap: int = 1000
     treeify: TreeRule = TreeRule()
+    tests: TestPlan = TestPlan()
     edge_origins: tuple[tuple[EdgeId, Span | None, str], ...] = field(default=(), compare=False, repr=False)
     """For each claimed edge: where the file claims it and how, `edge` (an edge statement) or `wire`
     (claimed only by a `wire` statement). Empty for hypotheses not compiled from a file."""

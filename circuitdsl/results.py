@@ -22,6 +22,11 @@ __all__ = [
     "Minimality",
     "ExpectResult",
     "ExampleRow",
+    "NullTest",
+    "NodeTest",
+    "MinimalityTest",
+    "EquivalenceTest",
+    "Tests",
     "CheckResult",
     "write_json_atomic",
 ]
@@ -123,6 +128,135 @@ class ExampleRow:
 
 
 @dataclass(frozen=True)
+class NullTest:
+    """A test of an observed statistic against R null draws (SEMANTICS.md section 5; docs/TESTS.md):
+    p = (1 + #null draws at least as extreme) / (1 + R)."""
+
+    __test__ = False  # not a pytest test class
+
+    name: str
+    """`sufficiency` or `necessity`."""
+    statistic: str
+    """What `observed` and each null draw are, in words."""
+    direction: str
+    """When a null draw is at least as extreme: `greater`, `less` or `closer_to_1` (circuitdsl.engine.stats)."""
+    observed: float | None
+    null: tuple[float | None, ...]
+    """The R null draws (None where a draw's statistic is undefined; such draws count in R and are never
+    at least as extreme)."""
+    r: int
+    p: float | None
+    seed: int
+    scrubs: int = 0
+    seconds: float = 0.0
+    undefined_reason: str | None = None
+    """Why no p-value was computed (e.g. recovered undefined, E601 on a random circuit)."""
+    unit: str = ""
+    """Unit of `observed` and `null` ("recovered" for ratios, else the metric's unit)."""
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeTest:
+    node: str
+    kind: str
+    observed: float
+    """Removal cost of the node, signed so that positive means removing it makes the metric worse (raw units)."""
+    p: float | None
+    p_holm: float | None
+
+
+@dataclass(frozen=True)
+class MinimalityTest:
+    """Per-node minimality (SEMANTICS.md section 5): each claimed node's removal cost against the costs of
+    removing one random node of its kind from random circuits of C's size; Holm-Bonferroni across nodes."""
+
+    __test__ = False
+
+    nodes: tuple[NodeTest, ...]
+    null: tuple[tuple[str, tuple[float | None, ...]], ...]
+    """Per node kind: the R null removal costs."""
+    r: int
+    p: float | None
+    """The largest Holm-adjusted p-value (every node needed at level alpha iff p <= alpha)."""
+    seed: int
+    scrubs: int = 0
+    seconds: float = 0.0
+    undefined_reason: str | None = None
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class EquivalenceTest:
+    """Two one-sided binomial tests (SEMANTICS.md section 5): is P(m(scrubbed, x) > m(model, x)) within
+    [1/2 - eps, 1/2 + eps]? Exact: no null draws."""
+
+    __test__ = False
+
+    eps: float
+    n: int
+    """Examples compared (ties left out)."""
+    above: int
+    """Examples where m(scrubbed, x) > m(model, x)."""
+    ties: int
+    """Examples where the two agree to 1e-6 relative (left out, as in a sign test)."""
+    p_lower: float | None
+    """P(X >= above | theta = 1/2 - eps)."""
+    p_upper: float | None
+    """P(X <= above | theta = 1/2 + eps)."""
+    p: float | None
+    undefined_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Tests:
+    """The statistical tests a check ran (None for each test it did not run)."""
+
+    __test__ = False
+
+    r: int
+    seed: int
+    sufficiency: NullTest | None = None
+    necessity: NullTest | None = None
+    equivalence: EquivalenceTest | None = None
+    minimality: MinimalityTest | None = None
+    random_circuits: str = ""
+    """How the random circuits were built (wiring rule, counts per node kind)."""
+    scrubs: int = 0
+    """Scrubs run by the tests (all through the check's one Engine)."""
+    block_runs: int = 0
+    """Block runs those scrubs needed (batched single-layer runs; clean activations are shared)."""
+    rows: int = 0
+    """Rows (treeified node x example) those scrubs computed; each is one head's or MLP's output on one
+    example, so rows / (heads + MLPs of the model) is the work in forward passes of one example."""
+    pass_nodes: int = 0
+    """Heads + MLPs of the model: the rows one forward pass of one example computes."""
+    seconds: float = 0.0
+
+    def get(self, name: str):
+        return getattr(self, name)
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> "Tests":
+        def null_test(x):
+            if not x:
+                return None
+            return NullTest(**{**x, "null": tuple(x["null"]), "notes": tuple(x.get("notes", ()))})
+
+        mt = d.get("minimality")
+        mini = None if not mt else MinimalityTest(
+            **{**mt, "nodes": tuple(NodeTest(**n) for n in mt["nodes"]),
+               "null": tuple((k, tuple(v)) for k, v in mt["null"])})
+        eq = d.get("equivalence")
+        return Tests(
+            r=d["r"], seed=d["seed"], sufficiency=null_test(d.get("sufficiency")), necessity=null_test(d.get("necessity")),
+            equivalence=EquivalenceTest(**eq) if eq else None, minimality=mini,
+            random_circuits=d.get("random_circuits", ""), scrubs=d.get("scrubs", 0), block_runs=d.get("block_runs", 0), rows=d.get("rows", 0), pass_nodes=d.get("pass_nodes", 0),
+            seconds=d.get("seconds", 0.0),
+        )
+
+
+@dataclass(frozen=True)
 class CheckResult:
     name: str
     source_path: str | None
@@ -157,6 +291,8 @@ class CheckResult:
     "shared draws" (the opt-in approximation; a note says so too)."""
     tree_nodes: int = 0
     """Distinct treeified nodes of the hypothesis (per example)."""
+    tests: Tests | None = None
+    """The statistical tests of SEMANTICS.md section 5 (None: none was run, as in results written before them)."""
     schema: str = SCHEMA
 
     @property
@@ -177,6 +313,9 @@ class CheckResult:
             "kl": self.kl,
             "minimality": self.minimality.score,
         }
+        for test in ("sufficiency", "necessity", "equivalence", "minimality"):
+            t = self.tests.get(test) if self.tests is not None else None
+            vals[f"{test}.p"] = t.p if t is not None else None
         if name not in vals:
             raise KeyError(name)
         return vals[name]
@@ -221,6 +360,7 @@ class CheckResult:
             cost=tuple(d.get("cost", {}).items()),
             treeify=d.get("treeify", "exact"),
             tree_nodes=d.get("tree_nodes", 0),
+            tests=Tests.from_json(d["tests"]) if d.get("tests") else None,
         )
 
 

@@ -1,5 +1,11 @@
 """`circuitdsl check FILE... [--format text|json] [--seed N] [--device cpu] [--batch-size N]
-[--clean-cache MIB] [--no-completeness] [--json-out PATH] [--html PATH]`: scrub each hypothesis and evaluate its `expect` clauses.
+[--clean-cache MIB] [--no-completeness] [--tests [R]] [--tests-seed N] [--no-tests] [--seeds SEEDS [--vary-data]]
+[--json-out PATH] [--html PATH]`: scrub each hypothesis and evaluate its `expect` clauses.
+
+`--tests [R]` runs the statistical tests of SEMANTICS.md section 5 (sufficiency, necessity, equivalence,
+per-node minimality) with R null draws (default: the file's `set tests.r`, else 100); `--seeds 0..9`
+checks the file once per seed and reports each score's spread and which `expect` clauses hold on
+every seed (docs/TESTS.md).
 
 The report goes to stdout (text, or one JSON document: a list with one result per file); progress and
 diagnostics go to stderr. Exit: 0 every expect holds, 1 an expect failed, 2 a usage, language,
@@ -30,6 +36,19 @@ def add_parser(sub, name: str, help: str):
                    help="clean activations kept in memory, in MiB (default 4096); the rest go to a temporary file "
                         "($CIRCUITDSL_SPILL_DIR or the temp dir), removed afterwards; results do not depend on it")
     p.add_argument("--no-completeness", action="store_true", help="skip the completeness search")
+    tests = p.add_mutually_exclusive_group()
+    tests.add_argument("--tests", type=int, nargs="?", const=0, default=None, metavar="R",
+                       help="run every statistical test (sufficiency, necessity, equivalence, per-node minimality) with R "
+                            "null draws (default: the file's `set tests.r`, else 100); each draw is a scrub")
+    tests.add_argument("--no-tests", action="store_true",
+                       help="run no statistical test, not even those the file or its expect clauses ask for")
+    p.add_argument("--tests-seed", type=int, default=None, metavar="N",
+                   help="seed of the tests' random circuits and node sets (default: the file's `set tests.seed`, else the check's seed)")
+    p.add_argument("--seeds", default=None, metavar="SEEDS",
+                   help="check once per seed (`0..9`, `0,3,7`) and report each score's spread and which expect clauses "
+                        "hold on every seed; exit 1 unless every clause holds on every seed")
+    p.add_argument("--vary-data", action="store_true",
+                   help="with --seeds: also shift the `seed` of every generated dataset by the seed (new examples per seed)")
     p.add_argument("--json-out", metavar="PATH", default=None, help="also write the JSON result here (atomically)")
     p.add_argument("--html", metavar="PATH", default=None,
                    help="also write a self-contained HTML report (with several files: PATH gets each file's name as a suffix)")
@@ -81,6 +100,22 @@ def run(args) -> int:
         return refuse([Diagnostic("E902", f"--batch-size must be a positive integer, not {args.batch_size}")])
     if args.clean_cache is not None and args.clean_cache < 0:
         return refuse([Diagnostic("E902", f"--clean-cache must be a number of MiB >= 0, not {args.clean_cache}")])
+    if getattr(args, "tests", None) is not None and args.tests < 0:
+        return refuse([Diagnostic("E902", f"--tests must be a number of null draws >= 1, not {args.tests}")])
+    if getattr(args, "tests_seed", None) is not None and args.tests_seed < 0:
+        return refuse([Diagnostic("E902", f"--tests-seed must be >= 0, not {args.tests_seed}")])
+    seeds = None
+    if getattr(args, "seeds", None) is not None:
+        from circuitdsl.stability import parse_seeds
+
+        try:
+            seeds = parse_seeds(args.seeds)
+        except ValueError as e:
+            return refuse([Diagnostic("E902", f"--seeds: {e}")])
+        if args.seed is not None:
+            return refuse([Diagnostic("E902", "--seed and --seeds cannot be used together", hint="--seeds 3 checks seed 3 alone")])
+    if getattr(args, "vary_data", False) and seeds is None:
+        return refuse([Diagnostic("E902", "--vary-data needs --seeds (it shifts each generated dataset's seed by the check's seed)")])
     # Outputs are checked before any work: an input is never overwritten, two outputs never share a
     # file, and an unwritable path is found now, not after the check.
     html_paths = report_names(args.html, args.files) if args.html else []
@@ -115,18 +150,39 @@ def run(args) -> int:
 
                     from circuitdsl.engine.check import run_check
 
-                    r = run_check(h, seed=args.seed, device=args.device, batch_size=args.batch_size, progress=progress,
-                                  completeness=not args.no_completeness,
-                                  clean_cache_bytes=None if args.clean_cache is None else args.clean_cache << 20)
+                    def one(hh, seed, progress=progress):
+                        return run_check(hh, seed=seed, device=args.device, batch_size=args.batch_size, progress=progress,
+                                         completeness=not args.no_completeness, tests=test_plan(hh, args),
+                                         clean_cache_bytes=None if args.clean_cache is None else args.clean_cache << 20)
+
+                    if seeds is None:
+                        r = one(h, args.seed)
+                    else:
+                        from circuitdsl.stability import Stability, vary_data
+
+                        per = []
+                        for s in seeds:
+                            progress(f"seed {s}", 0, 0)
+                            per.append(one(vary_data(h, s) if args.vary_data else h, s))
+                        stab = Stability(f, seeds, tuple(per), bool(args.vary_data))
             except CircuitError as e:
                 print(render(e.diagnostics, "full", dict(compiled.sources)), file=sys.stderr)
                 outcome.error()
+                continue
+            if seeds is not None:
+                results.append(stab)
+                if args.format == "text":
+                    stab.render_text()
+                if html_paths:
+                    reports.append((html_paths[i], stab.results[0], h, stab))
+                if not stab.passed:
+                    outcome.claim_failed()
                 continue
             results.append(r)
             if args.format == "text":
                 render_text(r, f)
             if html_paths:
-                reports.append((html_paths[i], r, h))
+                reports.append((html_paths[i], r, h, None))
             if not r.passed:
                 outcome.claim_failed()
     payload = [r.to_json() for r in results]
@@ -142,7 +198,8 @@ def run(args) -> int:
     from circuitdsl.report.build import write_report
     from circuitdsl.results import write_json_atomic
 
-    writes = [(path, lambda path=path, r=r, h=h: write_report(path, r, h, device=args.device)) for path, r, h in reports]
+    writes = [(path, lambda path=path, r=r, h=h, st=st: write_report(path, r, h, device=args.device, stability=st))
+              for path, r, h, st in reports]
     if args.json_out:
         writes.append((args.json_out, lambda: write_json_atomic(args.json_out, payload)))
     for path, write in writes:
@@ -154,6 +211,22 @@ def run(args) -> int:
         else:
             print(f"wrote {path}", file=sys.stderr)
     return int(outcome)
+
+
+def test_plan(h, args):
+    """The statistical tests to run for h: the file's `set tests.*`, changed by --tests, --tests-seed, --no-tests."""
+    import dataclasses
+
+    plan = h.tests
+    if getattr(args, "no_tests", False):
+        return dataclasses.replace(plan, sufficiency=False, necessity=False, equivalence=False, minimality=False,
+                                   follow_expects=False)
+    if getattr(args, "tests", None) is not None:
+        plan = dataclasses.replace(plan, sufficiency=True, necessity=True, equivalence=True, minimality=True,
+                                   r=args.tests or plan.r)
+    if getattr(args, "tests_seed", None) is not None:
+        plan = dataclasses.replace(plan, seed=args.tests_seed)
+    return plan
 
 
 def _f(v, digits=4) -> str:
@@ -206,6 +279,10 @@ def render_text(r, path: str, console=None) -> None:
         for x in r.minimality.removals:
             m.add_row(x.node, _f(x.raw), _f(x.fraction) + (" (changed nothing)" if x.changed_nothing else ""))
         con.print(m)
+    if getattr(r, "tests", None) is not None:
+        from circuitdsl.report.tests_view import render_tests_text
+
+        render_tests_text(r, con)
     worst = sorted(r.examples, key=lambda e: -e.abs_delta)[:5]
     if worst:
         w = Table(title="worst examples by |m(scrubbed) - m(model)|")

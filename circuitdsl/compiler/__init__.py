@@ -15,7 +15,7 @@ from pathlib import Path
 
 from circuitdsl.compiler.codes import CODES, diag
 from circuitdsl.diagnostics import Diagnostic, cap, has_errors, render
-from circuitdsl.ir import Hypothesis, SearchBudget, TreeRule, make_graph
+from circuitdsl.ir import Hypothesis, SearchBudget, TestPlan, TreeRule, make_graph
 
 __all__ = ["CompileResult", "compile_file", "compile_source", "CODES"]
 
@@ -69,6 +69,15 @@ def _build(unit, text: str, path: str) -> Hypothesis:
         treeify=TreeRule(
             shared_draws=settings.get("treeify.shared_draws", TreeRule.shared_draws),
             max_nodes=settings.get("treeify.max_nodes", TreeRule.max_nodes),
+        ),
+        tests=TestPlan(
+            sufficiency=settings.get("tests.sufficiency", TestPlan.sufficiency),
+            necessity=settings.get("tests.necessity", TestPlan.necessity),
+            equivalence=settings.get("tests.equivalence", TestPlan.equivalence),
+            minimality=settings.get("tests.minimality", TestPlan.minimality),
+            r=settings.get("tests.r", TestPlan.r),
+            seed=settings.get("tests.seed", TestPlan.seed),
+            eps=settings.get("tests.eps", TestPlan.eps),
         ),
         edge_origins=_edge_origins(unit),
         graph=make_graph(unit.claims, unit.edges),

@@ -49,6 +49,13 @@ SETTINGS: dict[str, str] = {
     "completeness.enabled": "bool",
     "treeify.shared_draws": "bool",
     "treeify.max_nodes": "int",
+    "tests.sufficiency": "bool",
+    "tests.necessity": "bool",
+    "tests.equivalence": "bool",
+    "tests.minimality": "bool",
+    "tests.r": "int",
+    "tests.seed": "int",
+    "tests.eps": "float",
 }
 
 
@@ -324,8 +331,12 @@ def _setting_value(key: str, lit: ast.Literal) -> tuple[Any, str]:
     v = _literal_value(lit)
     if SETTINGS[key] == "bool":
         return (v, "") if isinstance(v, bool) else (None, "true or false")
-    if key == "treeify.max_nodes" and (type(v) is not int or v < 1):
+    if key in ("treeify.max_nodes", "tests.r") and (type(v) is not int or v < 1):
         return None, "a positive int"
+    if key == "tests.eps":
+        if type(v) not in (int, float) or not 0 < v < 0.5:
+            return None, "a number between 0 and 0.5 (exclusive), e.g. 0.1"
+        return float(v), ""
     if key == "completeness.sizes":
         if not isinstance(v, tuple) or not v or not all(type(x) is int and x >= 1 for x in v):
             return None, "a non-empty list of positive ints, e.g. [1, 2]"

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from circuitdsl.diagnostics import CircuitError, Diagnostic
-from circuitdsl.ir import AblationKind, Hypothesis
+from circuitdsl.ir import AblationKind, Hypothesis, TestPlan
 from circuitdsl.results import CheckResult, Completeness, ExampleRow, ExpectResult
 
 __all__ = ["run_check", "Progress", "SHARED_DRAWS_NOTE"]
@@ -32,15 +32,18 @@ def run_check(
     progress: Progress | None = None,
     completeness: bool = True,
     clean_cache_bytes: int | None = None,
+    tests: TestPlan | None = None,
 ) -> CheckResult:
     """clean_cache_bytes: clean activations held in memory (default `scrub.DEFAULT_CLEAN_BYTES`); the
-    rest are spilled to a temporary file that is removed when the check ends (results do not change)."""
+    rest are spilled to a temporary file that is removed when the check ends (results do not change).
+    tests: the statistical tests to run (SEMANTICS.md section 5); None: the file's `set tests.*` plan.
+    A test an `expect` names runs whatever the plan says (circuitdsl.engine.nulltests.wanted_tests)."""
     import torch
 
     from circuitdsl.backends.base import BackendError
     from circuitdsl.backends.loader import load_backend, model_diagnostic
     from circuitdsl.engine import data as data_mod
-    from circuitdsl.engine import derive, finite, meets, metrics, scores, search
+    from circuitdsl.engine import derive, finite, meets, metrics, nulltests, scores, search
     from circuitdsl.engine.scrub import Engine
     from circuitdsl.models.shapes import ShapeError
 
@@ -124,6 +127,16 @@ def run_check(
             comp = Completeness(tuple(b.sizes), b.samples, b.greedy_steps, (), None, 0, f"completeness search disabled ({why})")
         timings["completeness"] = time.perf_counter() - t
 
+        plan = h.tests if tests is None else tests
+        test_names = nulltests.wanted_tests(h, plan)
+        test_result = None
+        if test_names:
+            t = time.perf_counter()
+            test_result = nulltests.run_tests(
+                h, test_names, plan=plan, seed=seed if plan.seed is None else plan.seed, scrub=engine.scrub, m_of=m_of, m_model=m_model,
+                m_scrub=m_scrub, m_base=m_base, rec=rec, minimality=mini, engine=engine, progress=say)
+            timings["tests"] = time.perf_counter() - t
+
     notes = _notes(h, rec, mini, sc, m_model, m_base) + comp.notes + edge_notes
     rows = tuple(
         ExampleRow(e.id, e.text, tuple(e.tokens), float(a), float(b_), float(c), float(abs(b_ - a)))
@@ -135,12 +148,14 @@ def run_check(
         f_baseline=float(m_base.mean()), recovered=rec, mean_abs_delta=mean_d, median_abs_delta=med_d, p90_abs_delta=p90_d,
         kl=float(kl.mean()), kl_baseline=float(kl_base.mean()), reused_class_of_one=sc.reused, class_draws=sc.class_draws,
         completeness=comp, minimality=mini, expects=(), examples=rows, timings=(), notes=notes,
-        treeify="shared draws" if sc.shared_draws else "exact", tree_nodes=sc.tree_nodes,
+        treeify="shared draws" if sc.shared_draws else "exact", tree_nodes=sc.tree_nodes, tests=test_result,
     )
     expects = tuple(_expect(partial, x) for x in h.expects)
     timings["total"] = time.perf_counter() - t0
     cost = (("forward_passes", engine.forward_passes), ("block_runs", engine.block_runs),
             ("clean_bytes_in_memory", engine.clean_held), ("clean_bytes_spilled", engine.clean_spilled))
+    if test_result is not None and test_result.scrubs:
+        cost += (("test_scrubs", test_result.scrubs), ("test_block_runs", test_result.block_runs))
     import dataclasses
 
     return dataclasses.replace(partial, expects=expects, timings=tuple(timings.items()), cost=cost)
@@ -170,8 +185,17 @@ def _expect(r: CheckResult, x) -> ExpectResult:
             "incompleteness": r.completeness.skipped or "; ".join(r.completeness.notes) or "no subset K was evaluated",
             "minimality": "no claimed node has outgoing edges, or recovered is undefined",
         }.get(x.score, r.recovered.undefined_reason or "the bootstrap interval is undefined")
+        if x.score.endswith(".p"):
+            reason = _test_reason(r, x.score.split(".", 1)[0])
         return ExpectResult(x.score, x.op.value, x.threshold, None, False, f"undefined: {reason}", line)
     return ExpectResult(x.score, x.op.value, x.threshold, float(value), bool(x.op.holds(value, x.threshold)), None, line)
+
+
+def _test_reason(r: CheckResult, name: str) -> str:
+    t = r.tests.get(name) if r.tests is not None else None
+    if t is None:
+        return f"the {name} test did not run"
+    return t.undefined_reason or f"the {name} test gave no p-value"
 
 
 def _check_names(h: Hypothesis, ds) -> None:

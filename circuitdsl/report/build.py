@@ -21,6 +21,7 @@ def write_report(
     unavailable: str | None = None,
     device: str = "cpu",
     n_attention: int = 2,
+    stability=None,
 ) -> str | None:
     """Write the HTML report to `out` atomically, computing the model-dependent sections (attention,
     logit attribution) when `model_sections` and a hypothesis is given. Returns why those sections are
@@ -39,5 +40,6 @@ def write_report(
             print(f"circuitdsl: warning: {why}; writing the report without those sections", file=sys.stderr)
     if source_text is None and hypothesis is not None:
         source_text = hypothesis.source_text
-    write_html(out, result, source_text=source_text, hypothesis=hypothesis, extras=extras, extras_unavailable=why)
+    write_html(out, result, source_text=source_text, hypothesis=hypothesis, extras=extras, extras_unavailable=why,
+               stability=stability)
     return why

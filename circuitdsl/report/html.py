@@ -33,6 +33,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("dla", "Direct logit attribution"),
     ("minimality", "Minimality"),
     ("completeness", "Completeness"),
+    ("tests", "Tests"),
     ("source", "Source"),
     ("run", "Run details"),
 )
@@ -375,6 +376,15 @@ def _completeness(r: CheckResult) -> str:
                     f"Budget: {budget}.")
 
 
+def _tests(r: CheckResult, stability=None) -> str:
+    from circuitdsl.report.tests_view import stability_html, tests_section_html
+
+    body = tests_section_html(r) + (stability_html(stability) if stability is not None else "")
+    return _section("tests", "Tests", body,
+                    "More than chance? (SEMANTICS.md section 5; docs/TESTS.md.) p = (1 + null draws at least as extreme) / "
+                    "(1 + R). The histograms show each null distribution with the observed value in red.")
+
+
 def _source(r: CheckResult, source_text: str | None, h: Hypothesis | None) -> str:
     if source_text is None:
         return _section("source", "Source", '<div class="needs" data-needs="circuit">The .circuit source was not available.</div>')
@@ -482,10 +492,12 @@ def render_html(
     hypothesis: Hypothesis | None = None,
     extras: Extras | None = None,
     extras_unavailable: str | None = None,
+    stability=None,
 ) -> str:
     """The whole report as one HTML string. `extras` (from `circuitdsl.report.extras.compute_extras`)
     fills the attention and DLA sections; without it they say they need the model (and why, when
-    `extras_unavailable` is given). `hypothesis` draws the graph; `source_text` is shown highlighted."""
+    `extras_unavailable` is given). `hypothesis` draws the graph; `source_text` is shown highlighted;
+    `stability` (a circuitdsl.stability.Stability of which `result` is one seed) adds its spread to the Tests section."""
     import json
 
     r = result
@@ -501,6 +513,7 @@ def render_html(
         _dla(extras, extras_unavailable),
         _minimality(r),
         _completeness(r),
+        _tests(r, stability),
         _source(r, source_text, hypothesis),
         _run(r),
     ]
