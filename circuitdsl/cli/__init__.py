@@ -25,6 +25,8 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("patch", "circuitdsl.cli.patch", "activation/path patching sweeps: ranked table and heatmap"),
     ("discover", "circuitdsl.cli.discover", "turn a patching sweep into a starting .circuit file"),
     ("falsify", "circuitdsl.cli.falsify", "search the dataset family for inputs that break a hypothesis"),
+    ("curve", "circuitdsl.cli.curve", "faithfulness curve of an edge ranking: f(k), CPR and CMD (as MIB)"),
+    ("mib", "circuitdsl.cli.mib", "import and export circuits as MIB circuit-track JSON"),
 )
 
 
