@@ -91,6 +91,7 @@ def test_tests_share_the_engine(refined, refined_result):
     t = refined_result.tests
     # sufficiency R + necessity R + 1 + minimality R per kind (embed, pos, head); random circuits are shared
     assert t.scrubs == R + (R + 1) + 3 * R
+    assert (t.sufficiency.scrubs, t.necessity.scrubs, t.minimality.scrubs) == (R, R + 1, 3 * R)
     assert dict(refined_result.cost)["test_scrubs"] == t.scrubs and t.rows > 0 and t.pass_nodes == 8
 
 
