@@ -397,7 +397,7 @@ def _row_mutations(rng: random.Random, rows: list[dict], lines: list[str]) -> tu
         "nul", "huge_line", "many_bad_rows", "out_of_vocab", "negative_index", "wrong_field_type", "crlf",
     ])  # fmt: skip
     j = rng.randrange(len(lines))
-    row = dict(rows[j])
+    row = dict(rows[j % len(rows)])
     if kind == "u2028_in_string":  # valid JSON: must load (the row's `note` field holds it)
         lines[j] = json.dumps({**row, "note": "a\u2028b\u2029c"}, ensure_ascii=False)
     elif kind == "breaker_in_string":
