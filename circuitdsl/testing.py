@@ -135,6 +135,23 @@ def _f(v: float | None) -> str:
     return "undefined" if v is None else f"{v:.4g}"
 
 
+def _test_line(tests, name: str) -> str:
+    """One line on a statistical test (SEMANTICS.md section 5): its statistic against its null."""
+    from circuitdsl.engine.stats import null_summary
+
+    t = tests.get(name)
+    if name == "equivalence":
+        return (f"equivalence: m(scrubbed) > m(model) on {t.above} of {t.n} examples ({t.ties} ties left out), "
+                f"margin eps {t.eps:g}")
+    if name == "minimality":
+        worst = max((n for n in t.nodes if n.p_holm is not None), key=lambda n: n.p_holm, default=None)
+        return (f"minimality: {len(t.nodes)} nodes against {t.r} random removals per kind"
+                + (f"; least needed: {worst.node} (cost {_f(worst.observed)}, Holm-adjusted p {_f(worst.p_holm)})" if worst else ""))
+    s = null_summary(t.null)
+    return (f"{name}: observed {_f(t.observed)} against {len(t.null)} null draws (mean {_f(s['mean'])}, "
+            f"5-95% [{_f(s['q05'])}, {_f(s['q95'])}])")
+
+
 def explain(r: CheckResult, *, score: str | None = None, op: str | None = None, threshold: float | None = None,
             reason: str | None = None, worst: int = 5) -> str:
     """A readable account of a result: the score (if given) against its threshold, recovered with its
@@ -145,6 +162,8 @@ def explain(r: CheckResult, *, score: str | None = None, op: str | None = None, 
     if score is not None:
         value = r.score(score)
         lines.append(f"{score} = {_f(value)}, expected {op} {threshold:g}" + (f" ({reason})" if reason else ""))
+        if score.endswith(".p") and r.tests is not None and r.tests.get(score.split(".", 1)[0]) is not None:
+            lines.append(_test_line(r.tests, score.split(".", 1)[0]))
     rec = r.recovered
     if rec.value is None:
         lines.append(f"recovered = undefined: {rec.undefined_reason}")
