@@ -262,7 +262,9 @@ def _spawn(fullname, source, tests, conftest) -> int:
     return pid
 
 
-def run(names, *, jobs: int, timeout_factor: float, tests_override=None, conftest_override=False, json_out=None) -> int:
+def run(names, *, jobs: int, timeout_factor: float, tests_override=None, conftest_override=False, json_out=None,
+        only=None) -> int:
+    """only: (module, mutant index) pairs to run (the survivors of an earlier run), or None for every mutant."""
     for mod in ("numpy", "networkx", "pytest", "lark"):
         __import__(mod)
     try:
@@ -280,6 +282,8 @@ def run(names, *, jobs: int, timeout_factor: float, tests_override=None, conftes
         tests = tuple(tests_override or tests)
         conftest = conftest or conftest_override
         src, ms = mutants(name)
+        if only is not None:
+            ms = [m for m in ms if (name, m.index) in only]
         t0 = time.perf_counter()
         pid = _spawn(fullname, None, tests, conftest)
         _, status = os.waitpid(pid, 0)
@@ -356,6 +360,8 @@ def main(argv=None) -> int:
     p.add_argument("--conftest", action="store_true", help="load the tests' conftest.py files")
     p.add_argument("--list", action="store_true", help="print the mutants and exit")
     p.add_argument("--json", default=None, metavar="PATH", help="write every mutant and its outcome here")
+    p.add_argument("--survivors-of", default=None, metavar="PATH",
+                   help="run only the mutants that survived in this earlier --json output (e.g. against slower tests)")
     a = p.parse_args(argv)
     names = a.modules or list(DEFAULT)
     bad = [n for n in names if n not in MODULES]
@@ -366,8 +372,11 @@ def main(argv=None) -> int:
             for m in mutants(n)[1]:
                 print(f"{n}:{m.line}  {m.what}   | {m.source_line}")
         return 0
+    only = None
+    if a.survivors_of:
+        only = {(m["module"], m["index"]) for m in json.loads(Path(a.survivors_of).read_text()) if m["outcome"] == "survived"}
     return run(names, jobs=a.jobs, timeout_factor=a.timeout_factor, tests_override=a.tests,
-               conftest_override=a.conftest, json_out=a.json)
+               conftest_override=a.conftest, json_out=a.json, only=only)
 
 
 if __name__ == "__main__":

@@ -51,10 +51,6 @@ class TNode:
     other: str | None
     """The path keying its other-inputs draw x_r; None when its port inputs do not depend on one."""
 
-    @property
-    def identity(self) -> bool:
-        return self.node.kind is NodeKind.OUT or self.feature.kind is FeatureKind.IDENTITY
-
 
 class Draw(NamedTuple):
     """A class draw: an example drawn from the class, under `feature`, of the example of draw `parent`."""

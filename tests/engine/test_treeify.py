@@ -140,3 +140,34 @@ def test_gqa_edge_into_a_shared_key_is_an_edge_of_every_claimed_member(tmp_path_
     # with a class draw under each member, the shared key's sender is one copy per member's path
     h2 = hyp(d, [Claim(EMBED, PARITY)], [e(EMBED, head(1, 0), Port.K), e(head(1, 0), OUT), e(head(1, 1), OUT)])
     assert paths(treeify(h2))["embed"] == ["out/a1.0>in/embed>k", "out/a1.1>in/embed>k"]
+
+
+def test_a_derived_hypothesis_with_a_dangling_node_counts_what_it_builds(native):
+    # C \ {a1.0} keeps a0.0 -> a1.0 but no longer a1.0 -> out: a0.0 and a1.0 are claimed, unreachable from
+    # out, and neither counted nor built; the nodes below them in model order still are
+    from circuitdsl.engine import derive
+
+    h = hyp(native, [Claim(head(0, 0), PARITY)], [*qkv(EMBED, head(0, 0)), e(head(0, 0), head(1, 0), Port.V),
+                                                  e(head(1, 0), OUT), e(EMBED, OUT), e(POS, OUT)])
+    k = derive.remove(h, {head(1, 0)})
+    tree = treeify(k)
+    assert count(k)[0] == len(tree.nodes) == 3 and sorted(paths(tree)) == ["embed", "out", "pos"]
+    assert not tree.shared_draws and len(set(tree.order)) == len(tree.order)
+
+
+def test_full_minus_k_of_a_30_layer_model_is_refused_under_resample_and_one_copy_per_node_when_paired():
+    # the shape is enough to treeify: no weights are loaded
+    from circuitdsl.engine import derive
+
+    h = hyp("smollm2-135m", [], [e(EMBED, OUT)])
+    m = derive.full(h)
+    mk = derive.remove(m, {head(5, 0)})
+    n, per = count(mk)
+    assert n > 10**40  # every copy above a5.0's receivers draws its own x_r, along every path
+    with pytest.raises(CircuitError) as err:
+        treeify(mk)
+    msg = err.value.diagnostics[0].message
+    assert "e+" in msg and msg.count(" paths)") == 5  # a count in scientific notation; the five worst nodes
+    paired = dataclasses.replace(mk, ablation=PAIRED)
+    # a5.0 sends nothing any more, so it is not in the tree: one copy of every other node
+    assert count(paired)[0] == len(treeify(paired).nodes) == len(derive.model_nodes(m.model.shape)) - 1
