@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,11 +29,23 @@ def _freeze(v: Any) -> Any:
 
 
 def feature_value_key(v: Any) -> Any:
-    """Feature values are compared exactly; floats after rounding to 1e-9 (SEMANTICS.md section 3)."""
+    """Feature values are compared exactly; floats after rounding to 1e-9 (SEMANTICS.md section 3). A value
+    compares by what it holds, not by its Python type or spelling: numpy (or torch) scalars as the numbers
+    they hold, arrays and lists as tuples, mappings and sets by content whatever their order."""
+    if v is None or isinstance(v, bool | int | str | bytes):
+        return v
     if isinstance(v, float):
         return round(v, 9)
     if isinstance(v, tuple | list):
         return tuple(feature_value_key(x) for x in v)
+    if isinstance(v, Mapping):
+        return ("dict", tuple(sorted(((feature_value_key(k), feature_value_key(x)) for k, x in v.items()), key=repr)))
+    if isinstance(v, set | frozenset):
+        return ("set", tuple(sorted((feature_value_key(x) for x in v), key=repr)))
+    if getattr(v, "shape", None) == () and hasattr(v, "item"):  # a numpy / torch scalar
+        return feature_value_key(v.item())
+    if hasattr(v, "tolist"):  # an array
+        return feature_value_key(v.tolist())
     return v
 
 
