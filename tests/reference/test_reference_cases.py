@@ -245,9 +245,6 @@ def test_function_values_of_other_types_make_one_class_in_the_reference(fn):
     assert len(values) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="the engine (datasets.core.feature_value_key) rounds only Python floats and compares "
-                   "unhashable values by repr: a numpy float32 is not rounded to 1e-9, and one dict built in two key orders "
-                   "is two classes; SEMANTICS section 3 compares values exactly, floats after rounding")
 @pytest.mark.parametrize("fn", ["tiny_float32", "dict_value"])
 def test_function_values_of_other_types_engine_equals_reference(ref_model, fn):
     d, b = ref_model("native_attn")
