@@ -26,7 +26,33 @@ def add_parser(sub, name: str, help: str):
     p.add_argument("--no-model", action="store_true", help="with --circuit: do not load the model (no attention/DLA)")
     p.add_argument("--examples", type=int, default=2, metavar="N", help="examples to show attention patterns on (default 2)")
     p.add_argument("--device", default="cpu", help="torch device for the model's sections (default cpu)")
+    p.add_argument("--pick", metavar="NAME|INDEX", default=None,
+                   help="when RESULT.json holds several results (`check A B --json-out`), the one to report: "
+                        "its hypothesis name or its 0-based index")
     return p
+
+
+def _one_result(data, pick: str | None, path: str):
+    """The result object to report from what `check --json-out` (a list, one per file) or an older
+    single-result file holds; (None, message) when it cannot be chosen."""
+    if isinstance(data, dict):
+        return data, None
+    if not isinstance(data, list):
+        return None, f"`{path}` is not a circuitdsl check result (a JSON {type(data).__name__})"
+    items = [d for d in data if isinstance(d, dict)]
+    if not items:
+        return None, f"`{path}` holds no result (an empty list): the check it came from checked no file"
+    names = [str(d.get("name", "?")) for d in items]
+    if pick is None:
+        if len(items) == 1:
+            return items[0], None
+        return None, (f"`{path}` holds {len(items)} results ({', '.join(names)}): choose one with --pick NAME or "
+                      f"--pick INDEX")
+    if pick.isdigit() and int(pick) < len(items):
+        return items[int(pick)], None
+    if pick in names:
+        return items[names.index(pick)], None
+    return None, f"--pick {pick}: `{path}` holds {', '.join(names)} (indices 0..{len(items) - 1})"
 
 
 def _err(msg: str) -> int:
@@ -61,6 +87,9 @@ def run(args) -> int:
         return _err(f"cannot read `{args.result}`: {e.strerror or e}")
     except json.JSONDecodeError as e:
         return _err(f"`{args.result}` is not JSON: {e.msg} at line {e.lineno}, column {e.colno}")
+    data, why = _one_result(data, args.pick, args.result)
+    if data is None:
+        return _err(why)
     try:
         result = CheckResult.from_json(data)
     except ValueError as e:
