@@ -43,9 +43,10 @@ def add_parser(sub, name: str, help: str):
 
 def add_common_arguments(p) -> None:
     p.add_argument("--model", default="smollm2-135m", help="registry name or Hugging Face directory (default smollm2-135m)")
-    p.add_argument("--dataset", default="ioi", help="clean dataset generator (default ioi)")
-    p.add_argument("--corrupt", default="ioi_abc", help="paired corrupted dataset generator (default ioi_abc)")
-    p.add_argument("--n", type=int, default=32, help="examples (default 32)")
+    p.add_argument("--dataset", default="ioi", help="clean dataset: a registered generator or a JSONL file (default ioi)")
+    p.add_argument("--corrupt", default="ioi_abc",
+                   help="paired corruption: a generator or a JSONL file whose row i corrupts row i of --dataset (default ioi_abc)")
+    p.add_argument("--n", type=int, default=None, help="examples (default: 32 from a generator, every row of a JSONL file)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     p.add_argument(
         "--arg", action="append", default=[], metavar="KEY=VALUE", help="extra generator argument for both datasets (JSON value)"
@@ -95,48 +96,63 @@ def _parse_args_kv(items: list[str]) -> dict[str, Any]:
 
 
 def load_inputs(args) -> tuple[Any, Any, Any]:
-    """(model, clean examples, corrupted examples); raises _Usage on bad input."""
+    """(model, clean examples, corrupted examples); raises _Usage on bad options, CircuitError (with
+    file:line:col diagnostics) on a bad dataset. Datasets come from `circuitdsl.datasets.source`:
+    registered generators and JSONL files alike."""
     import torch
 
-    from circuitdsl.datasets import registry
-    from circuitdsl.models.shapes import ShapeError
-
     from circuitdsl.cli.common import device_diagnostic
+    from circuitdsl.datasets.source import paired_from_args
 
     torch.set_num_threads(max(1, args.threads))
     bad = device_diagnostic(args.device)
     if bad is not None:
         raise _Usage(bad.code, bad.message, bad.hint)
-    if args.n < 1:
+    if args.n is not None and args.n < 1:
         raise _Usage("E902", f"--n must be a positive integer, not {args.n}")
     if args.max_rows < 1:
         raise _Usage("E902", f"--max-rows must be a positive integer, not {args.max_rows}")
-    for name in (args.dataset, args.corrupt):
-        if registry.get(name) is None:
-            raise _Usage("E401", f"unknown dataset generator `{name}`", f"known: {', '.join(registry.names())}")
-    gen_args = {"n": args.n, "seed": args.seed, **_parse_args_kv(args.arg)}
-    for name in (args.dataset, args.corrupt):
-        known = dict(registry.get(name).params)
-        bad = sorted(set(gen_args) - set(known))
-        if bad:
-            raise _Usage("E402", f"generator `{name}` takes no argument `{bad[0]}`", f"it takes: {', '.join(sorted(known))}")
+    gen_args = _parse_args_kv(args.arg)
+    check_dataset_args([args.dataset, args.corrupt], args.n, args.seed, gen_args)  # before the model loads
+    model = boot(args.model, args.device)
+    clean, corrupt = paired_from_args(args.dataset, args.corrupt, model.tokenizer, n=args.n, seed=args.seed, args=gen_args,
+                                      **model_limits(model))  # fmt: skip
+    return model, clean.examples, corrupt.examples
+
+
+def check_dataset_args(specs, n, seed, gen_args) -> None:
+    """The cheap checks of dataset arguments (unknown generator, bad argument, missing file, bad JSON)
+    before a model is loaded; raises CircuitError. Building the datasets needs the model's tokenizer."""
+    from circuitdsl.datasets import registry
+    from circuitdsl.datasets.jsonl import read_schema
+    from circuitdsl.datasets.source import dataset_from_arg, is_file_arg
+
+    for i, spec in enumerate(specs):
+        option = "--dataset" if i == 0 else "--corrupt"
+        if is_file_arg(spec):
+            if not Path(spec).is_file() or gen_args:
+                dataset_from_arg(spec, None, n=n, seed=seed, args=gen_args, option=option)  # raises E404 / E403
+            read_schema(Path(spec))
+        elif registry.get(spec) is None or set(gen_args) - set(dict(registry.get(spec).params)):
+            dataset_from_arg(spec, None, n=n, seed=seed, args=gen_args, option=option)  # raises E402 / E403
+
+
+def boot(model_name: str, device: str):
+    """The patching backend for a model, or _Usage (E501) when it cannot be loaded."""
     from circuitdsl import patching
+    from circuitdsl.models.shapes import ShapeError
 
     try:
-        model = patching.boot_model(args.model, device=args.device)
-        tok = model.tokenizer
-        if tok is None:
-            raise _Usage("E501", f"model `{args.model}` has no tokenizer: the dataset generators need one")
+        return patching.boot_model(model_name, device=device)
     except ShapeError as e:
         raise _Usage("E501", str(e), e.hint) from None
     except patching.PatchingError as e:
         raise _Usage(getattr(e, "code", "E501"), str(e), getattr(e, "hint", "")) from None
-    try:
-        clean = registry.build(args.dataset, tok, gen_args).examples
-        corrupt = registry.build(args.corrupt, tok, gen_args).examples
-    except ValueError as e:
-        raise _Usage("E403", f"cannot build the datasets: {e}") from None
-    return model, clean, corrupt
+
+
+def model_limits(model) -> dict[str, Any]:
+    """vocab_size / n_ctx for reading a JSONL file for this model (rows checked at their line)."""
+    return {"vocab_size": getattr(getattr(model, "shape", None), "vocab_size", None), "n_ctx": getattr(model, "n_ctx", None)}
 
 
 def parse_layers(text: str | None, n_layers: int) -> list[int] | None:
@@ -277,6 +293,7 @@ def run(args) -> int:
     if args.top < 0:
         return usage_error("E902", f"--top must be >= 0, not {args.top}")
     from circuitdsl.cli.outputs import Output, refused
+    from circuitdsl.diagnostics import CircuitError, render
 
     if refused([Output("-o", args.output), Output("--json", args.json)], []):
         return int(ExitCode.USAGE)
@@ -290,12 +307,17 @@ def run(args) -> int:
                 raise _Usage("E903", str(e)) from None
         model, clean, corrupt = load_inputs(args)
         layers = parse_layers(args.layers, model.shape.n_layers)
+        if spec.kind == "mlps" and not model.shape.has_mlp:
+            raise _Usage("E903", f"model `{args.model}` has no MLPs to patch", "patch its heads (the default) instead")
         result = run_sweep(
             model, clean, corrupt, spec, dataset=args.dataset, corruption=args.corrupt, max_rows=args.max_rows,
             layers=layers,
         )  # fmt: skip
     except _Usage as e:
         return usage_error(e.code, e.message, e.hint)
+    except CircuitError as e:
+        print(render(e.diagnostics, "full"), file=sys.stderr)
+        return int(ExitCode.USAGE)
     print_table(result, args.top)
     if args.output:
         write_atomic(args.output, heatmap_png(result))

@@ -30,7 +30,7 @@ def test_discover_from_json_writes_a_circuit(tmp_path, capsys):
     src = tmp_path / "sweeps.json"
     src.write_text(json.dumps(SWEEPS))
     out = tmp_path / "draft.circuit"
-    rc = main(["discover", "--from-json", str(src), "-o", str(out), "--n", "16"])
+    rc = main(["discover", "--from-json", str(src), "-o", str(out), "--n", "16", "--roles", "--no-backbone"])
     cap = capsys.readouterr()
     assert rc == 0, cap.err
     text = out.read_text()
@@ -68,10 +68,10 @@ def test_discover_bad_json_is_a_diagnostic(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, code",
     [
-        (["patch", "--dataset", "nope"], "E401"),
+        (["patch", "--dataset", "nope"], "E402"),  # the codes of a .circuit file's dataset statement
         (["patch", "--n", "0"], "E902"),
         (["patch", "--path-to", "a3.1.z"], "E903"),
-        (["patch", "--arg", "bogus=1"], "E402"),
+        (["patch", "--arg", "bogus=1"], "E403"),
         (["patch", "--arg", "oops"], "E901"),
     ],
 )
