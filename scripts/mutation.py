@@ -45,11 +45,10 @@ MODULES: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "search": ("circuitdsl.engine.search", ("tests/engine/test_search_unit.py",), False),
     "derive": ("circuitdsl.engine.derive", ("tests/engine/test_search_unit.py",), False),
     "meets": ("circuitdsl.engine.meets", ("tests/engine/test_meets_unit.py",), False),
-    # being rewritten (issue 11, deliverable 1): run them with the tests their rewrite brings
-    "draws": ("circuitdsl.engine.draws", ("tests/engine/test_reference.py", "tests/engine/test_determinism.py"), True),
-    "treeify": ("circuitdsl.engine.treeify", ("tests/engine/test_reference.py", "tests/engine/test_determinism.py"), True),
+    "draws": ("circuitdsl.engine.draws", ("tests/engine/test_draws_unit.py", "tests/engine/test_determinism.py"), True),
+    "treeify": ("circuitdsl.engine.treeify", ("tests/engine/test_treeify.py", "tests/engine/test_tree_settings.py"), True),
 }
-DEFAULT = ("scores", "metrics", "search", "derive", "meets")
+DEFAULT = ("scores", "metrics", "search", "derive", "meets", "draws", "treeify")
 NOT_APPLIED = 97
 
 _CMP_SWAPS = {

@@ -73,7 +73,8 @@ class Tree:
     """Per key of `order`: the draw giving its input example."""
     children: tuple[tuple[int, ...], ...]
     """Per key of `order`: the positions in `order` of its edges' children (in `TNode.edges` order)."""
-    shared_draws: bool = False
+    shared_draws: bool
+    """Whether the shared-draw approximation built it (every report then says so)."""
 
 
 class TreeTooLarge(CircuitError):
@@ -134,13 +135,12 @@ class _Graph:
         self.uses_other = [resampling and self._uses_other(i, len(upstream(v, shape))) for i, v in enumerate(self.nodes)]
         self.draws = [not a or b for a, b in zip(self.identity, self.uses_other)]
         """Whether a copy makes a draw of its own (a class draw, or an other-inputs draw)."""
-        self.pathful = [False] * n
+        below: list[bool] = []  # whether some node under it draws
+        for i in range(n):  # senders first
+            below.append(any(self.draws[s] or below[s] for s in self.senders[i]))
+        self.pathful = [d or b for d, b in zip(self.draws, below)]
         """Whether each path to the node is its own computation: it, or a node under it, draws (else copies
         handed one input example are identical in content)."""
-        below = [False] * n
-        for i in range(n):  # senders first
-            below[i] = any(self.draws[s] or below[s] for s in self.senders[i])
-            self.pathful[i] = self.draws[i] or below[i]
 
     def _uses_other(self, i: int, n_up: int) -> bool:
         """Under a resampling ablation: some port of node i has an upstream sender not claimed into it, or

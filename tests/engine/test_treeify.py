@@ -14,7 +14,7 @@ import pytest
 from circuitdsl.diagnostics import CircuitError
 from circuitdsl.engine.treeify import count, treeify
 from circuitdsl.ir import Ablation, AblationKind, Claim, Feature, FeatureKind, Port, TreeRule
-from helpers import EMBED, OUT, POS, e, head, hyp, qkv
+from helpers import EMBED, OUT, POS, e, head, hyp, mlp, qkv
 
 NOTHING = Feature(FeatureKind.CONSTANT)
 PARITY = Feature(FeatureKind.FIELD, ("parity",))
@@ -68,7 +68,7 @@ def test_paired_identity_copies_share_one_computation_per_input_draw(native):
     h = hyp(native, [], edges, ablation=PAIRED)
     tree = treeify(h)
     assert len(paths(tree)["a0.0"]) == 1 and len(paths(tree)["embed"]) == 1
-    assert count(h)[0] == len(tree.nodes) == 5
+    assert count(h)[0] == len(tree.nodes) == len(tree.order) == len(set(tree.order)) == 5  # each computed once
     # a feature on a1.0 gives it a class draw: a0.0 and embed under it get their own copy
     h2 = hyp(native, [Claim(head(1, 0), PARITY)], edges, ablation=PAIRED)
     t2 = treeify(h2)
@@ -118,6 +118,9 @@ def test_count_equals_the_tree_and_the_budget_refuses_with_e601(native):
         treeify(small)
     d = err.value.diagnostics[0]
     assert d.code == "E601" and f"{n:,} distinct computations" in d.message and "embed (45 paths)" in d.message
+    # the five nodes on most paths, most first; a2.0 (1 path) is the sixth
+    assert d.message.index("embed (45") < d.message.index("pos (36") < d.message.index("a0.0 (15")
+    assert "a1.0 (4 paths)" in d.message and "a2.0" not in d.message
     assert "shared_draws" in d.hint
     assert len(treeify(dataclasses.replace(h, treeify=TreeRule(max_nodes=n))).nodes) == n
 
@@ -171,3 +174,49 @@ def test_full_minus_k_of_a_30_layer_model_is_refused_under_resample_and_one_copy
     paired = dataclasses.replace(mk, ablation=PAIRED)
     # a5.0 sends nothing any more, so it is not in the tree: one copy of every other node
     assert count(paired)[0] == len(treeify(paired).nodes) == len(derive.model_nodes(m.model.shape)) - 1
+
+
+def test_identity_copies_over_a_drawing_node_are_one_computation_per_path(native):
+    # under mean ablation nothing draws x_r; a1.0 (identity) reaches out directly and through a2.0
+    # (identity). a0.0 under it has a feature, so each path to a0.0 makes its own class draw, and a1.0's
+    # two copies (handed the same root example) differ by what is under them: two computations
+    edges = [e(EMBED, head(0, 0), Port.V), e(head(0, 0), head(1, 0), Port.V), e(head(1, 0), head(2, 0), Port.V),
+             e(head(1, 0), OUT), e(head(2, 0), OUT)]
+    h = hyp(native, [Claim(head(0, 0), PARITY)], edges, ablation=Ablation(AblationKind.MEAN))
+    tree = treeify(h)
+    assert paths(tree)["a0.0"] == ["out/a1.0>in/a0.0>v", "out/a2.0>in/a1.0>v/a0.0>v"]
+    assert len(paths(tree)["a1.0"]) == 2 and len(paths(tree)["embed"]) == 2
+    assert [d.path for d in tree.draws[1:]] == ["out/a1.0>in/a0.0>v", "out/a2.0>in/a1.0>v/a0.0>v"]
+    assert count(h)[0] == len(tree.nodes) == 8  # out, a2.0, and two each of a1.0, a0.0, embed
+
+
+def test_other_inputs_are_drawn_port_by_port(native):
+    # a0.0 reads embed and pos: q and k fully claimed but not v, so its v input comes from x_r
+    def a00(ports, claims=()):
+        edges = [e(s, head(0, 0), p) for s in (EMBED, POS) for p in ports] + [e(head(0, 0), OUT)]
+        return [t.other for t in treeify(hyp(native, list(claims), edges)).nodes.values() if t.node == head(0, 0)]
+
+    assert a00((Port.Q, Port.K)) == ["out/a0.0>in"]
+    assert a00((Port.Q, Port.K, Port.V)) == [None]
+    assert a00((Port.K, Port.V)) == ["out/a0.0>in"]
+
+    # an MLP restricted to positions reads its claimed inputs there only, and x_r at the others
+    def m0(claims=()):
+        edges = [e(s, mlp(0)) for s in (EMBED, POS, head(0, 0), head(0, 1))] + [e(mlp(0), OUT)]
+        return [t.other for t in treeify(hyp(native, list(claims), edges)).nodes.values() if t.node == mlp(0)]
+
+    assert m0() == [None]
+    assert m0([Claim(mlp(0), positions=("last",))]) == ["out/m0>in"]
+
+
+def test_trees_are_frozen_and_e601_counts_print_exactly_below_a_billion(native):
+    from circuitdsl.engine.treeify import _big
+
+    tree = treeify(hyp(native, [], [e(EMBED, OUT)]))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tree.root = None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        next(iter(tree.nodes.values())).path = "x"
+    assert tree.shared_draws is False
+    assert [_big(n) for n in (999, 999_999_999, 10**9, 2 * 10**9, 19_086_612 * 10**40)] == [
+        "999", "999,999,999", "1e+09", "2e+09", "1.91e+47"]
