@@ -23,7 +23,7 @@ from typing import Any
 from circuitdsl.datasets.core import Dataset
 from circuitdsl.diagnostics import CircuitError, Diagnostic
 
-__all__ = ["is_file_arg", "dataset_from_arg", "paired_from_args", "DEFAULT_N"]
+__all__ = ["show_token", "is_file_arg", "dataset_from_arg", "paired_from_args", "DEFAULT_N"]
 
 DEFAULT_N = 32
 """Examples a generator makes when the command line gives no --n (a file: all its rows)."""
@@ -134,3 +134,15 @@ def paired_from_args(
 
 def _fmt_pos(e) -> str:
     return "{" + ", ".join(f"{k}: {list(v) if len(v) > 1 else v[0]}" for k, v in e.positions) + "}"
+
+
+def show_token(tokenizer: Any, token: int) -> str:
+    """A token as a person reads it: its text quoted (leading space visible) and its id, e.g. `' Thursday' (7981)`;
+    the id alone for a model without a tokenizer."""
+    if tokenizer is None:
+        return str(int(token))
+    try:
+        text = tokenizer.decode([int(token)])
+    except Exception:  # an id the tokenizer cannot decode: the id is still true
+        return str(int(token))
+    return f"{text!r} ({int(token)})"
