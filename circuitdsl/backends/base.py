@@ -475,6 +475,72 @@ class Backend:
             logits = self._fallback_from(layer, resid)
         return logits if positions is None else logits[:, list(positions)]
 
+    def grad_run(self, tokens: torch.Tensor, objective: Callable[[torch.Tensor], torch.Tensor], *,
+                 grads: Iterable[SiteKey], capture: Iterable[SiteKey] = (), edits: Mapping[SiteKey, Edit] | None = None
+                 ) -> tuple[float, dict, dict]:
+        """`ModelBackend.grad_run`: a forward pass with autograd on, each site of `grads` exposed as a
+        leaf (activation + zeros that require grad, after any edit there), then torch.autograd.grad of
+        objective(logits) with respect to those leaves only (no parameter gradient is computed)."""
+        edits = dict(edits or {})
+        grads = list(dict.fromkeys(grads))
+        capture = list(dict.fromkeys(capture))
+        leaves: dict = {}
+        got: dict = {}
+
+        def leaf(key, prior):
+            def fn(x):
+                if prior is not None:
+                    y = prior(x)
+                    x = x if y is None else y
+                if key in leaves:
+                    raise BackendError(f"model `{self.name}`: {key[0].value} of layer {key[1]} was reached twice in one pass")
+                z = torch.zeros_like(x, requires_grad=True)
+                leaves[key] = z
+                return x + z
+
+            return fn
+
+        def grab(key, prior):
+            def fn(x):
+                if prior is not None:
+                    y = prior(x)
+                    x = x if y is None else y
+                got[key] = x.detach().clone()
+                return x if prior is not None else None
+
+            return fn
+
+        items = []
+        for k, f in edits.items():
+            if k not in grads and k not in capture:
+                items.append((k, f))
+        for k in capture:
+            if k not in grads:
+                items.append((k, grab(k, edits.get(k))))
+        for k in grads:
+            fn = leaf(k, edits.get(k))
+            if k in capture:
+                inner = fn
+
+                def fn(x, inner=inner, k=k):  # capture what the site holds after the edit (the leaf adds zeros)
+                    y = inner(x)
+                    got[k] = y.detach().clone()
+                    return y
+            items.append((k, fn))
+        with torch.enable_grad(), self.hooked(items):
+            logits = self._forward(tokens)
+            value = objective(logits)
+        missing = [k for k in grads if k not in leaves] + [k for k in capture if k not in got]
+        if missing:
+            raise BackendError(f"model `{self.name}`: the forward pass did not reach {missing[0][0].value} of layer {missing[0][1]}",
+                               "is this model supported?")
+        if not (torch.is_tensor(value) and value.dim() == 0 and value.requires_grad):
+            raise BackendError("grad_run: the objective must be a scalar tensor that depends on the logits")
+        keys = list(leaves)
+        gs = torch.autograd.grad(value, [leaves[k] for k in keys], allow_unused=True)
+        out = {k: (torch.zeros_like(leaves[k]) if g is None else g.detach()) for k, g in zip(keys, gs)}
+        return float(value.detach()), out, got
+
     # ---- model-specific reads ----------------------------------------------------------------
     def unembed_matrix(self) -> torch.Tensor:
         raise NotImplementedError

@@ -253,6 +253,18 @@ class NativeBackend(Backend):
     def _install(self, site: Site, layer: int | None, fn: Edit):
         if site is Site.FINAL_SCALE:
             raise BackendError(f"model `{self.name}` has no final norm")
+        if site is Site.MLP_IN:
+            # the MLP's own input (its port), not `hook_resid_mid`, which also carries the residual
+            # stream past the MLP: an edit (or a gradient leaf) there would reach later layers too
+            mlp = self.model.blocks[layer].mlp if layer is not None and 0 <= layer < len(self.model.blocks) else None
+            if mlp is None:
+                raise BackendError(f"model `{self.name}` has no MLP at layer {layer}")
+
+            def pre(_m, args):
+                y = fn(args[0])
+                return None if y is None else (y,) + tuple(args[1:])
+
+            return mlp.register_forward_pre_hook(pre).remove
         return install_tl_hook(self, COMPAT_NAMES[site].format(L=layer), site, layer, fn)
 
     def _forward(self, tokens: torch.Tensor) -> torch.Tensor:

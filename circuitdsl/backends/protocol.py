@@ -163,6 +163,19 @@ class ModelBackend(Protocol):
         """W_U [D, V] (float)."""
         ...
 
+    def grad_run(self, tokens: "torch.Tensor", objective: Callable[["torch.Tensor"], "torch.Tensor"], *,
+                 grads: Iterable[SiteKey], capture: Iterable[SiteKey] = (), edits: Mapping[SiteKey, Edit] | None = None
+                 ) -> tuple[float, dict, dict]:
+        """One forward pass with gradients on (and `edits` applied), then one backward pass of the scalar
+        `objective(logits)`: (its value, {site key: d objective / d activation there}, {site key: captured
+        activation, detached}). Each site in `grads` is exposed as a leaf (the activation plus a zero
+        tensor that requires grad, after any edit there), so a gradient is with respect to what that
+        site feeds: Q_INPUT per query head and K_INPUT / V_INPUT per key/value group (the heads' ports),
+        MLP_IN the MLP's own input only (not the residual stream around it), RESID_POST of the last
+        layer the final residual (the port of `out`), RESULT / MLP_OUT / EMBED / POS a sender's output.
+        Parameters get no gradient. Used by edge attribution (circuitdsl.attribute)."""
+        ...
+
     def reference(self) -> ContractReference:
         """The model's own forward pass with plain hooks, for the model contract."""
         ...
