@@ -29,6 +29,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("falsify", "circuitdsl.cli.falsify", "search the dataset family for inputs that break a hypothesis"),
     ("curve", "circuitdsl.cli.curve", "faithfulness curve of an edge ranking: f(k), CPR and CMD (as MIB)"),
     ("mib", "circuitdsl.cli.mib", "import and export circuits as MIB circuit-track JSON"),
+    ("attribute", "circuitdsl.cli.attribute", "edge attribution patching (EAP, EAP-IG): score every edge, write a .circuit"),
 )
 
 
