@@ -45,6 +45,10 @@ class _Collector:
         self.file = str(path)
         self.diags: list[Diagnostic] = []
         self.dropped = 0
+        self.marks: dict[int, tuple[str | None, tuple[_Mark, ...]]] = {}
+        """Each row's text with its span markers taken out, and the markers (parsed once per row)."""
+        self.bad_marks: set[int] = set()
+        """Rows whose markers are malformed (E430 reported; not compared with the first row's positions)."""
 
     def span(self, row: _Row | None, key: str | None = None, line: int | None = None) -> Span:
         if row is None:
@@ -174,15 +178,129 @@ def _row_fields(row: _Row, col: _Collector) -> dict[str, Any]:
 
 
 def _row_positions(row: _Row, col: _Collector) -> dict[str, Any]:
+    """The row's named positions: `positions` {name: index or [indices]}, and the names of the text's span
+    markers (their values are the _Mark objects, resolved to token indices by `_resolve_marks`)."""
     pos = row.obj.get("positions", {})
     if not isinstance(pos, dict):
         col.error("E421", "`positions` must be an object {name: index or [indices]}", 'write "positions": {"end": -1}', row, "positions")
-        return {}
+        pos = {}
     for k in list(pos):
         if not _NAME.match(k):
             col.error("E421", f"position name `{k}` is not an identifier", "position names look like `S2` (letters, digits, _)", row, "positions")
             pos = {kk: vv for kk, vv in pos.items() if kk != k}
+    _, marks = _split_marks(row, col)
+    if marks:
+        pos = dict(pos)
+        for m in marks:  # (a name both marked and in `positions` was refused: marks is then empty)
+            pos.setdefault(m.name, []).append(m)
     return pos
+
+
+# ---- named spans in `text` (docs/DATASETS.md, "Named spans") --------------------------------------
+
+_MARK = re.compile(r"\[\[([A-Za-z_][A-Za-z0-9_]*):")
+
+
+@dataclass(frozen=True)
+class _Mark:
+    name: str
+    start: int
+    """Character offsets of the span in the text with the markers taken out: [start, end)."""
+    end: int
+    col: int
+    """1-based column of the marker's `[[` in the row's line (for diagnostics)."""
+
+
+def _split_marks(row: _Row, col: _Collector) -> tuple[str | None, tuple[_Mark, ...]]:
+    """(the text without markers, the markers), parsed once per row. `[[NAME:text]]` names the span `text`;
+    a malformed marker is E430 (reported once) and the row's text is then None."""
+    key = id(row)
+    if key in col.marks:
+        return col.marks[key]
+    text = row.obj.get("text")
+    result: tuple[str | None, tuple[_Mark, ...]] = (text if isinstance(text, str) else None, ())
+    if isinstance(text, str) and "[[" in text:
+        plain: list[str] = []
+        marks: list[_Mark] = []
+        i, n_plain, raw_from = 0, 0, 0
+        bad = None
+        while True:
+            m = _MARK.search(text, i)
+            if m is None:
+                rest = text[i:]
+                if "[[" in rest:
+                    bad = ("a `[[` does not start a marker `[[NAME:text]]`", rest.index("[[") + i)
+                plain.append(rest)
+                break
+            close = text.find("]]", m.end())
+            if close < 0:
+                bad = (f"marker `[[{m.group(1)}:` is never closed with `]]`", m.start())
+                break
+            inner = text[m.end():close]
+            if "[[" in inner:
+                bad = (f"marker `[[{m.group(1)}:` contains another `[[` (markers do not nest)", m.start())
+                break
+            if not inner:
+                bad = (f"marker `[[{m.group(1)}:]]` names an empty span", m.start())
+                break
+            plain.append(text[i:m.start()])
+            n_plain += m.start() - i
+            rc = row.raw.find(f"[[{m.group(1)}:", raw_from)
+            raw_from = rc + 1 if rc >= 0 else raw_from
+            marks.append(_Mark(m.group(1), n_plain, n_plain + len(inner), rc + 1 if rc >= 0 else 1))
+            plain.append(inner)
+            n_plain += len(inner)
+            i = close + 2
+        pos = row.obj.get("positions")
+        both = sorted({mk.name for mk in marks} & set(pos)) if isinstance(pos, dict) else []
+        if bad is not None:
+            rc = row.raw.find("[[")
+            col.bad_marks.add(key)
+            col.error("E430", f"`text`: {bad[0]}", "write a named span as [[NAME:text]], e.g. \"Days: Monday,[[END: Tuesday,]]\"",
+                      span=Span(col.file, row.line, rc + 1 if rc >= 0 else 1, row.line, (rc + 3) if rc >= 0 else 2))
+            result = (None, ())
+        elif both:
+            col.bad_marks.add(key)
+            col.error("E430", f"position `{both[0]}` is both marked in `text` and given in `positions`",
+                      "name each position one way", row, "positions")  # fmt: skip
+            result = (None, ())
+        else:
+            result = ("".join(plain), tuple(marks))
+    col.marks[key] = result
+    return result
+
+
+def _resolve_marks(row: _Row, toks: list[int], tokenizer: Any, col: _Collector) -> dict[str, list[int]] | None:
+    """Each marker's token: the LAST token of its span. A span must start where a token starts (or at the
+    first non-space character of a token that begins with spaces: `[[END:Wednesday,]]` names ' Wednesday',
+    ',') and end where a token ends; E430 at the marker otherwise."""
+    plain, marks = _split_marks(row, col)
+    ends: list[int] = []
+    for i in range(len(toks)):
+        ends.append(len(tokenizer.decode(toks[: i + 1])))
+    if tokenizer.decode(toks) != plain:
+        col.error("E430", "the tokenizer does not give this `text` back when it decodes its tokens, so its named spans cannot be placed",
+                  "give `tokens` and `positions` (token indices) for this row instead", row, "text")  # fmt: skip
+        return None
+    starts = [0] + ends[:-1]
+    out: dict[str, list[int]] = {}
+    ok = True
+    for mk in marks:
+        first = next((i for i, e in enumerate(ends) if e > mk.start), None)
+        last = next((i for i, e in enumerate(ends) if e == mk.end), None)
+        good_start = first is not None and (starts[first] == mk.start or plain[starts[first]:mk.start].isspace())
+        if not good_start or last is None or last < (first or 0):
+            lo = max(0, (first if first is not None else 0) - 2)
+            hi = min(len(toks), (last if last is not None else next((i for i, e in enumerate(ends) if e >= mk.end), len(toks) - 1)) + 3)
+            pieces = " ".join(repr(tokenizer.decode([t])) for t in toks[lo:hi])
+            col.error("E430", f"span `{mk.name}` ({plain[mk.start:mk.end]!r}) does not fall on token boundaries: "
+                      f"around it the text is the tokens {pieces}",
+                      "move the marker's edges to where tokens start and end (`circuitdsl tokens FILE --model M` shows them)",
+                      span=Span(col.file, row.line, mk.col, row.line, mk.col + len(mk.name) + 3))  # fmt: skip
+            ok = False
+            continue
+        out.setdefault(mk.name, []).append(last)
+    return out if ok else None
 
 
 def _schema(rows: list[_Row], col: _Collector) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -192,6 +310,9 @@ def _schema(rows: list[_Row], col: _Collector) -> tuple[tuple[str, ...], tuple[s
     f0 = set(_row_fields(first, col))
     p0 = set(_row_positions(first, col))
     for row in rows[1:]:
+        _split_marks(row, col)
+        if id(row) in col.bad_marks:
+            continue
         for what, mine, ref in (("fields", set(_row_fields(row, col)), f0), ("positions", set(_row_positions(row, col)), p0)):
             if mine != ref:
                 diff = []
@@ -269,6 +390,10 @@ def _tokens(row: _Row, tokenizer: Any, col: _Collector, vocab_size: int | None) 
         return list(toks)
     if has_text:
         text = row.obj["text"]
+        if isinstance(text, str) and text:
+            text, marks = _split_marks(row, col)
+            if text is None:
+                return None  # a malformed marker (E430, reported)
         if not isinstance(text, str) or not text:
             col.error("E421", "`text` must be a non-empty string", 'write e.g. "text": "The cat sat"', row, "text")
             return None
@@ -389,7 +514,16 @@ def load(path: Path, tokenizer: Any, name: str, *, vocab_size: int | None = None
         targets = _targets(row, len(scored), col) if "target" in row.obj else []
         positions: dict[str, tuple[int, ...]] = {}
         ok = answers is not None and wrongs is not None and targets is not None
+        marked: dict[str, list[int]] = {}
+        if _split_marks(row, col)[1]:
+            got = _resolve_marks(row, toks, tokenizer, col)
+            if got is None:
+                continue
+            marked = got
         for pname, pv in _row_positions(row, col).items():
+            if pname in marked:
+                positions[pname] = tuple(sorted(set(marked[pname])))
+                continue
             vals = pv if isinstance(pv, list) else [pv]
             if not vals:
                 col.error("E421", f"position `{pname}` lists no index", "give an index or a non-empty list", row, "positions")
@@ -418,7 +552,7 @@ def load(path: Path, tokenizer: Any, name: str, *, vocab_size: int | None = None
             col.error("E421", f"field `{bad_field}` must be a number, string, bool, null or a list of them",
                       f"objects are not feature values; lists nest at most {MAX_VALUE_DEPTH} deep", row, bad_field)  # fmt: skip
             continue
-        text = row.obj.get("text") if isinstance(row.obj.get("text"), str) else None
+        text = _split_marks(row, col)[0] if isinstance(row.obj.get("text"), str) else None
         ex = Example.make(toks, answers, scored=scored, wrongs=wrongs, positions=positions, fields=fields, text=text,
                           id=str(rid) if "id" in row.obj else "", targets=targets)  # fmt: skip
         examples.append(dataclasses.replace(ex, origin=Span(col.file, row.line, 1, row.line, len(row.raw) + 1)))
