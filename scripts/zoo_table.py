@@ -56,21 +56,36 @@ def row(path: Path) -> tuple[str, dict]:
     worst = r.completeness.worst
     incompleteness = f"{_fmt(worst.incompleteness)} (K={{{', '.join(worst.nodes)}}})" if worst else "not run"
     tree = f"exact ({r.tree_nodes:,})" if r.treeify == "exact" else f"**{r.treeify}** (approximation)"
+    tests = _tests_cell(r.tests)
     expects = ", ".join(f"{'pass' if e.passed else 'FAIL'}: {e.score} {e.op} {e.threshold:g}" for e in r.expects)
     line = (
         f"| [`{rel}`](hypotheses/{rel}) | {r.model} | {r.metric} | {r.ablation} | {tree} | {r.n} "
         f"| {_fmt(r.f_model)} / {_fmt(r.f_scrubbed)} / {_fmt(r.f_baseline)} "
         f"| {_fmt(rec.value)} {interval} | {_fmt(r.mean_abs_delta)} / {_fmt(r.p90_abs_delta)} "
-        f"| {incompleteness} | {expects} | {wall:.0f} s |"
+        f"| {incompleteness} | {tests} | {expects} | {wall:.0f} s |"
     )
     return line, {"file": path.name, "passed": r.passed, "wall_s": wall}
 
 
 HEADER = (
     "| hypothesis | model | metric | ablation | treeification (nodes) | N | F model / scrubbed / baseline "
-    "| recovered [95% CI] | mean / p90 abs delta | incompleteness (worst K) | expects | time |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| recovered [95% CI] | mean / p90 abs delta | incompleteness (worst K) | p: sufficiency / necessity (R) "
+    "| expects | time |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
+
+
+def _tests_cell(tests) -> str:
+    """The sufficiency and necessity p-values (SEMANTICS.md section 5) with R, or why there are none."""
+    if tests is None:
+        return "not run"
+
+    def p(t) -> str:
+        if t is None:
+            return "-"
+        return f"{t.p:.3g}" if t.p is not None else "undefined"
+
+    return f"{p(tests.sufficiency)} / {p(tests.necessity)} (R={tests.r})"
 
 
 def write_readme(table: str) -> None:

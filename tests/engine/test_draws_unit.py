@@ -102,3 +102,9 @@ def test_a_missing_field_is_e412_and_a_failing_function_e413(tmp_path, monkeypat
         fi.cls(bad, 0)
     d = err.value.diagnostics[0]
     assert d.code == "E413" and "RuntimeError: no" in d.message
+
+
+def test_a_function_feature_without_an_origin_is_imported_by_module_name():
+    # features built from Python (not by the compiler) may name a module on sys.path without its file
+    fn = feature_fn(Feature(FeatureKind.FUNCTION, ("operator:attrgetter",)))
+    assert fn is __import__("operator").attrgetter
