@@ -230,16 +230,20 @@ def _print(doc: dict, show: int) -> None:
         con.print(f"{name}: not measured: {why}")
     if show and doc["examples"]:
         w = Table(title=f"per example (first {min(show, doc['n'])} of {doc['n']}; all of them with --json-out)")
-        for col in ("id", "text", "answer", "predicted", "logit_diff" if "logit_diff" in doc["aggregate"] else "margin", "prob"):
+        key = "logit_diff" if "logit_diff" in doc["aggregate"] else "margin"
+        for col in ("line" if doc["examples"][0].get("line") else "id", "text", "answer", "predicted", key, "prob"):
             w.add_column(col)
         if has_x:
             w.add_column("corrupted: predicted")
-        key = "logit_diff" if "logit_diff" in doc["aggregate"] else "margin"
+
+        def bare(t: str) -> str:  # "' Thursday' (14963)" -> "' Thursday'": the table is for reading
+            return t.rsplit(" (", 1)[0] if t.endswith(")") and " (" in t else t
+
         for r in doc["examples"][:show]:
             text = r["text"] if r["text"] is not None else " ".join(map(str, r["tokens"]))
-            cells = [r["id"][:16], text[-48:], ",".join(r["answer"]), r["predicted"], _fmt(r["clean"].get(key)),
-                     _fmt(r["clean"].get("prob"))]  # fmt: skip
+            cells = [str(r["line"]) if r.get("line") else r["id"][:16], text[-40:], ",".join(bare(a) for a in r["answer"]),
+                     bare(r["predicted"]), _fmt(r["clean"].get(key)), _fmt(r["clean"].get("prob"))]  # fmt: skip
             if has_x:
-                cells.append(r["predicted_corrupt"])
+                cells.append(bare(r["predicted_corrupt"]))
             w.add_row(*cells)
         con.print(w)
