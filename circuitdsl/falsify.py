@@ -53,8 +53,14 @@ class ScoredInput:
     paired: Example | None = None
     """Under a `paired` ablation: x's paired row x' (the corrupted input its unclaimed parts ran on)."""
 
-    def describe(self) -> str:
+    def describe(self, tokenizer: Any = None) -> str:
+        """The input as text, its positions, fields, answers (as tokens when `tokenizer` is given) and scores."""
+        from circuitdsl.datasets.source import show_token
+
         e = self.example
+
+        def ans(ts) -> str:
+            return "[" + ", ".join(show_token(tokenizer, t) for t in ts) + "]"
 
         def toks(x: Example) -> str:
             return x.text if x.text is not None else " ".join(map(str, x.tokens))
@@ -66,8 +72,8 @@ class ScoredInput:
             p = self.paired
             diff = ", ".join(f"{k}={v}" for k, v in p.fields if dict(e.fields).get(k, object()) != v)
             paired = f"\n  paired: {toks(p)}" + (f"\n  paired fields (those that differ): {diff}" if diff else "")
-        return (f"tokens: {toks(e)}\n  positions: {pos}\n  fields: {fields}\n  answers: {list(e.answers)}"
-                f"{', wrong: ' + str(list(e.wrongs)) if e.wrongs else ''}{paired}\n"
+        return (f"tokens: {toks(e)}\n  positions: {pos}\n  fields: {fields}\n  answers: {ans(e.answers)}"
+                f"{', wrong: ' + ans(e.wrongs) if e.wrongs else ''}{paired}\n"
                 f"  m(model) {self.m_model:.4g}, m(scrubbed) {self.m_scrubbed:.4g}, |delta| {self.abs_delta:.4g}"
                 + (" (an example of the dataset)" if self.in_dataset else ""))
 
@@ -95,6 +101,8 @@ class Counterexample:
     seed: int
     paired: bool = False
     """The search drew pairs (x, x') for a `paired` ablation."""
+    tokenizer: Any = dataclasses.field(default=None, compare=False, repr=False)
+    """The model's tokenizer, to print answers as tokens (None: token ids)."""
 
     def render(self) -> str:
         from circuitdsl.ir import metric_unit
@@ -107,11 +115,11 @@ class Counterexample:
                  f"{self.tried} distinct inputs scored ({self.rejected} rejected: layout not in the dataset"
                  + (" or pair of two layouts" if self.paired else "") + ")"]
         if self.found and self.shrunk is not None:
-            lines.append("COUNTEREXAMPLE (shrunk):\n  " + self.shrunk.describe())
+            lines.append("COUNTEREXAMPLE (shrunk):\n  " + self.shrunk.describe(self.tokenizer))
         else:
             lines.append("no input reached the threshold")
         if self.worst is not None:
-            lines.append("largest departure seen:\n  " + self.worst.describe())
+            lines.append("largest departure seen:\n  " + self.worst.describe(self.tokenizer))
         return "\n".join(lines)
 
 
@@ -348,5 +356,5 @@ def falsify(
         hypothesis=h.name, metric=h.metric.kind.value, threshold=thr, threshold_reason=why, found=found,
         shrunk=last_fail[0] if found else None, worst=worst[0], tried=fz.tried, rejected=fz.rejected,
         dataset_mean_abs_delta=float(deltas.mean()), dataset_max_abs_delta=float(deltas.max()), gap=gap, seed=seed,
-        paired=fz.paired,
+        paired=fz.paired, tokenizer=fz.tokenizer,
     )
