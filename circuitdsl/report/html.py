@@ -76,10 +76,24 @@ def _needs_model(what: str, reason: str | None) -> str:
 
 # ---- sections ---------------------------------------------------------------------------------------
 
+def failing_clauses(r: CheckResult) -> str:
+    """`expect recovered >= 0.8 (line 21): 0.78; ...`: the clauses that failed, with their values."""
+    out = []
+    for x in r.expects:
+        if x.passed:
+            continue
+        where = f" (line {x.line})" if x.line else ""
+        value = _f(x.value) if x.value is not None else "undefined"
+        out.append(f"expect {x.score} {x.op} {x.threshold:g}{where}: {value}")
+    return "; ".join(out)
+
+
 def _summary(r: CheckResult) -> str:
     badge = '<span class="badge pass">PASS</span>' if r.passed else '<span class="badge fail">FAIL</span>'
     if not r.expects:
         badge = '<span class="badge none">no expect clauses</span>'
+    elif not r.passed:  # the title names the failing clauses (issue 17)
+        badge += f' <span class="failing" style="font-size:15px;font-weight:600">{_e(failing_clauses(r))}</span>'
     rec = r.recovered
     gap = r.f_model - r.f_baseline
     if rec.value is None:
@@ -524,7 +538,7 @@ def render_html(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta name="generator" content="circuitdsl report">'
-        f"<title>{_e(r.name)} — circuitdsl report ({status})</title><style>{_CSS}</style></head>"
+        f"<title>{_e(r.name)} — circuitdsl report ({status}{': ' + _e(failing_clauses(r)) if not r.passed and r.expects else ''})</title><style>{_CSS}</style></head>"
         f'<body data-rendered="no" data-status="{status}"><nav>{nav}</nav><main>{"".join(parts)}</main>'
         f"<script>{script}</script></body></html>\n"
     )
