@@ -103,6 +103,8 @@ class Minimality:
     """F(C) - F(C \\ V), V = every claimed head and MLP removed together."""
     sum_single_raw: float
     redundancy_note: str | None
+    skipped: str | None = None
+    """Why minimality was not run (--no-minimality), else None."""
 
 
 @dataclass(frozen=True)
@@ -352,6 +354,7 @@ class CheckResult:
             minimality=Minimality(
                 removals=tuple(NodeRemoval(**r) for r in mini["removals"]), score=mini["score"],
                 joint_raw=mini["joint_raw"], sum_single_raw=mini["sum_single_raw"], redundancy_note=mini["redundancy_note"],
+                skipped=mini.get("skipped"),
             ),
             expects=tuple(ExpectResult(**e) for e in d["expects"]),
             examples=tuple(ExampleRow(**{**r, "tokens": tuple(r["tokens"])}) for r in d["examples"]),

@@ -33,6 +33,7 @@ def run_check(
     completeness: bool = True,
     clean_cache_bytes: int | None = None,
     tests: TestPlan | None = None,
+    minimality: bool = True,
 ) -> CheckResult:
     """clean_cache_bytes: clean activations held in memory (default `scrub.DEFAULT_CLEAN_BYTES`); the
     rest are spilled to a temporary file that is removed when the check ends (results do not change).
@@ -115,7 +116,12 @@ def run_check(
 
             return f
 
-        mini = search.minimality(h, scorer, m_scrub, gap, progress=tick("minimality", n_rem))
+        if minimality:
+            mini = search.minimality(h, scorer, m_scrub, gap, progress=tick("minimality", n_rem))
+        else:  # --no-minimality / --only without it: no removal is scrubbed, the score is undefined
+            from circuitdsl.results import Minimality
+
+            mini = Minimality((), None, None, 0.0, None, skipped="minimality disabled (--no-minimality)")
         timings["minimality"] = time.perf_counter() - t
         t = time.perf_counter()
         if completeness and h.budget.enabled:
@@ -183,7 +189,7 @@ def _expect(r: CheckResult, x) -> ExpectResult:
     if value is None:
         reason = {
             "incompleteness": r.completeness.skipped or "; ".join(r.completeness.notes) or "no subset K was evaluated",
-            "minimality": "no claimed node has outgoing edges, or recovered is undefined",
+            "minimality": r.minimality.skipped or "no claimed node has outgoing edges, or recovered is undefined",
         }.get(x.score, r.recovered.undefined_reason or "the bootstrap interval is undefined")
         if x.score.endswith(".p"):
             reason = _test_reason(r, x.score.split(".", 1)[0])

@@ -141,7 +141,9 @@ def run_tests(
         kinds_needed = sorted({by_name[x.node].kind for x in removals}, key=lambda k: randcirc.COUNTED_KINDS.index(k))
         nulls: dict[NodeKind, list[float | None]] = {}
         reason = None
-        if not removals:
+        if getattr(minimality, "skipped", None):
+            reason = f"the per-node test needs the removals: {minimality.skipped}"
+        elif not removals:
             reason = "C has no claimed node with outgoing edges"
         else:
             nulls = {kind: [] for kind in kinds_needed}

@@ -72,3 +72,20 @@ def test_completeness_enabled_false_skips_the_search_and_says_why(tmp_path):
     assert main(["check", str(f), "--json-out", str(out)]) == 0
     comp = json.loads(out.read_text())[0]["completeness"]
     assert comp["trials"] == [] and "set completeness.enabled = false" in comp["skipped"]
+
+
+def test_minimality_off_scrubs_no_removal_and_every_reader_says_why():
+    from circuitdsl.engine.check import run_check
+    from circuitdsl.results import CheckResult
+
+    h = compile_source(BASE + "expect minimality >= -1\nset tests.r = 4\nset tests.minimality = true\n", "x.circuit").hypothesis
+    r = run_check(h, minimality=False, completeness=False)
+    assert r.minimality.removals == () and "minimality disabled" in r.minimality.skipped
+    (e,) = r.expects
+    assert e.value is None and not e.passed and "minimality disabled" in e.reason
+    assert r.tests.minimality.p is None and "needs the removals" in r.tests.minimality.undefined_reason
+    back = CheckResult.from_json(json.loads(json.dumps(r.to_json())))
+    assert back.minimality.skipped == r.minimality.skipped
+    full = run_check(h, completeness=False)
+    assert full.minimality.skipped is None
+    assert {x.node for x in full.minimality.removals} == {"embed", "pos", "a0.0", "a0.2", "a1.0"}
