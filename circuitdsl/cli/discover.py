@@ -43,7 +43,8 @@ def add_parser(sub, name: str, help: str):
     p.add_argument("-o", "--output", metavar="FILE", required=True, help="the .circuit file to write")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.add_argument("--json", metavar="PATH", default=None, help="also save the sweeps' numbers (reusable with --from-json)")
-    p.add_argument("--from-json", metavar="PATH", default=None, help="build the file from saved sweeps; runs no model")
+    p.add_argument("--from-json", metavar="PATH", default=None,
+                   help="build the file from saved sweeps (discover --json, or a `patch --json` head sweep); runs no model")
     p.add_argument("--min-layer", type=int, default=0, help="sweep only layers >= this (saves time; default 0)")
     p.add_argument("--top", type=int, default=4, help="at most this many heads per role (default 4)")
     p.add_argument("--threshold", type=float, default=0.05, help="smallest normalised effect kept (default 0.05)")
@@ -313,6 +314,10 @@ def run(args) -> int:
                 sweeps = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as e:
                 raise _Usage("E905", f"cannot read sweeps from {args.from_json}: {e}") from None
+            if isinstance(sweeps, dict) and sweeps.get("kind") == "heads" and "ranked" in sweeps:
+                # a `circuitdsl patch --json` head sweep: no need to sweep again
+                pos = sweeps.get("positions") or []
+                sweeps = {"end": pos[0] if len(pos) == 1 else None, "heads_end": sweeps}
             if not isinstance(sweeps, dict) or "heads_end" not in sweeps:
                 raise _Usage("E905", f"{args.from_json} holds no `heads_end` sweep", "write it with `discover --json`")
         else:

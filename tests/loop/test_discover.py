@@ -61,3 +61,16 @@ def test_smollm2_backbone_from_saved_sweeps_lints(tmp_path, capsys):
     assert "group heads = a20.1\n" in text and "group backbone = embed, m0..m29" in text
     assert "set treeify.shared_draws = true" in text
     assert compile_file(out).hypothesis is not None
+
+
+def test_discover_from_a_patch_head_sweep(induction_files, tmp_path, capsys):
+    """`patch --json` then `discover --from-json`: the same heads as discover's own sweep, no second sweep."""
+    clean_f, corrupt_f, *_ = induction_files
+    sweep = tmp_path / "heads.json"
+    common = ["--model", "tiny", "--dataset", str(clean_f), "--corrupt", str(corrupt_f)]
+    assert main(["patch", *common, "--positions", "end", "--json", str(sweep)]) == 0
+    a, b = tmp_path / "a.circuit", tmp_path / "b.circuit"
+    assert main(["discover", *common, "--from-json", str(sweep), "-o", str(a), "--threshold", "0.01"]) == 0
+    assert main(["discover", *common, "-o", str(b), "--threshold", "0.01"]) == 0
+    capsys.readouterr()
+    assert a.read_text() == b.read_text() and "node heads at end" in a.read_text()
