@@ -284,7 +284,10 @@ def _from_layer(model: Any, resid: Any, layer: int, edits: dict, scored: Sequenc
     `resid`, with `edits` applied: only blocks layer.. run (`ModelBackend.run_from`), and only the scored
     positions are unembedded (the final norm is per position; the unembedding costs about four blocks
     per position on SmolLM2)."""
-    return model.run_from(layer, resid, edits=edits, positions=list(scored))
+    # lean (where the backend offers it): blocks compute per-head results and split q/k/v inputs only
+    # where an edit needs them; equal to a plain run to float rounding (tests/ioi/test_patching_tiny.py)
+    lean = {"lean": True} if getattr(model, "can_run_lean", False) else {}
+    return model.run_from(layer, resid, edits=edits, positions=list(scored), **lean)
 
 
 def _chunks(n_variants: int, batch: int, max_rows: int) -> list[list[int]]:

@@ -204,3 +204,30 @@ def test_runs_from_a_layer_call_only_the_later_blocks(model):
         finally:
             for hd in handles:
                 hd.remove()
+
+
+def test_lean_run_from_equals_a_plain_run_and_restores_the_bridge_flags(model):
+    # sweeps ask the bridge for lean blocks (per-head results and split q/k/v inputs only where an
+    # edit needs them): the same logits to float rounding, a Q_INPUT edit still lands, and the flags
+    # are back on afterwards (the engine's captures need them)
+    from circuitdsl.backends.protocol import Site
+
+    clean, corrupt = _pair(n=4, T=7)
+    toks = torch.tensor([e.tokens for e in clean])
+    n = model.shape.n_layers
+    with torch.inference_mode():
+        full, cache = model.run(toks, capture=[(Site.RESID_PRE, 1)])
+
+        def bump(act):
+            act = act.clone()
+            act[:, :, 1] += 0.5
+            return act
+
+        for site in (Site.RESULT, Site.Q_INPUT, Site.V_INPUT, Site.MLP_OUT):
+            edits = {(site, 2): bump}
+            plain = model.run_from(1, cache[(Site.RESID_PRE, 1)], edits=edits, positions=[6])
+            lean = model.run_from(1, cache[(Site.RESID_PRE, 1)], edits=edits, positions=[6], lean=True)
+            assert torch.allclose(plain, lean, atol=1e-5), site
+            assert not torch.allclose(plain, full[:, [6]], atol=1e-3), site  # the edit changed something
+    assert model.model.cfg.use_attn_result and model.model.cfg.use_split_qkv_input
+    assert all(b.attn.config.use_attn_result and b.attn.config.use_split_qkv_input for b in model.model.blocks)
