@@ -8,17 +8,56 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["compile_reporting", "stdout_kept_for_output", "device_diagnostic"]
+__all__ = ["compile_reporting", "stdout_kept_for_output", "device_diagnostic", "shown_diagnostics", "QUIET_ENV"]
+
+QUIET_ENV = "CIRCUITDSL_QUIET"
+"""Comma-separated note and warning codes not to print (`N301`, `W301`), or `notes` for every note.
+Errors are always printed; `lint --format json` lists everything."""
+
+
+def shown_diagnostics(diags) -> list:
+    """The diagnostics a person is shown: a note or warning code named in $CIRCUITDSL_QUIET left out, and a
+    note repeated in one file shown once (its hint says how many more there are)."""
+    import dataclasses
+
+    from circuitdsl.diagnostics import Severity
+
+    quiet = {c.strip().upper() for c in os.environ.get(QUIET_ENV, "").split(",") if c.strip()}
+    out, first, extra = [], {}, {}
+    for d in diags:
+        if d.severity is not Severity.ERROR and (d.code.upper() in quiet or
+                                                 (d.severity is Severity.NOTE and "NOTES" in quiet)):
+            continue
+        if d.severity is Severity.NOTE:
+            key = (d.code, d.span.file if d.span is not None else None)
+            if key in first:
+                extra[key] = extra.get(key, 0) + 1
+                continue
+            first[key] = len(out)
+        out.append(d)
+    for key, k in extra.items():
+        d = out[first[key]]
+        more = f"({k} more {d.code} note{'s' * (k != 1)} in this file; {QUIET_ENV}={d.code} silences them)"
+        out[first[key]] = dataclasses.replace(d, hint=f"{d.hint} {more}" if d.hint else more)
+    if first and not extra:
+        for key, i in first.items():
+            d = out[i]
+            tip = f"({QUIET_ENV}={d.code} silences this note)"
+            out[i] = dataclasses.replace(d, hint=f"{d.hint} {tip}" if d.hint else tip)
+    return out
 
 
 def compile_reporting(path):
-    """Compile `path` and print its diagnostics (errors, warnings, notes) to stderr in full form.
-    Returns the CompileResult; its `hypothesis` is None when there was an error (exit code 2)."""
+    """Compile `path` and print its diagnostics (errors, warnings, notes) to stderr in full form (notes
+    once per file and code; codes in $CIRCUITDSL_QUIET left out). Returns the CompileResult; its
+    `hypothesis` is None when there was an error (exit code 2)."""
     from circuitdsl.compiler import compile_file
+    from circuitdsl.diagnostics import render
 
     compiled = compile_file(path)
-    if compiled.diagnostics:
-        print(compiled.render("full"), file=sys.stderr)
+    shown = shown_diagnostics(compiled.diagnostics)
+    if shown:
+        print(render(shown, "full", dict(compiled.sources)), file=sys.stderr)
     return compiled
 
 

@@ -24,9 +24,9 @@ def add_parser(sub, name: str, help: str):
 
 
 def run(args) -> int:
-    from circuitdsl.cli.common import stdout_kept_for_output
+    from circuitdsl.cli.common import shown_diagnostics, stdout_kept_for_output
     from circuitdsl.compiler import compile_file
-    from circuitdsl.diagnostics import Severity
+    from circuitdsl.diagnostics import Severity, render
 
     outcome = Outcome()
     everything = []
@@ -35,8 +35,9 @@ def run(args) -> int:
         for f in args.files:
             result = compile_file(f)
             everything.extend(d.to_json() for d in result.diagnostics)
-            if result.diagnostics and args.format != "json":
-                print(result.render(args.format), file=sys.stderr)
+            shown = shown_diagnostics(result.diagnostics) if args.format != "json" else []
+            if shown:
+                print(render(shown, args.format, dict(result.sources)), file=sys.stderr)
                 if args.format == "full":
                     print(file=sys.stderr)
             if result.hypothesis is None:
