@@ -131,7 +131,10 @@ def test_a_spill_directory_left_by_a_killed_process_is_removed_by_the_next_run(t
     p.communicate(timeout=300)
     (left,) = spill.iterdir()
     assert any(x.suffix == ".bin" for x in left.iterdir())
-    assert sweep_stale(spill) == [left] and list(spill.iterdir()) == []
+    nxt = _spawn(["check", str(tmp_path / "no_such.circuit")], tmp_path, spill)  # the next run, even one that fails
+    nxt.communicate(timeout=300)
+    assert nxt.returncode == 2 and list(spill.iterdir()) == []
+    assert sweep_stale(spill) == []
     mine = SpillDir(spill)  # a live process's directory is never taken for a leftover
     assert sweep_stale(spill) == [] and list(spill.iterdir()) == [mine.path]
     mine.close()
