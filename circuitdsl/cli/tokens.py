@@ -55,6 +55,37 @@ def describe(e, tokenizer) -> dict[str, Any]:
     }
 
 
+def _tokenizer_only(model: str):
+    """(tokenizer, {vocab_size, n_ctx}) without loading the weights (seconds, not a minute); (None, None) when
+    the model's tokenizer cannot be had alone (the caller then loads the model)."""
+    import json as _json
+    from pathlib import Path
+
+    from circuitdsl.models.shapes import TINY_DIR
+
+    try:
+        if model == "tiny":
+            cfg = _json.loads((TINY_DIR / "config.json").read_text(encoding="utf-8"))
+            return None, {"vocab_size": int(cfg["d_vocab"]), "n_ctx": int(cfg["n_ctx"])}
+        if model == "smollm2-135m":
+            from circuitdsl.models import smollm2
+
+            d = Path(smollm2.ensure_hf_dir())
+        else:
+            d = Path(model)
+        if not (d / "tokenizer.json").is_file() and not (d / "tokenizer_config.json").is_file():
+            return None, None
+        cfg = _json.loads((d / "config.json").read_text(encoding="utf-8"))
+        from transformers import AutoTokenizer
+
+        from circuitdsl.backends.base import TokenizerAdapter
+
+        n_ctx = next((int(cfg[k]) for k in ("n_positions", "max_position_embeddings", "n_ctx") if k in cfg), None)
+        return TokenizerAdapter(AutoTokenizer.from_pretrained(str(d))), {"vocab_size": cfg.get("vocab_size"), "n_ctx": n_ctx}
+    except Exception:  # anything unusual: the full load says what is wrong, with its diagnostics
+        return None, None
+
+
 def run(args) -> int:
     from circuitdsl.cli.patch import _parse_args_kv, _Usage, boot, check_dataset_args, model_limits, usage_error
     from circuitdsl.datasets.source import dataset_from_arg
@@ -69,19 +100,22 @@ def run(args) -> int:
     try:
         gen_args = _parse_args_kv(args.arg)
         check_dataset_args([args.dataset], args.n, args.seed, gen_args)
-        model = boot(args.model, "cpu")
-        ds = dataset_from_arg(args.dataset, model.tokenizer, n=args.n, seed=args.seed, args=gen_args, **model_limits(model))
+        tok, limits = _tokenizer_only(args.model)
+        if limits is None:  # not a model whose tokenizer loads alone: load it whole
+            model = boot(args.model, "cpu")
+            tok, limits = model.tokenizer, model_limits(model)
+        ds = dataset_from_arg(args.dataset, tok, n=args.n, seed=args.seed, args=gen_args, **limits)
     except _Usage as e:
         return usage_error(e.code, e.message, e.hint)
     except CircuitError as e:
         print(render(e.diagnostics, "full"), file=sys.stderr)
         return int(ExitCode.USAGE)
-    rows = [describe(e, model.tokenizer) for e in ds.examples]
+    rows = [describe(e, tok) for e in ds.examples]
     shown = rows if args.rows == 0 else rows[: args.rows]
     for r in shown:
         where = f"line {r['line']}" if r["line"] is not None else f"example {r['id']}"
         print(f"{where}: {len(r['tokens'])} tokens" + (f"  {r['text']!r}" if r["text"] is not None else ""))
-        print("  " + "  ".join(f"{i}:{t.rsplit(' (', 1)[0] if model.tokenizer is not None else t}" for i, t in enumerate(r["tokens"])))
+        print("  " + "  ".join(f"{i}:{t.rsplit(' (', 1)[0] if tok is not None else t}" for i, t in enumerate(r["tokens"])))
         for name, items in r["positions"].items():
             print(f"  {name:>10} -> " + ", ".join(f"{x['index']} {x['token']}" for x in items))
         for s in r["scored"]:
