@@ -213,7 +213,13 @@ def circuit_source(att, sel: Selection, template_text: str, template_path: str, 
         lo = min(abs(scores[e]) for e in sel.edges)
         lines.append(f"Smallest |score| kept: {lo:.3g}. Every node has the identity feature: edit the features to state what each computes.")
     if sel.backbone:
-        lines.append("The embeddings, every MLP and out are kept, wired among themselves (the backbone).")
+        lines.append("The embeddings, every MLP and out are kept, wired among themselves (the backbone): the file claims the "
+                     "MLPs only as a whole, as a route between the selected heads; it tests no MLP on its own.")
+    elif shape.has_mlp:
+        n_mlp = sum(1 for v in nodes if v.kind is NodeKind.MLP)
+        lines.append(f"What the file claims: these edges alone carry the behaviour. MLPs are claimed like heads ({n_mlp} of "
+                     f"{shape.n_layers} in the circuit); every sender and edge not listed is ablated by the file's `ablate` "
+                     f"(--backbone keeps every MLP instead, claimed as a whole).")
     text = _rebase_paths(template_text, template_path, out_path)
     body = circuit_text(sel.edges, text, template_path, comment="\n".join(lines))
     if sel.backbone:

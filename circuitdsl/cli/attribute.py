@@ -15,6 +15,7 @@ Exit: 0 done, 2 a usage, language, dataset or model error (E94x for attribution)
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 from circuitdsl.cli.exitcodes import ExitCode
@@ -138,7 +139,7 @@ def run(args) -> int:
         if not sel.edges and not args.backbone:
             return _usage("E944", f"no path from an embedding to out among the top {sel.taken} edges: nothing to claim",
                           "take more edges (--edges N, a lower --threshold) or keep the backbone (--backbone)")
-        cmd = "circuitdsl attribute " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["attribute"] else ""
+        cmd = "circuitdsl attribute " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["attribute"] else ""
         text = output.circuit_source(att, sel, h.source_text, h.source_path or args.file, args.output, expects=args.expect,
                                      command=cmd)
         from circuitdsl.compiler import compile_source

@@ -277,3 +277,27 @@ def test_attribute_cli_refuses_bad_input_with_exit_2(tmp_path, capsys):
     assert main(["attribute", str(src), "--positions", "NOPE"]) == 2
     assert "E942" in capsys.readouterr().err
     assert main(["attribute", str(src), "--edges", "5"]) == 2  # --edges without -o
+
+
+def test_tracr_hist_eap_ig_recovers_the_compiled_circuit_and_check_passes(tmp_path, capsys):
+    """A model with an MLP: under zero ablation EAP-IG's top 6 edges are exactly the 6 edges of tracr's
+    compiled hist program (hypotheses/tracr/hist.circuit), and the written file passes `check`."""
+    import re
+
+    from circuitdsl.cli import main
+
+    tracr = ROOT / "hypotheses" / "tracr"
+    truth = compile_source((tracr / "hist.circuit").read_text(), str(tracr / "hist.circuit")).hypothesis.edges
+    assert len(truth) == 6
+    text = (tracr / "hist.circuit").read_text()
+    text = text.replace('"models/', f'"{tracr}/models/').replace('"data/', f'"{tracr}/data/')
+    text = re.sub(r"^ablate .*$", "ablate unclaimed by zero", text, flags=re.M)
+    src = tmp_path / "hist.circuit"
+    src.write_text(text)
+    out = tmp_path / "found.circuit"
+    assert main(["attribute", str(src), "--method", "eap-ig", "--edges", "6", "-o", str(out), "--expect", "recovered >= 0.99"]) == 0
+    found = compile_source(out.read_text(), str(out)).hypothesis
+    assert set(found.edges) == set(truth)
+    assert "MLPs are claimed like heads (1 of 1 in the circuit)" in out.read_text()
+    capsys.readouterr()
+    assert main(["check", str(out), "--no-tests"]) == 0, capsys.readouterr()
