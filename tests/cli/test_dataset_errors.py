@@ -51,3 +51,14 @@ def test_a_token_outside_the_vocabulary_points_at_the_tokens_key(tmp_path, capsy
     err = capsys.readouterr().err
     col = (tmp_path / "d.jsonl").read_text().splitlines()[2].index('"tokens"') + 1
     assert "error[E423]" in err and f"d.jsonl:3:{col}" in err
+
+
+def test_a_bad_answer_points_at_its_jsonl_line_not_the_circuit(tmp_path, capsys):
+    """The issue's case: an answer outside the model's output vocabulary on a late line of the file."""
+    rows = _rows(6)
+    rows[4]["answer"] = 100000
+    f = _project(tmp_path, rows)
+    assert main(["check", str(f), "--no-completeness"]) == 2
+    out, err = capsys.readouterr()
+    assert "error[E414]" in err and "answer token 100000" in err and f"--> {tmp_path / 'd.jsonl'}:5:" in err
+    assert f"--> {f}:" not in err and "FAIL" not in out
