@@ -80,9 +80,18 @@ def run_check(
     with torch.no_grad(), Engine(backend, datasets, h.main_dataset, h.ablation, seed=seed, batch_size=batch_size,
                                  clean_bytes=clean_cache_bytes) as engine:
         _check_names(h, ds)
+        fwd: dict[str, float] = {}
+        fwd_at = [0.0]
+
+        def fwd_mark(phase: str) -> None:  # forward-pass equivalents the phase cost (Engine.forward_equiv)
+            now = engine.forward_equiv()
+            fwd[phase] = round(now - fwd_at[0], 3)
+            fwd_at[0] = now
+
         clean = engine.clean_logits()
         finite.check_finite(backend, ds, clean, span)  # NaN weights: a diagnostic naming where, not a score of nan
         timings["clean_run"] = time.perf_counter() - t
+        fwd_mark("clean_run")
 
         def m_of(logits) -> np.ndarray:
             return metrics.metric_values(h.metric.kind, logits, ds.examples, clean)
@@ -97,6 +106,7 @@ def run_check(
         kl = metrics.kl_values(clean, sc.logits)
         kl_base = metrics.kl_values(clean, base.logits)
         timings["scrub"] = time.perf_counter() - t
+        fwd_mark("scrub")
 
         rec = scores.recovered(m_model, m_scrub, m_base, resamples=h.bootstrap, seed=seed, ids=[e.id for e in ds.examples])
         gap = None if rec.undefined_reason else rec.gap
@@ -123,6 +133,7 @@ def run_check(
 
             mini = Minimality((), None, None, 0.0, None, skipped="minimality disabled (--no-minimality)")
         timings["minimality"] = time.perf_counter() - t
+        fwd_mark("minimality")
         t = time.perf_counter()
         if completeness and h.budget.enabled:
             done[0] = 0
@@ -132,6 +143,7 @@ def run_check(
             why = "--no-completeness" if h.budget.enabled else "`set completeness.enabled = false` in the file"
             comp = Completeness(tuple(b.sizes), b.samples, b.greedy_steps, (), None, 0, f"completeness search disabled ({why})")
         timings["completeness"] = time.perf_counter() - t
+        fwd_mark("completeness")
 
         plan = h.tests if tests is None else tests
         test_names = nulltests.wanted_tests(h, plan)
@@ -142,6 +154,7 @@ def run_check(
                 h, test_names, plan=plan, seed=seed if plan.seed is None else plan.seed, scrub=engine.scrub, m_of=m_of, m_model=m_model,
                 m_scrub=m_scrub, m_base=m_base, rec=rec, minimality=mini, engine=engine, progress=say)
             timings["tests"] = time.perf_counter() - t
+            fwd_mark("tests")
 
     notes = _notes(h, rec, mini, sc, m_model, m_base) + comp.notes + edge_notes
     rows = tuple(
@@ -160,6 +173,7 @@ def run_check(
     timings["total"] = time.perf_counter() - t0
     cost = (("forward_passes", engine.forward_passes), ("block_runs", engine.block_runs),
             ("clean_bytes_in_memory", engine.clean_held), ("clean_bytes_spilled", engine.clean_spilled))
+    cost += tuple((f"forward_equiv.{k}", v) for k, v in fwd.items())
     if test_result is not None and test_result.scrubs:
         cost += (("test_scrubs", test_result.scrubs), ("test_block_runs", test_result.block_runs))
     import dataclasses

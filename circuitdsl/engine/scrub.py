@@ -324,6 +324,9 @@ class Engine:
         """Root examples scrubbed at a time (0: all of a layout at once); bounds the rows one scrub holds."""
         self.forward_passes = 0
         self.block_runs = 0
+        self.block_rows = 0.0
+        """Work done, in rows through the whole model: a clean run's row counts 1, a row through one
+        attention or one MLP 1 / (2 n_layers) (1 / n_layers in a model without MLPs). `forward_equiv`."""
         self.shortcuts = bool(shortcuts)
         """Use the clean-base ('x') form of port inputs and skip rows that are exactly clean (`_plan`);
         off: every port input is computed from its ablated base, as SEMANTICS.md section 3 writes it."""
@@ -356,6 +359,7 @@ class Engine:
                 rows = pool[i : i + self.batch_size]
                 part = self.backend.clean_run(self.backend.tokens([ds.examples[j].tokens for j in rows]))
                 self.forward_passes += 1
+                self.block_rows += len(rows)
                 scored += [part.logits[k, list(ds.examples[j].scored_positions)] for k, j in enumerate(rows)]
                 part = dataclasses.replace(part, logits=None)
                 need = _cache_nbytes(part) * len(pool) // max(1, part.n)
@@ -479,6 +483,15 @@ class Engine:
         return tuple(out)  # type: ignore[arg-type]
 
     # ---- scrub ----------------------------------------------------------------------------------
+    def _half_block(self) -> float:
+        sh = self.backend.shape
+        return 1.0 / (sh.n_layers * (2 if sh.has_mlp else 1))
+
+    def forward_equiv(self) -> float:
+        """`block_rows` in forward passes over the main dataset (N rows): the clean runs of a paired
+        check count 2 (the dataset and its pair)."""
+        return self.block_rows / max(1, len(self.ds))
+
     def memo_bytes(self) -> int:
         """Bytes held by computed rows (the cross-scrub memo)."""
         return sum(st.nbytes for d in self._layouts.values() for st in d.outputs.values())
@@ -906,6 +919,7 @@ class Engine:
                     continue
                 mlp = b.run_mlp(layer, x)
                 self.block_runs += 1
+                self.block_rows += len(need) * self._half_block()
                 got.append(mlp)
                 if self.progress:
                     self.progress("rows", len(need), 0)
@@ -965,6 +979,7 @@ class Engine:
                 q[torch.tensor(rows), :, h] = vals[torch.tensor(src)]
             result, _ = b.run_layer(layer, q, k, vv, None)
             self.block_runs += 1
+            self.block_rows += int(q.shape[0]) * self._half_block()
             # write each head's outputs to its store, grouped per pending item
             per_item: dict[int, tuple[list[int], list[int]]] = {}
             for h, j, i, rr in reads:
