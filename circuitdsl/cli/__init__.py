@@ -3,7 +3,8 @@
 
 Exit codes (one owner: `circuitdsl.cli.exitcodes`): 0 all claims hold, 1 a claim failed,
 2 a usage, language, dataset or model error, 3 an internal error (the traceback goes to a file whose
-path is printed), 130 interrupted (SIGINT), 143 terminated (SIGTERM).
+path is printed), 130 interrupted (SIGINT), 141 stdout closed before the output was written, 143
+terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -104,8 +105,13 @@ def _guarded(argv: list[str] | None) -> int:
     except BrokenPipeError:  # `circuitdsl check --format json | head`: the reader went away
         import os
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no second error at exit's flush)
+        try:
+            print("circuitdsl: stdout was closed before the output was written; the verdict was not reported",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        except (OSError, ValueError):
+            pass
+        return int(ExitCode.BROKEN_PIPE)  # not 0: a failed claim must not read as success
     except Exception as e:
         if code_for(e) is ExitCode.USAGE:  # a diagnostic no subcommand caught: still the user's error
             from circuitdsl.diagnostics import render

@@ -11,6 +11,7 @@ and returns it; `circuitdsl.cli.main` turns whatever escapes a subcommand into a
 | 2 | a usage, language, dataset or model error: something could not be checked |
 | 3 | an internal error (a bug in circuitdsl): one line on stderr names the file holding the traceback |
 | 130 | interrupted (SIGINT, Ctrl-C) |
+| 141 | stdout was closed before the output was written (`circuitdsl check ... \| head`): the verdict was not delivered |
 | 143 | terminated (SIGTERM) |
 """
 
@@ -34,6 +35,9 @@ class ExitCode(enum.IntEnum):
     """A bug in circuitdsl: the traceback is written to a file whose path is printed."""
     INTERRUPTED = 130
     """SIGINT (Ctrl-C): 128 + 2, as a shell reports a process killed by it."""
+    BROKEN_PIPE = 141
+    """stdout's reader went away before the output was written: 128 + SIGPIPE, as for a process the pipe
+    killed. Never 0: a failed claim whose verdict could not be printed must not read as success."""
     TERMINATED = 143
     """SIGTERM: 128 + 15."""
 

@@ -218,3 +218,24 @@ def test_3_for_an_internal_error_during_check_writes_no_report(tmp_path, capsys,
     assert _untouched(j, h)
     (report,) = crash_home.iterdir()
     assert "IndexError: a bug in the engine" in report.read_text()
+
+
+def test_a_closed_stdout_never_turns_a_failed_claim_into_0(tmp_path):
+    """`circuitdsl check h.circuit --format json | head -c 1` exited 0 on a failed claim: the reader went
+    away while the verdict was being printed, and a broken pipe counted as success. Now the claim's 1,
+    or 141 (128 + SIGPIPE, as for a process the pipe killed) -- never 0."""
+    import os
+    import subprocess
+    import sys
+
+    f = tmp_path / "h.circuit"
+    f.write_text(tiny_circuit(expect="expect kl <= -1", n=600))  # ~240 KB of JSON: more than a pipe holds
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CIRCUITDSL_CACHE": str(tmp_path / "cache")}
+    p = subprocess.Popen([sys.executable, "-m", "circuitdsl", "check", str(f), "--no-completeness", "--no-tests",
+                          "--format", "json"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert p.stdout.read(1) == b"["  # as `head -c 1` does: one byte, then the reader is gone
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    p.wait(timeout=300)
+    assert p.returncode in (ExitCode.CLAIM_FAILED, ExitCode.BROKEN_PIPE), err
+    assert "Traceback" not in err
