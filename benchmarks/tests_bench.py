@@ -12,7 +12,7 @@ also writes them. Run with OMP_NUM_THREADS=1 for numbers comparable to benchmark
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import platform
 import sys
 import time
@@ -57,8 +57,11 @@ def main(argv=None) -> int:
         r = run_check(h, completeness=comp, tests=p)
         return r, time.perf_counter() - t0
 
+    load0 = os.getloadavg()
     plain, t_plain = timed(none)
+    load1 = os.getloadavg()
     tested, t_tests = timed(plan)
+    load2 = os.getloadavg()
     T = tested.tests
     rows = {
         "file": str(Path(args.file).relative_to(ROOT)) if Path(args.file).resolve().is_relative_to(ROOT) else args.file,
@@ -71,6 +74,9 @@ def main(argv=None) -> int:
         "clean_forward_passes_plain": dict(plain.cost)["forward_passes"],
         "per_test": {},
         "machine": f"{platform.machine()}, torch {torch.__version__}, 1 thread",
+        # 1-minute load averages before the plain check, between the two, after: the machine is shared
+        "load_1min": [round(x[0], 2) for x in (load0, load1, load2)],
+        "cpus": os.cpu_count(),
     }
     for name in ("sufficiency", "necessity", "minimality"):
         x = T.get(name)
@@ -87,7 +93,9 @@ def main(argv=None) -> int:
     for k, v in rows["per_test"].items():
         print(f"  {k:12s} {v}")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        from circuitdsl.results import write_json_atomic
+
+        write_json_atomic(args.json, rows)
     return 0
 
 

@@ -168,3 +168,25 @@ def test_plan_from_file_settings(refined):
     assert refined.tests == TestPlan()
     h = dataclasses.replace(refined, tests=TestPlan(sufficiency=False, equivalence=False))
     assert run_check(h, completeness=False).tests is None
+
+
+def test_html_report_draws_each_null_with_the_observed_value(refined_result):
+    """The HTML report's Tests section: one histogram per null, the observed statistic marked in it."""
+    import base64
+    import re
+
+    from circuitdsl.report.html import render_html
+
+    page = render_html(refined_result, source_text=None)
+    imgs = dict(re.findall(r'<img class="chart" alt="([^"]+)" src="data:image/svg\+xml;base64,([^"]+)"', page))
+    t = refined_result.tests
+    for name in ("sufficiency", "necessity"):
+        x = t.get(name)
+        svg = base64.b64decode(imgs[f"{name} null distribution"]).decode("utf-8")
+        assert f"null ({R} draws)" in svg and f"observed {x.observed:.4g}" in svg and f"p = {x.p:.3g}" in svg
+    e = t.equivalence
+    svg = base64.b64decode(imgs["equivalence nulls"]).decode("utf-8")
+    assert f"observed {e.above}" in svg and f"Binomial({e.n}, 0.4)" in svg and f"Binomial({e.n}, 0.6)" in svg
+    for kind in ("embed", "pos", "head"):
+        assert f"minimality null {kind}" in imgs
+    assert "<h3>minimality test per node</h3>" in page
