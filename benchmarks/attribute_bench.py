@@ -182,6 +182,12 @@ def cmd_tracr(a):
 def cmd_ioi(a):
     path = ROOT / "hypotheses" / "ioi_smollm2.circuit"
     h = _compile(path)
+    if a.n:  # the same file with n = N in its dataset lines (a smaller run)
+        import re
+
+        from circuitdsl.compiler import compile_source
+
+        h = compile_source(re.sub(r"\bn = \d+", f"n = {a.n}", path.read_text()), str(path)).hypothesis
     t = time.perf_counter()
     setup = scores.prepare(h, batch_size=a.batch_size)
     print(f"{path.name}: N={setup.n}, metric {setup.kind.value}, ablation {h.ablation}; model loaded in {time.perf_counter() - t:.1f} s; "
@@ -189,8 +195,10 @@ def cmd_ioi(a):
           f"torch threads {torch.get_num_threads()}", flush=True)
     eap = scores.attribute(setup, "eap")
     print(f"  eap: {eap.seconds:.1f} s ({_cost(eap)}); F(model) {eap.f_model:.3f}, F(baseline) {eap.f_baseline:.3f}", flush=True)
+    _dump(eap, a.json_dir, "ioi_smollm2", set(h.edges))
     ig = scores.attribute(setup, "eap-ig", steps=a.steps)
     print(f"  eap-ig({a.steps}): {ig.seconds:.1f} s ({_cost(ig)})", flush=True)
+    _dump(ig, a.json_dir, "ioi_smollm2", set(h.edges))
     g = setup.graph
     cells = sorted({g.cell(e) for e in g.edges})
     rep = {}
@@ -213,8 +221,6 @@ def cmd_ioi(a):
     if truth:
         print(f"  ROC AUC against the file's own circuit ({len(truth)} edges, all {len(g.edges):,}): "
               f"EAP {_auc(eap, truth, g.edges):.3f}, EAP-IG {_auc(ig, truth, g.edges):.3f}")
-    for att in (eap, ig):
-        _dump(att, a.json_dir, "ioi_smollm2", truth)
     if a.json_dir:
         _dump(ex, a.json_dir, "ioi_smollm2_subset", truth)
 
@@ -229,6 +235,7 @@ def main(argv=None):
     p.add_argument("--random", type=int, default=120)
     p.add_argument("--top", type=int, default=60)
     p.add_argument("--json-dir", default=None)
+    p.add_argument("--n", type=int, default=0, help="ioi: examples per dataset (default: the file's)")
     a = p.parse_args(argv)
     torch.manual_seed(0)
     {"speed": cmd_speed, "tiny": cmd_tiny, "tracr": cmd_tracr, "ioi": cmd_ioi}[a.what](a)
