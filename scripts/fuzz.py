@@ -72,6 +72,8 @@ class Run:
     rss_mb: float
     out_bytes: int
     findings: list[str]
+    rewrote: bool = False
+    """fmt changed the file (its comments and strings were then compared with the original's)"""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -136,13 +138,20 @@ def _digits(rng: random.Random) -> str:
     return "9" * rng.choice([19, 20, 400, 4300, 4301, 5000, 20000])
 
 
-def mutate_circuit(rng: random.Random, text: str, folder: Path, cid: str) -> tuple[str | bytes, list[str]]:
-    """One mutated file: text (or bytes, for encodings) and the names of the mutations applied."""
+def mutate_circuit(rng: random.Random, text: str, folder: Path, cid: str,
+                   huge_share: float | None = None) -> tuple[str | bytes, list[str]]:  # fmt: skip
+    """One mutated file: text (or bytes, for encodings) and the names of the mutations applied.
+    `huge_share`: the share of files that get `m_huge` (a file of 100 KB to 1 MB); None: it is one
+    mutation among the others (about 12% of files)."""
     applied = []
+    pool = MUTATIONS if huge_share is None else [m for m in MUTATIONS if m is not m_huge]
     for _ in range(rng.choice([1, 1, 2, 3])):
-        m = rng.choice(MUTATIONS)
+        m = rng.choice(pool)
         applied.append(m.__name__)
         text = m(rng, text, folder, cid)
+    if huge_share is not None and rng.random() < huge_share:
+        applied.append(m_huge.__name__)
+        text = m_huge(rng, text, folder, cid)
     if rng.random() < 0.12:  # the encoding layer
         how = rng.choice(["bom", "crlf", "cr", "bad_utf8", "nul", "utf16", "latin1"])
         applied.append(how)
@@ -303,7 +312,7 @@ MUTATIONS = [m_chars, m_chars, m_delete, m_lines, m_line_breakers, m_line_breake
              m_paths, m_huge, m_printing_feature, m_grammar_noise, m_grammar_noise]  # fmt: skip
 
 
-def generate_circuits(n: int, seed: int, folder: Path) -> list[Case]:
+def generate_circuits(n: int, seed: int, folder: Path, huge_share: float | None = None) -> list[Case]:
     rng = random.Random(seed)
     valid, seeds = _seeds()
     cases = []
@@ -311,7 +320,7 @@ def generate_circuits(n: int, seed: int, folder: Path) -> list[Case]:
         cid = f"c{i:05d}"
         d = folder / cid[:4]
         d.mkdir(parents=True, exist_ok=True)
-        content, applied = mutate_circuit(rng, rng.choice(valid if rng.random() < 0.5 else seeds), d, cid)
+        content, applied = mutate_circuit(rng, rng.choice(valid if rng.random() < 0.5 else seeds), d, cid, huge_share)
         p = d / f"{cid}.circuit"
         if isinstance(content, bytes):
             p.write_bytes(content)
@@ -656,13 +665,16 @@ def _fmt_round_trip(case: Case, time_limit: float) -> Run:
                 if sorted(sa) != sorted(sb):
                     found.append("fmt changed strings")
                 code2, out2, err2, esc2, _ = _run_captured(["fmt", "--check", str(copy)], time_limit)
-                if code2 != 0:
+                if esc2 == "timeout":
+                    found.append(f"timeout (over {time_limit:g} s): fmt --check after fmt")
+                elif code2 != 0:
                     found.append(f"fmt is not idempotent: fmt --check after fmt exits {code2}")
         elif code != 0 and after != before:
             found.append(f"fmt exited {code} but changed the file")
     finally:
         copy.unlink(missing_ok=True)
-    return Run(case.id, "fmt", code, round(seconds, 3), round(_rss_mb(), 1), len(out) + len(err), found)
+    return Run(case.id, "fmt", code, round(seconds, 3), round(_rss_mb(), 1), len(out) + len(err), found,
+               rewrote=code == 0 and after != before)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------
@@ -802,6 +814,8 @@ def summarize(runs: list[Run], cases: list[Case]) -> dict:
         "ooms": ooms,
         "timeouts": timeouts,
         "exit_codes": codes,
+        "fmt_rewrote": sum(r.rewrote for r in runs),
+        "lint_json_runs": sum(r.command == "lint-json" for r in runs),
         "max_seconds": slowest and {"seconds": slowest.seconds, "case": slowest.case, "command": slowest.command,
                                     "mutations": by_case.get(slowest.case, Case("", "", "")).mutations},
         "max_rss_mb": rss and {"rss_mb": rss.rss_mb, "case": rss.case},
@@ -811,22 +825,58 @@ def summarize(runs: list[Run], cases: list[Case]) -> dict:
     }  # fmt: skip
 
 
+def summarize_folder(work: Path) -> dict:
+    """The summary of the cases an --out folder's workers have finished (complete cases only)."""
+    cases, runs = [], []
+    for cf in sorted(work.glob("cases-*.json")):
+        chunk = [Case(**c) for c in json.loads(cf.read_text())]
+        rf = cf.with_name(cf.name.replace("cases-", "results-").replace(".json", ".jsonl"))
+        pending: list[Run] = []
+        done = set()
+        for line in (rf.read_text().splitlines() if rf.exists() else []):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line being written
+                continue
+            if "start" in rec:
+                pending = []
+            elif "run" in rec:
+                pending.append(Run(**rec["run"]))
+            elif "done" in rec:
+                runs += pending
+                if rec["done"] >= 0:
+                    done.add(rec["done"])
+                pending = []
+        cases += [chunk[i] for i in sorted(done)]
+    summary = summarize(runs, cases)
+    summary["cases_generated"] = sum(len(json.loads(cf.read_text())) for cf in work.glob("cases-*.json"))
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=1000, help=".circuit files to generate (default 1000)")
     ap.add_argument("--datasets", type=int, default=0, help="JSONL datasets to check on the tiny model (default 0)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--huge-share", type=float, default=None,
+                    help="share of files given the huge mutation (100 KB - 1 MB; default: one mutation among 14, ~12%%)")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     ap.add_argument("--time-limit", type=float, default=30.0, help="seconds one run may take (default 30)")
     ap.add_argument("--memory-limit", type=int, default=3072, help="MiB of address space per lint worker (default 3072)")
     ap.add_argument("--out", default=None, help="folder for the generated files and results (default: a temp folder)")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
     ap.add_argument("--report", default=None, help="also write the summary as JSON here")
+    ap.add_argument("--summarize", metavar="DIR", default=None,
+                    help="only summarize the runs recorded so far in DIR (an --out folder; a run still going or stopped)")
     args = ap.parse_args(argv)
+    if args.summarize:
+        summary = summarize_folder(Path(args.summarize))
+        print(json.dumps(summary, indent=2))
+        return 1 if summary["findings"] else 0
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="circuitdsl-fuzz-"))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    cases = (hostile_circuits(work / "hostile") + generate_circuits(args.files, args.seed, work / "circuits")
+    cases = (hostile_circuits(work / "hostile") + generate_circuits(args.files, args.seed, work / "circuits", args.huge_share)
              + generate_datasets(args.datasets, args.seed, work / "datasets"))  # fmt: skip
     print(f"generated {len(cases)} cases in {time.time() - t0:.0f} s under {work}", file=sys.stderr)
     runs = run_all(cases, work, time_limit=args.time_limit, memory_mb=args.memory_limit, jobs=args.jobs,
