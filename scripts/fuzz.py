@@ -866,6 +866,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="folder for the generated files and results (default: a temp folder)")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
     ap.add_argument("--report", default=None, help="also write the summary as JSON here")
+    ap.add_argument("--no-hostile", action="store_true", help="leave out the fixed hostile .circuit files (e.g. a datasets-only run)")
     ap.add_argument("--summarize", metavar="DIR", default=None,
                     help="only summarize the runs recorded so far in DIR (an --out folder; a run still going or stopped)")
     args = ap.parse_args(argv)
@@ -876,7 +877,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="circuitdsl-fuzz-"))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    cases = (hostile_circuits(work / "hostile") + generate_circuits(args.files, args.seed, work / "circuits", args.huge_share)
+    cases = (([] if args.no_hostile else hostile_circuits(work / "hostile")) + generate_circuits(args.files, args.seed, work / "circuits", args.huge_share)
              + generate_datasets(args.datasets, args.seed, work / "datasets"))  # fmt: skip
     print(f"generated {len(cases)} cases in {time.time() - t0:.0f} s under {work}", file=sys.stderr)
     runs = run_all(cases, work, time_limit=args.time_limit, memory_mb=args.memory_limit, jobs=args.jobs,
