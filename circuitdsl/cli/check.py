@@ -250,14 +250,6 @@ def _select_phases(args):
         args.no_minimality = args.no_minimality or "minimality" not in names
         args.no_completeness = args.no_completeness or "completeness" not in names
         args.no_tests = getattr(args, "no_tests", False) or "tests" not in names
-    if getattr(args, "no_minimality", False):
-        import inspect
-
-        from circuitdsl.engine.check import run_check
-
-        if "minimality" not in inspect.signature(run_check).parameters:  # the engine change is the lead's to merge
-            return Diagnostic("E902", "--no-minimality (or --only without minimality) is not available in this build",
-                              hint="the engine does not take minimality=False yet")  # fmt: skip
     return None
 
 

@@ -1,10 +1,8 @@
 """Phases are selectable (issue 17, item 4): `check --no-minimality`, `--only scores,minimality,completeness,tests`;
-the JSON's `phases` says which ran. The minimality switch needs `run_check(minimality=False)` (the engine
-change proposed to the lead): those tests run once it is there."""
+the JSON's `phases` says which ran."""
 
 from __future__ import annotations
 
-import inspect
 import json
 
 import pytest
@@ -12,8 +10,6 @@ import pytest
 from circuitdsl.cli import main
 from tests.cli.conftest import tiny_circuit
 
-ENGINE_HAS_SWITCH = "minimality" in inspect.signature(__import__("circuitdsl.engine.check", fromlist=["run_check"]).run_check).parameters
-needs_engine = pytest.mark.skipif(not ENGINE_HAS_SWITCH, reason="run_check(minimality=...) is not merged yet")
 
 
 def _check(tmp_path, *flags, expect="expect recovered >= -100"):
@@ -32,7 +28,6 @@ def test_only_scores_and_minimality_skips_completeness_and_tests(tmp_path, capsy
     assert r["minimality"]["removals"]  # a1.0 was removed once
 
 
-@needs_engine
 def test_no_minimality_runs_no_removal_and_says_so(tmp_path, capsys):
     rc, r = _check(tmp_path, "--no-minimality", "--no-completeness")
     o = capsys.readouterr().out
@@ -46,7 +41,6 @@ def test_no_minimality_runs_no_removal_and_says_so(tmp_path, capsys):
     assert full["f_scrubbed"] == r["f_scrubbed"] and full["recovered"] == r["recovered"]
 
 
-@needs_engine
 def test_an_expect_on_a_skipped_phase_fails_with_the_reason(tmp_path, capsys):
     rc, r = _check(tmp_path, "--only", "scores", expect="expect minimality >= -100")
     assert rc == 1
