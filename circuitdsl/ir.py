@@ -477,6 +477,9 @@ class Hypothesis:
     bootstrap: int = 1000
     treeify: TreeRule = TreeRule()
     tests: TestPlan = TestPlan()
+    minimality_enabled: bool = True
+    """`set minimality.enabled = false`: the file's own way to skip the minimality search (as
+    `--no-minimality`); no removal is scrubbed and every report says it was skipped and why."""
     edge_origins: tuple[tuple[EdgeId, Span | None, str], ...] = field(default=(), compare=False, repr=False)
     """For each claimed edge: where the file claims it and how, `edge` (an edge statement) or `wire`
     (claimed only by a `wire` statement). Empty for hypotheses not compiled from a file."""

@@ -79,6 +79,7 @@ def _build(unit, text: str, path: str) -> Hypothesis:
             seed=settings.get("tests.seed", TestPlan.seed),
             eps=settings.get("tests.eps", TestPlan.eps),
         ),
+        minimality_enabled=settings.get("minimality.enabled", True),
         edge_origins=_edge_origins(unit),
         graph=make_graph(unit.claims, unit.edges),
     )

@@ -47,6 +47,7 @@ SETTINGS: dict[str, str] = {
     "completeness.samples": "int",
     "completeness.greedy": "int",
     "completeness.enabled": "bool",
+    "minimality.enabled": "bool",
     "treeify.shared_draws": "bool",
     "treeify.max_nodes": "int",
     "tests.sufficiency": "bool",

@@ -126,12 +126,13 @@ def run_check(
 
             return f
 
-        if minimality:
+        if minimality and h.minimality_enabled:
             mini = search.minimality(h, scorer, m_scrub, gap, progress=tick("minimality", n_rem))
-        else:  # --no-minimality / --only without it: no removal is scrubbed, the score is undefined
+        else:  # --no-minimality / --only / `set minimality.enabled = false`: no removal is scrubbed, the score is undefined
             from circuitdsl.results import Minimality
 
-            mini = Minimality((), None, None, 0.0, None, skipped="minimality disabled (--no-minimality)")
+            why = "--no-minimality" if h.minimality_enabled else "`set minimality.enabled = false` in the file"
+            mini = Minimality((), None, None, 0.0, None, skipped=f"minimality disabled ({why})")
         timings["minimality"] = time.perf_counter() - t
         fwd_mark("minimality")
         t = time.perf_counter()
