@@ -269,15 +269,25 @@ def _attention(extras: Extras | None, reason: str | None) -> str:
             for i in idx:
                 marks[i] = (marks[i] + "," + name) if i in marks else name
         cell = 12 if len(first.tokens) <= 24 else max(4, int(290 / len(first.tokens)))
+        def claimed_rows(a, first=first):
+            """The query rows where a head claimed only at some positions is claimed (None: everywhere)."""
+            if not a.claimed_at:
+                return None
+            at = set(a.claimed_at)
+            return sorted({i for name, idx in first.positions if name in at for i in idx})
+
         heats = "".join(
-            f'<figure>{heatmap_svg(a.pattern, a.tokens, title=a.head + ((" @ " + ", ".join(a.claimed_at)) if a.claimed_at else ""), marks=marks, cell=cell)}</figure>'
+            f'<figure>{heatmap_svg(a.pattern, a.tokens, title=a.head + ((" @ " + ", ".join(a.claimed_at)) if a.claimed_at else ""), marks=marks, cell=cell, claimed_rows=claimed_rows(a), claimed_at=a.claimed_at or ())}</figure>'
             for a in maps
         )
         blocks.append(f'<h3>example <code>{_e(ex_id)}</code> <span class="sub">({_e(first.role)})</span></h3><div class="heats">{heats}</div>')
     notes = "".join(f"<p class='sub'>{_e(n)}</p>" for n in extras.notes if "attention" in n)
     return _section("attention", "Attention patterns", "".join(blocks) + notes,
                     "Rows are query positions, columns key positions; darker blue is more attention. Named positions "
-                    "of the dataset are labelled; hover a cell for its weight.")
+                    "of the dataset are labelled; hover a cell for its weight. For a head claimed only at some positions, "
+                    "the claimed query rows are outlined and labelled clean (the hypothesis keeps its output there) and the "
+                    "other rows are greyed and labelled scrubbed (its output there is replaced per the ablation); "
+                    "every pattern is the clean run's.")
 
 
 def _dla(extras: Extras | None, reason: str | None) -> str:
@@ -466,7 +476,7 @@ svg.legend .tick{font-size:11px;fill:#57606a;text-anchor:middle}svg.legend .tick
 svg.graph .pin{font-size:9px;font-weight:700}
 .heats{display:flex;flex-wrap:wrap;gap:6px}.heats figure{margin:0}
 svg.heat .htitle{font-size:12px;font-weight:700}svg.heat .hlab{font-size:9px;fill:#57606a;font-family:ui-monospace,monospace}
-svg.heat .hlab.m{fill:#1d2127;font-weight:700}
+svg.heat .hlab.m{fill:#1d2127;font-weight:700}svg.heat .hrow{font-size:9px;font-family:ui-monospace,monospace}svg.heat .hrow.clean{fill:#d4701c;font-weight:700}svg.heat .hrow.scrubbed{fill:#8c959f}
 .toks{line-height:1.9}.tok{display:inline-block;font-family:ui-monospace,monospace;font-size:11.5px;background:#eef1f4;
 border-radius:4px;padding:0 4px;margin:0 2px 0 0}.tok.last{outline:1.5px solid #cf222e}.text{margin-bottom:3px}
 table.mini .barcell{width:28%}.bar{display:inline-block;height:10px;border-radius:2px}.bar.pos{background:#f46d43}.bar.neg{background:#92c5de}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -132,7 +133,7 @@ def graph_svg(h: Hypothesis, costs: dict[str, tuple[float | None, float | None, 
     by `costs[name] = (fraction, raw, changed_nothing)`; edges styled by port. Includes its legend.
 
     A graph wider than `max_width` draws each group of more than COLLAPSE_OVER nodes as one box
-    (filled by its members' worst cost; its tooltip lists every member's cost; edges to and from its
+    (filled by its members' median cost, labelled median [min, max]; its tooltip lists every member's cost; edges to and from its
     members merge per other end and port), then, if still too wide, wraps its columns onto rows."""
     cluster: dict[NodeId, str] = {}
     for gname, members in h.groups:
@@ -327,19 +328,22 @@ def _edge_title(s: NodeId | _Box, r: NodeId | _Box, p: Port, edges: list[EdgeId]
 
 def _box_svg(b: _Box, x: float, y: float, claims: dict[NodeId, Claim],
              costs: dict[str, tuple[float | None, float | None, bool]], vmax: float, internal: int) -> str:
-    """A collapsed group: filled by its members' worst (largest) cost; the tooltip lists each member,
-    its claim and its cost, so that no node's cost is hidden."""
+    """A collapsed group: filled by its members' median cost (one critical member does not make the
+    whole group look critical), labelled with the spread `median [min, max]`, and a strip under the box
+    in the min / median / max colours; the tooltip lists each member, its claim and its cost, so that
+    no node's cost is hidden."""
     known = [(costs[n.name][0], n) for n in b.members if n.name in costs]
-    finite = [(f, n) for f, n in known if f is not None and math.isfinite(f)]
-    worst = max(finite, key=lambda t: t[0], default=None)
-    fill = cost_color(worst[0] if worst else None, vmax)
+    finite = sorted(((f, n) for f, n in known if f is not None and math.isfinite(f)), key=lambda t: t[0])
+    med = statistics.median(f for f, _ in finite) if finite else None
+    lo, hi = (finite[0], finite[-1]) if finite else (None, None)
+    fill = cost_color(med, vmax)
     tc = _text_color(fill)
     summary = node_summary(b.members)
     label = summary if len(summary) <= 16 else f"{b.members[0].name} … {b.members[-1].name}"
     if known and all(costs[n.name][2] for _, n in known) and len(known) == len(b.members):
         cost, dashed = "removal: no change", ' stroke-dasharray="4,3"'
-    elif worst is not None:
-        cost, dashed = f"worst cost {worst[0] + 0.0:+.2f}", ""
+    elif med is not None:
+        cost, dashed = f"{med + 0.0:+.2f} [{lo[0] + 0.0:+.2f}, {hi[0] + 0.0:+.2f}]", ""
     elif known:
         cost, dashed = "cost n/a", ""
     else:
@@ -348,8 +352,15 @@ def _box_svg(b: _Box, x: float, y: float, claims: dict[NodeId, Claim],
         f"group {b.group}: {summary}",
         f"{len(b.members)} nodes drawn as one box; {internal} claimed edge{'s' if internal != 1 else ''} among them not drawn",
     ]
-    if worst is not None:
-        tip.append(f"filled by the worst (largest) removal cost: {worst[1].name} {worst[0]:+.3f}")
+    strip = ""
+    if med is not None:
+        spread = (f"removal cost over {len(finite)} of {len(b.members)} members: min {lo[0]:+.3f} ({lo[1].name}), "
+                  f"median {med:+.3f}, max {hi[0]:+.3f} ({hi[1].name})")
+        tip.append(f"filled by the median removal cost; label: median [min, max]; {spread}")
+        w3 = NW / 3
+        strip = (f'<g class="spread"><title>{_esc(spread)}</title>' + "".join(
+            f'<rect x="{x + i * w3:.1f}" y="{y + NH + 5}" width="{w3:.1f}" height="5" fill="{cost_color(v, vmax)}" data-{k}="{v:+.3f}"/>'
+            for i, (k, v) in enumerate((("min", lo[0]), ("median", med), ("max", hi[0])))) + "</g>")
     tip.append("members (removal cost):")
     for n in b.members:
         c = claims[n]
@@ -368,7 +379,7 @@ def _box_svg(b: _Box, x: float, y: float, claims: dict[NodeId, Claim],
         f'<rect x="{x}" y="{y}" width="{NW}" height="{NH}" rx="6" fill="{fill}"{dashed}/>'
         f'<text x="{x + NW / 2}" y="{y + 17}" class="nname" fill="{tc}" style="font-size:12px">{_esc(_short(label, 17))}</text>'
         f'<text x="{x + NW / 2}" y="{y + 31}" class="nfeat" fill="{tc}">{_esc(_short(line2, 22))}</text>'
-        f'<text x="{x + NW / 2}" y="{y + 44}" class="ncost" fill="{tc}">{_esc(cost)}</text></g>'
+        f'<text x="{x + NW / 2}" y="{y + 44}" class="ncost" fill="{tc}">{_esc(cost)}</text>{strip}</g>'
     )
 
 
@@ -403,13 +414,20 @@ def _legend(uid: str, vmax: float) -> str:
 
 
 def heatmap_svg(pattern: Sequence[Sequence[float]], tokens: Sequence[str], *, title: str, marks: dict[int, str] | None = None,
-                cell: int = 14) -> str:
+                cell: int = 14, claimed_rows: Sequence[int] | None = None, claimed_at: Sequence[str] = ()) -> str:
     """An attention pattern as an SVG heatmap: rows are query positions, columns key positions.
-    Each cell's tooltip gives the query, key and weight; `marks` labels named positions."""
+    Each cell's tooltip gives the query, key and weight; `marks` labels named positions.
+
+    `claimed_rows`: for a head claimed only at some positions (`claimed_at`), the query rows there.
+    They are outlined and labelled `clean` (the hypothesis keeps the head's output at these positions);
+    every other row is greyed and labelled `scrubbed` (its output there is replaced per the ablation),
+    so the plot does not suggest the whole matrix is claimed."""
     n = len(tokens)
     marks = marks or {}
+    rows = None if claimed_rows is None else set(claimed_rows)
     lab = 64
-    w = lab + n * cell + 8
+    right = 58 if rows is not None else 0
+    w = lab + n * cell + 8 + right
     hgt = 22 + n * cell + lab
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="heat" viewBox="0 0 {w} {hgt}" width="{w}" height="{hgt}" role="img" '
@@ -426,6 +444,24 @@ def heatmap_svg(pattern: Sequence[Sequence[float]], tokens: Sequence[str], *, ti
                 f'fill="rgb({shade},{shade},255)"><title>{_esc(f"q {q} {tokens[q]} -> k {k} {tokens[k]}: {v:.3f}")}</title></rect>'
             )
     out.append(f'<rect x="{lab}" y="{top}" width="{n * cell}" height="{n * cell}" fill="none" stroke="#bbb"/>')
+    if rows is not None:
+        at = ", ".join(claimed_at)
+        for q in range(n):
+            y = top + q * cell
+            tx, ty = lab + n * cell + 4, y + cell - max(1, (cell - 8) // 2)
+            if q in rows:
+                tip = (f"query {q} ({tokens[q]}): claimed at {at}; the hypothesis keeps this head's output here "
+                       "(the pattern drawn is the clean run's)")
+                out.append(f'<rect class="claimed-row" data-row="{q}" x="{lab - 1}" y="{y}" width="{n * cell + 2}" height="{cell}" '
+                           f'fill="none" stroke="#d4701c" stroke-width="2"><title>{_esc(tip)}</title></rect>'
+                           f'<text class="hrow clean" x="{tx}" y="{ty}">◀ clean</text>')
+            else:
+                tip = (f"query {q} ({tokens[q]}): not claimed here (claimed only at {at}); this head's output at this "
+                       "position is scrubbed (replaced per the file's ablation)")
+                out.append(f'<rect class="scrubbed-row" data-row="{q}" x="{lab}" y="{y}" width="{n * cell}" height="{cell}" '
+                           f'fill="#ffffff" fill-opacity="0.6"><title>{_esc(tip)}</title></rect>')
+                if cell >= 9:
+                    out.append(f'<text class="hrow scrubbed" x="{tx}" y="{ty}">scrubbed</text>')
     for i, t in enumerate(tokens):
         label = _short(t, 7) + (f" {marks[i]}" if i in marks else "")
         cls = "hlab m" if i in marks else "hlab"

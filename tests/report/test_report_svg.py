@@ -71,7 +71,7 @@ def test_wide_hypothesis_fits_the_page(ioi):
     assert len({n.layer for n in h.claimed_nodes if n.kind is NodeKind.MLP}) == 30
 
 
-def test_backbone_is_one_box_with_its_member_count_and_worst_cost(ioi):
+def test_backbone_is_one_box_with_its_member_count_and_cost_spread(ioi):
     h, costs, svg = ioi
     boxes = re.findall(r'<g class="node collapsed" data-group="([^"]+)" data-members="([^"]+)">(.*?)</g>', svg, re.DOTALL)
     assert [b[0] for b in boxes] == ["backbone"]
@@ -80,13 +80,20 @@ def test_backbone_is_one_box_with_its_member_count_and_worst_cost(ioi):
     assert members.split() == [n.name for n in sorted(backbone)]
     assert len(backbone) == 31 > COLLAPSE_OVER
     assert ">embed, m0..m29<" in body and ">31 nodes<" in body
-    assert f'fill="{cost_color(0.97, 1.0)}"' in body and "worst cost +0.97" in body
+    # filled by the members' median, not by the worst member (m7); the label and strip give the spread
+    finite = sorted(f for n in backbone if (f := costs[n.name][0]) is not None)
+    med = (finite[len(finite) // 2] + finite[(len(finite) - 1) // 2]) / 2  # by hand, not statistics.median
+    assert med < 0.5 and max(finite) == 0.97 and min(finite) == -0.05
+    assert re.search(r'<rect x="[\d.]+" y="[\d.]+" width="132" height="50" rx="6" fill="([^"]+)"', body).group(1) == cost_color(med, 1.0)
+    assert cost_color(med, 1.0) != cost_color(0.97, 1.0)
+    assert f">{med:+.2f} [-0.05, +0.97]<" in body
+    assert f'data-min="-0.050"' in body and f'data-median="{med:+.3f}"' in body and 'data-max="+0.970"' in body
     tip = html.unescape(re.search(r"<title>(.*?)</title>", body, re.DOTALL).group(1))
     assert "group backbone: embed, m0..m29" in tip
     n_internal = sum(1 for e in h.edges if e.sender in backbone and e.receiver in backbone)
     assert n_internal == 31 * 30 // 2
     assert f"{n_internal} claimed edges among them not drawn" in tip
-    assert "worst (largest) removal cost: m7 +0.970" in tip
+    assert f"min -0.050 (m13), median {med:+.3f}, max +0.970 (m7)" in tip and "filled by the median removal cost" in tip
     # every member's cost can be read off the tooltip, n/a included
     for n in backbone:
         frac, _, _ = costs[n.name]
