@@ -866,6 +866,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="folder for the generated files and results (default: a temp folder)")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
     ap.add_argument("--report", default=None, help="also write the summary as JSON here")
+    ap.add_argument("--cases-from", metavar="DIR", default=None,
+                    help="run the cases an earlier --out DIR generated (its files stay where they are) instead of generating")
     ap.add_argument("--no-hostile", action="store_true", help="leave out the fixed hostile .circuit files (e.g. a datasets-only run)")
     ap.add_argument("--summarize", metavar="DIR", default=None,
                     help="only summarize the runs recorded so far in DIR (an --out folder; a run still going or stopped)")
@@ -877,8 +879,12 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="circuitdsl-fuzz-"))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    cases = (([] if args.no_hostile else hostile_circuits(work / "hostile")) + generate_circuits(args.files, args.seed, work / "circuits", args.huge_share)
-             + generate_datasets(args.datasets, args.seed, work / "datasets"))  # fmt: skip
+    if args.cases_from:
+        cases = [Case(**c) for cf in sorted(Path(args.cases_from).glob("cases-*.json")) for c in json.loads(cf.read_text())]
+        cases = [c for c in cases if not (args.no_hostile and c.id.startswith("h-"))]
+    else:
+        cases = (([] if args.no_hostile else hostile_circuits(work / "hostile")) + generate_circuits(args.files, args.seed, work / "circuits", args.huge_share)
+                 + generate_datasets(args.datasets, args.seed, work / "datasets"))  # fmt: skip
     print(f"generated {len(cases)} cases in {time.time() - t0:.0f} s under {work}", file=sys.stderr)
     runs = run_all(cases, work, time_limit=args.time_limit, memory_mb=args.memory_limit, jobs=args.jobs,
                    log=lambda m: print(m, file=sys.stderr))  # fmt: skip
