@@ -214,8 +214,9 @@ def cmd_ioi(a):
           f"random distinct cells, seed 0, overlaps once): {ex.seconds:.1f} s ({_cost(ex)}); "
           f"per edge {ex.seconds / len(subset):.2f} s -> every edge about {ex.seconds / len(subset) * len(cells) / 3600:.1f} h", flush=True)
     xs = ex.edge_scores()
+    est = [eap.edge_scores(), ig.edge_scores()]
     for name, part in (("all", subset), ("random", rand), ("top", list(dict.fromkeys(top)))):
-        r = [output.spearman([att.edge_scores()[e] for e in part], [xs[e] for e in part]) for att in (eap, ig)]
+        r = [output.spearman([sc[e] for e in part], [xs[e] for e in part]) for sc in est]
         print(f"  Spearman with exact on the {name} subset ({len(part)} edges): EAP {r[0]:.3f}, EAP-IG {r[1]:.3f}")
     truth = set(h.edges)
     if truth:
