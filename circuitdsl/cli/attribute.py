@@ -97,6 +97,9 @@ def run(args) -> int:
         return int(ExitCode.USAGE)
     h = compiled.hypothesis
     positions = [p.strip() for p in args.positions.split(",") if p.strip()] if args.positions else None
+    if args.per_position and args.method == "exact":
+        print("note: --per-position breaks down eap and eap-ig scores; exact patching has no per-position share",
+              file=sys.stderr)
 
     from circuitdsl.attribute import graph as agraph
     from circuitdsl.attribute import output, scores
