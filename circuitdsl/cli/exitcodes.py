@@ -11,7 +11,7 @@ and returns it; `circuitdsl.cli.main` turns whatever escapes a subcommand into a
 | 2 | a usage, language, dataset or model error: something could not be checked |
 | 3 | an internal error (a bug in circuitdsl): one line on stderr names the file holding the traceback |
 | 130 | interrupted (SIGINT, Ctrl-C) |
-| 141 | stdout was closed before the output was written (`circuitdsl check ... \| head`): the verdict was not delivered |
+| 141 | stdout was closed before the output was written (`circuitdsl check` piped into `head`): the verdict was not delivered |
 | 143 | terminated (SIGTERM) |
 """
 
