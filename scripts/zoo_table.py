@@ -2,6 +2,10 @@
 
     .venv/bin/python scripts/zoo_table.py [--only NAME ...] [--no-write]
 
+`--only` checks those files (stems, e.g. `hist induction_refined`) and replaces their rows, keeping the
+README's other rows (a row from a table with other columns is dropped, so run the whole zoo once after
+changing the columns).
+
 Each row is produced by `circuitdsl check` on the file as it is today (full completeness search
 and minimality, the file's own seed); the table goes between the ZOO-TABLE markers of README.md
 (written atomically) and the JSON results to `hypotheses/results/` for the record.
@@ -77,7 +81,7 @@ HEADER = (
 
 def _tests_cell(tests) -> str:
     """The sufficiency and necessity p-values (SEMANTICS.md section 5) with R, or why there are none."""
-    if tests is None:
+    if tests is None or (tests.sufficiency is None and tests.necessity is None):
         return "not run"
 
     def p(t) -> str:
@@ -125,11 +129,38 @@ def main(argv: list[str] | None = None) -> int:
         "scrubbing (with the number of distinct treeified nodes per example) or the opt-in shared-draw approximation "
         "(the file says why)."
     )
+    if args.only is not None:  # the other rows stay as the README has them, in zoo order
+        lines = _merge(_readme_rows(), dict(zip([_key(p) for p in files], lines)))
     table = f"{HEADER}\n" + "\n".join(lines) + f"\n\n{stamp}"
     print(table)
-    if not args.no_write and args.only is None:
+    if not args.no_write:
         write_readme(table)
     return 0
+
+
+def _key(path: Path) -> str:
+    return f"[`{path.relative_to(ROOT / 'hypotheses')}`]"
+
+
+def _readme_rows() -> dict[str, str]:
+    """The README's current zoo rows, by the file they name (rows from an older header are dropped)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        return {}
+    body = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    if HEADER.splitlines()[0] not in body:
+        return {}
+    return {line[2:line.index("](") + 1]: line for line in body.splitlines() if line.startswith("| [`")}
+
+
+def _merge(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """One row per zoo file in zoo order: the new row where one was checked now, else the README's."""
+    rows = []
+    for p in zoo_files():
+        k = _key(p)
+        if k in new or k in old:
+            rows.append(new.get(k) or old[k])
+    return rows
 
 
 if __name__ == "__main__":
