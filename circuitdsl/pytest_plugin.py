@@ -6,15 +6,19 @@ pyproject.toml, or the ini option `circuitdsl_paths` (which wins). When pytest r
 `testpaths`, the configured paths are collected too; a `.circuit` file named on the command line is
 always collected.
 
-One check per file per session (per xdist worker), shared by the file's items. Items:
+One check per file per session (per xdist worker), shared by the file's items and by Python tests
+that ask for the same file through the `circuitdsl_result` fixture. A check runs the minimality and
+completeness searches only when an `expect` of the file reads them (a Python test may ask for more:
+the check then runs again with both and the new result is shared). Items:
 `FILE::recovered >= 0.8` (one per `expect`, named after the clause); a file with language errors is
 one failing item `FILE::compile` showing the rendered diagnostics (a file whose compilation crashes,
 a bug, is that item too, with the traceback: the other files still run); a file without `expect` clauses is
 one item `FILE::check` that passes when the check runs. Files whose model is not the embedded `tiny`
 get the `slow` marker (run them with `pytest -m slow`).
 
-Options: --circuitdsl-seed, --circuitdsl-n (sample count of every generator dataset),
---circuitdsl-device. Torch and the engine are imported inside the hooks that run a check, so pytest
+Options: --circuitdsl-seed, --circuitdsl-n (sample count of every generator dataset, first n rows
+of every JSONL file), --circuitdsl-device, --circuitdsl-progress (auto: phase lines such as
+`h.circuit: check: minimality 3/17` through the terminal reporter for files on a real model). Torch and the engine are imported inside the hooks that run a check, so pytest
 starts fast.
 """
 
@@ -24,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["CircuitFile", "ExpectItem", "CompileErrorItem"]
+__all__ = ["CircuitFile", "ExpectItem", "CompileErrorItem", "circuitdsl_result", "shared_check"]
 
 _CACHE = pytest.StashKey[dict]()
 _PATHS = pytest.StashKey[tuple]()
@@ -37,8 +41,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--circuitdsl-seed", type=int, default=None, metavar="N",
                     help="override every file's `set seed`")
     group.addoption("--circuitdsl-n", type=int, default=None, metavar="N",
-                    help="override the sample count `n` of every generator dataset")
+                    help="override the sample count `n` of every generator dataset; the first N rows of every JSONL file")
     group.addoption("--circuitdsl-device", default="cpu", metavar="DEVICE", help="torch device (default cpu)")
+    group.addoption("--circuitdsl-progress", choices=("auto", "on", "off"), default="auto",
+                    help="phase lines while a file is checked (`h.circuit: check: minimality 3/17`); "
+                         "auto (default): for files on a real model, not with -qq")
     parser.addini("circuitdsl_paths", type="paths", default=[],
                   help="folders (or files) whose .circuit files are collected (default: [tool.circuitdsl] paths)")
 
@@ -137,26 +144,113 @@ class CircuitFile(pytest.File):
             yield item
 
     def run_check(self):
-        """The file's CheckResult (or the InvalidHypothesis it raised), computed once per session."""
-        cache = self.config.stash[_CACHE]
-        key = str(self.path.resolve())
-        if key not in cache:
-            from circuitdsl.testing import InvalidHypothesis, check, compile_hypothesis, needs_completeness
+        """The file's CheckResult (or the InvalidHypothesis it raised), computed once per session and
+        shared with Python tests of the same file (`circuitdsl_result`)."""
+        return shared_check(self.config, self.path)
 
-            try:
-                h = compile_hypothesis(self.path)
-                cache[key] = check(
-                    h,
-                    seed=self.config.getoption("circuitdsl_seed"),
-                    n=self.config.getoption("circuitdsl_n"),
-                    device=self.config.getoption("circuitdsl_device"),
-                    completeness=needs_completeness(h),
-                )
-            except InvalidHypothesis as e:
-                cache[key] = e
-            except Exception as e:  # a bug: every item of the file fails with it, the session goes on
-                cache[key] = CheckCrashed(_internal(e, "checking"))
-        return cache[key]
+
+PROGRESS_EVERY_S = 5.0
+"""Within one phase, at most one progress line per this many seconds (and always its last step)."""
+
+
+def _progress(config: pytest.Config, path: Path, h):
+    """A run_check progress callback writing phase lines through the terminal reporter, or None."""
+    mode = config.getoption("circuitdsl_progress")
+    slow = h.model.resolved not in FAST_MODELS and h.model.name not in FAST_MODELS
+    if mode == "off" or (mode == "auto" and (not slow or config.get_verbosity() < -1)):
+        return None
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if tr is None:
+        return None
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    import contextlib
+    import time
+
+    last = {"label": None, "at": 0.0}
+
+    def say(label, done, total):
+        now = time.monotonic()
+        new = label != last["label"]
+        if not (new or (total and done >= total) or now - last["at"] >= PROGRESS_EVERY_S):
+            return
+        last.update(label=label, at=now)
+        count = f" {int(done)}/{int(total)}" if total else (f" {int(done)}" if done else "")
+        with capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext():
+            tr.ensure_newline()
+            tr.write_line(f"{path.name}: check: {label}{count}")
+
+    return say
+
+
+def shared_check(config: pytest.Config, path, *, completeness: bool | None = None, minimality: bool | None = None):
+    """The check of `path` under the session's options (--circuitdsl-seed/-n/-device), computed once
+    and shared by the file's items and every `circuitdsl_result(path)` of the session. completeness,
+    minimality: None runs a search only when an `expect` of the file reads it; True asks for it (a
+    cached result without it is replaced by a check that runs it). Returns the CheckResult, or the
+    InvalidHypothesis / CheckCrashed that stands for it."""
+    from circuitdsl.results import CheckResult
+    from circuitdsl.testing import InvalidHypothesis, check, compile_hypothesis, needs_completeness, needs_minimality
+
+    cache = config.stash[_CACHE]
+    path = Path(path).resolve()
+    key = str(path)
+    if key in cache:
+        result, ran, h = cache[key]
+        if not isinstance(result, CheckResult):
+            return result
+    else:
+        try:
+            h = compile_hypothesis(path)
+        except InvalidHypothesis as e:
+            cache[key] = (e, frozenset(), None)
+            return e
+        except Exception as e:  # a bug in circuitdsl: every user of the file fails with it
+            cache[key] = (CheckCrashed(_internal(e, "compiling")), frozenset(), None)
+            return cache[key][0]
+        ran = None
+    want = {p for p, ask, need in (("completeness", completeness, needs_completeness(h)),
+                                   ("minimality", minimality, needs_minimality(h))) if ask or (ask is None and need)}
+    if ran is not None:
+        if want <= ran:
+            return result
+        want |= ran
+    try:
+        result = check(
+            h,
+            seed=config.getoption("circuitdsl_seed"),
+            n=config.getoption("circuitdsl_n"),
+            device=config.getoption("circuitdsl_device"),
+            completeness=True if "completeness" in want else None,
+            minimality=True if "minimality" in want else None,
+            progress=_progress(config, path, h),
+        )
+    except InvalidHypothesis as e:
+        result = e
+    except Exception as e:  # a bug: every item of the file fails with it, the session goes on
+        result = CheckCrashed(_internal(e, "checking"))
+    cache[key] = (result, frozenset(want), h)
+    return result
+
+
+@pytest.fixture
+def circuitdsl_result(request):
+    """`circuitdsl_result(path, *, completeness=None, minimality=None) -> CheckResult`: the session's one
+    check of a `.circuit` file, shared with the file's `expect` items (docs/CI.md). A relative path is
+    taken from the rootdir. Raises InvalidHypothesis for a file that cannot be checked."""
+    from circuitdsl.testing import InvalidHypothesis
+
+    def get(path, *, completeness: bool | None = None, minimality: bool | None = None):
+        p = Path(path)
+        if not p.is_absolute():
+            p = Path(request.config.rootpath) / p
+        r = shared_check(request.config, p, completeness=completeness, minimality=minimality)
+        if isinstance(r, InvalidHypothesis):
+            raise r
+        if isinstance(r, CheckCrashed):
+            raise RuntimeError(r.rendered)
+        return r
+
+    return get
 
 
 class CircuitFailure(Exception):

@@ -31,6 +31,7 @@ __all__ = [
     "compile_hypothesis",
     "with_sample_count",
     "needs_completeness",
+    "needs_minimality",
     "check",
     "explain",
     "assert_recovers",
@@ -75,9 +76,10 @@ def compile_hypothesis(path_or_source: str | os.PathLike) -> Hypothesis:
 
 
 def with_sample_count(h: Hypothesis, n: int) -> Hypothesis:
-    """`h` with the sample count `n` of every generator dataset replaced by `n` (JSONL files are unchanged).
+    """`h` with the sample count `n` of every generator dataset replaced by `n`, and every JSONL file
+    cut to its first `n` rows (a file with fewer rows is used whole).
 
-    Every generator dataset gets the same `n`, so datasets paired row by row stay paired."""
+    Every dataset gets the same `n`, so datasets paired row by row stay paired."""
     from circuitdsl.datasets import registry
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -89,6 +91,8 @@ def with_sample_count(h: Hypothesis, n: int) -> Hypothesis:
             args = dict(spec.args)
             args["n"] = n
             spec = dataclasses.replace(spec, args=tuple(sorted(args.items())))
+        elif spec.kind is DatasetKind.FILE:
+            spec = dataclasses.replace(spec, args=(("n", n),))
         specs.append(spec)
     return dataclasses.replace(h, datasets=tuple(specs))
 
@@ -96,6 +100,16 @@ def with_sample_count(h: Hypothesis, n: int) -> Hypothesis:
 def needs_completeness(h: Hypothesis) -> bool:
     """Whether an `expect` of `h` reads the completeness search (the slowest part of a check)."""
     return any(x.score == "incompleteness" for x in h.expects)
+
+
+def needs_minimality(h: Hypothesis) -> bool:
+    """Whether `h` reads the minimality search: an `expect minimality` or `expect minimality.p`, or the
+    per-node test switched on by `set tests.minimality = true` (it needs the removals)."""
+    return any(x.score in ("minimality", "minimality.p") for x in h.expects) or h.tests.minimality
+
+
+NOT_NEEDED = "no expect of the file reads it"
+"""Why the plugin skipped a phase (`Minimality.skipped` / `Completeness.skipped` end with it)."""
 
 
 def check(
@@ -106,12 +120,17 @@ def check(
     device: str = "cpu",
     batch_size: int | None = None,
     completeness: bool | None = None,
+    minimality: bool | None = True,
+    progress=None,
 ) -> CheckResult:
     """Compile and scrub a hypothesis; return its CheckResult.
 
-    seed: overrides the file's `set seed`. n: overrides the sample count of every generator dataset.
-    completeness: run the completeness search; None (default) runs it only when an `expect` names
-    `incompleteness`. Raises InvalidHypothesis for language, dataset or model errors."""
+    seed: overrides the file's `set seed`. n: overrides the sample count of every generator dataset and
+    takes the first n rows of every JSONL file. completeness: run the completeness search; None
+    (default) runs it only when an `expect` names `incompleteness`. minimality: run the minimality
+    search (default); None runs it only when the file reads it (`needs_minimality`); a skipped search
+    says why in `r.minimality.skipped`. progress: `progress(phase, done, total)` as the check goes
+    (total 0: unknown). Raises InvalidHypothesis for language, dataset or model errors."""
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError(f"seed must be an int or None, got {seed!r}")
     if isinstance(path_or_source, Hypothesis):
@@ -120,15 +139,25 @@ def check(
         h = compile_hypothesis(path_or_source)
     if n is not None:
         h = with_sample_count(h, n)
+    auto_c, auto_m = completeness is None, minimality is None
     if completeness is None:
         completeness = needs_completeness(h)
+    if minimality is None:
+        minimality = needs_minimality(h)
     from circuitdsl.engine.check import run_check
 
     try:
-        return run_check(h, seed=seed, device=device, batch_size=batch_size, completeness=completeness)
+        r = run_check(h, seed=seed, device=device, batch_size=batch_size, completeness=completeness,
+                      minimality=minimality, progress=progress)
     except CircuitError as e:
         sources = {h.source_path: h.source_text} if h.source_path else {}
         raise InvalidHypothesis(e.diagnostics, sources) from None
+    # a phase left out because nothing reads it says so (not "--no-minimality", which was not given)
+    if auto_m and not minimality and h.minimality_enabled:
+        r = dataclasses.replace(r, minimality=dataclasses.replace(r.minimality, skipped=f"minimality not run: {NOT_NEEDED}"))
+    if auto_c and not completeness and h.budget.enabled:
+        r = dataclasses.replace(r, completeness=dataclasses.replace(r.completeness, skipped=f"completeness search not run: {NOT_NEEDED}"))
+    return r
 
 
 def _f(v: float | None) -> str:

@@ -35,7 +35,12 @@ def materialise(spec: DatasetSpec, tokenizer: Any, *, vocab_size: int | None = N
     path = Path(spec.source)
     if not path.is_file():
         raise CircuitError([Diagnostic("E404", f"dataset file {path} is missing", spec.span)])
-    return jsonl.load(path, tokenizer, spec.name, vocab_size=vocab_size, n_ctx=n_ctx)
+    ds = jsonl.load(path, tokenizer, spec.name, vocab_size=vocab_size, n_ctx=n_ctx)
+    n = dict(spec.args).get("n")  # a file's first n rows (circuitdsl.testing.with_sample_count; the language gives none)
+    if n is not None and n < len(ds):
+        ds = Dataset(name=ds.name, examples=ds.examples[:n], field_names=ds.field_names,
+                     position_names=ds.position_names, description=ds.description)  # fmt: skip
+    return ds
 
 
 MIN_EXAMPLES = 2

@@ -2,13 +2,14 @@
 
 from pathlib import Path
 
-from circuitdsl.testing import assert_expects_hold, assert_faithful, assert_recovers, check
+from circuitdsl.testing import assert_expects_hold, assert_faithful, assert_recovers
 
 HYPOTHESES = Path(__file__).resolve().parent.parent / "hypotheses"
 
 
-def test_induction_circuit():
-    r = check(HYPOTHESES / "induction.circuit", seed=0)
+def test_induction_circuit(circuitdsl_result):
+    # the session's one check of the file, shared with its `expect` items (no second check)
+    r = circuitdsl_result(HYPOTHESES / "induction.circuit")
     assert_expects_hold(r)
     assert_recovers(r, at_least=0.85, interval=True)
     # per-example faithfulness in nats: matching the mean is not enough
