@@ -339,6 +339,8 @@ def _dla(extras: Extras | None, reason: str | None) -> str:
 
 def _minimality(r: CheckResult) -> str:
     m = r.minimality
+    if getattr(m, "skipped", None):
+        return _section("minimality", "Minimality", f"<p class=\"undef\">Not run: {_e(m.skipped)}. The graph is left uncoloured.</p>")
     if not m.removals:
         return _section("minimality", "Minimality", "<p>No claimed node could be removed (none has outgoing claimed edges).</p>")
     mx = max([abs(x.fraction) for x in m.removals if x.fraction is not None] + [1e-12])

@@ -61,3 +61,26 @@ def test_minimality_enabled_false_skips_the_search_and_says_why(tmp_path, capsys
     assert main(["check", str(f), "--json-out", str(out)]) == 0
     d = json.loads(out.read_text())[0]
     assert d["minimality"]["skipped"] is None and {x["node"] for x in d["minimality"]["removals"]} == {"embed", "pos", "a0.0", "a1.0"}
+
+
+def test_the_html_report_says_minimality_was_not_run_and_why():
+    import dataclasses
+
+    import importlib.util
+    from pathlib import Path
+
+    from circuitdsl.report import render_html
+    from circuitdsl.results import Minimality
+
+    spec = importlib.util.spec_from_file_location("_report_build", Path(__file__).resolve().parents[1] / "report" / "_build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    hand_result = build.hand_result
+
+    why = "minimality disabled (`set minimality.enabled = false` in the file)"
+    r = dataclasses.replace(hand_result(), minimality=Minimality((), None, None, 0.0, None, skipped=why))
+    page = render_html(r, source_text=None)
+    sec = page[page.index('id="minimality"'):]
+    sec = sec[: sec.index("</section>")]
+    assert "Not run: minimality disabled (`set minimality.enabled = false` in the file)" in sec
+    assert "none has outgoing claimed edges" not in sec
