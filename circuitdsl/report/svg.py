@@ -459,7 +459,7 @@ def heatmap_svg(pattern: Sequence[Sequence[float]], tokens: Sequence[str], *, ti
                 tip = (f"query {q} ({tokens[q]}): not claimed here (claimed only at {at}); this head's output at this "
                        "position is scrubbed (replaced per the file's ablation)")
                 out.append(f'<rect class="scrubbed-row" data-row="{q}" x="{lab}" y="{y}" width="{n * cell}" height="{cell}" '
-                           f'fill="#ffffff" fill-opacity="0.6"><title>{_esc(tip)}</title></rect>')
+                           f'fill="#ffffff" fill-opacity="0.45"><title>{_esc(tip)}</title></rect>')
                 if cell >= 9:
                     out.append(f'<text class="hrow scrubbed" x="{tx}" y="{ty}">scrubbed</text>')
     for i, t in enumerate(tokens):
