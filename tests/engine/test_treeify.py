@@ -59,6 +59,10 @@ def test_copies_through_an_identity_node_keep_the_identity_step_in_their_path(na
     assert paths(tree)["a0.0"] == ["out/a0.0>in", "out/a1.0>in/a0.0>v"]
     shared = treeify(dataclasses.replace(h, treeify=TreeRule(shared_draws=True)))
     assert paths(shared)["a0.0"] == ["a0.0"]
+    # the approximation (as before SEMANTICS v3): every copy draws x_r under resample, none under mean
+    assert all(t.other == t.path for t in shared.nodes.values())
+    mean = treeify(dataclasses.replace(h, ablation=Ablation(AblationKind.MEAN), treeify=TreeRule(shared_draws=True)))
+    assert all(t.other is None for t in mean.nodes.values())
 
 
 def test_paired_identity_copies_share_one_computation_per_input_draw(native):
@@ -140,6 +144,10 @@ def test_gqa_edge_into_a_shared_key_is_an_edge_of_every_claimed_member(tmp_path_
     assert into["a1.0"] == ["embed -> a1.0.k"] and into["a1.1"] == ["embed -> a1.1.k"]
     # a1.2 and a1.3 (the other group) and unclaimed members get nothing
     assert "a1.2" not in into
+    # a query is each head's own: an edge into a1.0.q is not an edge into a1.1.q
+    hq = hyp(d, [], [e(EMBED, head(1, 0), Port.Q), e(head(1, 0), OUT), e(head(1, 1), OUT)])
+    into_q = {t.node.name: sorted(str(te.edge) for te in t.edges) for t in treeify(hq).nodes.values()}
+    assert into_q["a1.0"] == ["embed -> a1.0.q"] and into_q["a1.1"] == []
     # with a class draw under each member, the shared key's sender is one copy per member's path
     h2 = hyp(d, [Claim(EMBED, PARITY)], [e(EMBED, head(1, 0), Port.K), e(head(1, 0), OUT), e(head(1, 1), OUT)])
     assert paths(treeify(h2))["embed"] == ["out/a1.0>in/embed>k", "out/a1.1>in/embed>k"]
