@@ -18,7 +18,7 @@ get the `slow` marker (run them with `pytest -m slow`).
 
 Options: --circuitdsl-seed, --circuitdsl-n (sample count of every generator dataset, first n rows
 of every JSONL file), --circuitdsl-device, --circuitdsl-progress (auto: phase lines such as
-`h.circuit: check: minimality 3/17` through the terminal reporter for files on a real model). Torch and the engine are imported inside the hooks that run a check, so pytest
+`h.circuit: check: minimality 3/17 [42 s]` through the terminal reporter for files on a real model). Torch and the engine are imported inside the hooks that run a check, so pytest
 starts fast.
 """
 
@@ -44,7 +44,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="override the sample count `n` of every generator dataset; the first N rows of every JSONL file")
     group.addoption("--circuitdsl-device", default="cpu", metavar="DEVICE", help="torch device (default cpu)")
     group.addoption("--circuitdsl-progress", choices=("auto", "on", "off"), default="auto",
-                    help="phase lines while a file is checked (`h.circuit: check: minimality 3/17`); "
+                    help="phase lines while a file is checked (`h.circuit: check: minimality 3/17 [42 s]`: seconds since the check began); "
                          "auto (default): for files on a real model, not with -qq")
     parser.addini("circuitdsl_paths", type="paths", default=[],
                   help="folders (or files) whose .circuit files are collected (default: [tool.circuitdsl] paths)")
@@ -167,6 +167,7 @@ def _progress(config: pytest.Config, path: Path, h):
     import time
 
     last = {"label": None, "at": 0.0}
+    start = time.monotonic()
 
     def say(label, done, total):
         now = time.monotonic()
@@ -177,7 +178,7 @@ def _progress(config: pytest.Config, path: Path, h):
         count = f" {int(done)}/{int(total)}" if total else (f" {int(done)}" if done else "")
         with capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext():
             tr.ensure_newline()
-            tr.write_line(f"{path.name}: check: {label}{count}")
+            tr.write_line(f"{path.name}: check: {label}{count} [{now - start:.0f} s]")
 
     return say
 

@@ -50,6 +50,8 @@ def test_progress_lines_name_the_file_and_phase(pytester):
     r = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--circuitdsl-progress=on")
     r.assert_outcomes(passed=1)
     lines = [ln.strip() for ln in r.stdout.lines if ": check: " in ln]
+    assert all(re.fullmatch(r"h\.circuit: check: .* \[\d+ s\]", ln) for ln in lines), lines  # seconds since the start
+    lines = [re.sub(r" \[\d+ s\]$", "", ln) for ln in lines]
     assert "h.circuit: check: loading model" in lines and "h.circuit: check: scrubbing the hypothesis" in lines
     assert "h.circuit: check: minimality 1/8" in lines and f"h.circuit: check: minimality {REMOVABLE}/{REMOVABLE}" in lines
     # auto (the default) is quiet for the embedded tiny model
