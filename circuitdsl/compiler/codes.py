@@ -65,6 +65,7 @@ CODES: dict[str, str] = {
     # E9xx usage
     "E901": "file cannot be read",
     # warnings
+    "W214": "an expect reads a search the file turns off (`set minimality.enabled = false`, `set completeness.enabled = false`)",
     "W301": "claimed node with no claimed path from an embedding",
     "W302": "claimed node with no claimed path to `out`",
     "W303": "no claimed edge into `out`",

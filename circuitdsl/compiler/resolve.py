@@ -373,4 +373,20 @@ def resolve_expects(u: Unit) -> Unit:
                               hint=did_you_mean(s.score.text, SCORE_NAMES) or "scores: " + ", ".join(f"`{k}`" for k in SCORE_NAMES)))  # fmt: skip
             continue
         expects.append(Expect(s.score.text, Comparison(s.op), float(s.value.value), s.span))
+        off = _turned_off(u, s.score.text)
+        if off is not None:
+            diags.append(diag("W214", f"`expect {s.score.text}` cannot hold: `set {off.key.text} = false` skips the search it reads",
+                              s.span, label="always fails", related=(Label(off.span, "the search is turned off here"),),
+                              hint=f"remove the expect, or the `set {off.key.text} = false` (then the check runs the search)"))  # fmt: skip
     return u.add(*diags, expects=tuple(expects))
+
+
+_READS = {"minimality": "minimality.enabled", "minimality.p": "minimality.enabled", "incompleteness": "completeness.enabled"}
+
+
+def _turned_off(u: Unit, score: str):
+    """The `set ... = false` statement that turns off the search `score` reads (W214), or None."""
+    key = _READS.get(score)
+    if key is None or dict(u.settings).get(key, True):
+        return None
+    return next((st for st in u.of(ast.SetStmt) if st.key.text == key), None)

@@ -36,6 +36,17 @@ def test_the_setting_reaches_the_hypothesis_and_bad_values_are_e213():
         assert "minimality.enabled" in d.message and "true or false" in d.message and d.span.line == BASE.count("\n") + 1
 
 
+def test_an_expect_on_a_search_the_file_turns_off_is_w214_at_the_expect():
+    for setting, expect in (("minimality.enabled", "minimality >= 0.1"), ("minimality.enabled", "minimality.p <= 0.05"),
+                            ("completeness.enabled", "incompleteness <= 0.1")):
+        src = BASE.replace("set completeness.enabled = false\n", "") + f"set {setting} = false\nexpect {expect}\nexpect recovered >= 0\n"
+        r = compile_source(src, "x.circuit")
+        (d,) = [d for d in r.diagnostics if d.code == "W214"]
+        assert r.ok and d.span.line == src.count("\n") - 1 and f"set {setting} = false" in d.message
+        on = compile_source(src.replace(f"set {setting} = false", f"set {setting} = true"), "x.circuit")
+        assert on.ok and not any(x.code == "W214" for x in on.diagnostics)
+
+
 def test_bad_value_through_check_is_exit_2_with_location(tmp_path, capsys):
     f = tmp_path / "h.circuit"
     f.write_text(BASE + "set minimality.enabled = maybe\n")
