@@ -868,6 +868,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", default=None, help="also write the summary as JSON here")
     ap.add_argument("--cases-from", metavar="DIR", default=None,
                     help="run the cases an earlier --out DIR generated (its files stay where they are) instead of generating")
+    ap.add_argument("--skip-done", metavar="DIR", action="append", default=[],
+                    help="with --cases-from: leave out the cases an earlier (stopped) --out DIR already ran")
     ap.add_argument("--no-hostile", action="store_true", help="leave out the fixed hostile .circuit files (e.g. a datasets-only run)")
     ap.add_argument("--summarize", metavar="DIR", default=None,
                     help="only summarize the runs recorded so far in DIR (an --out folder; a run still going or stopped)")
@@ -882,6 +884,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.cases_from:
         cases = [Case(**c) for cf in sorted(Path(args.cases_from).glob("cases-*.json")) for c in json.loads(cf.read_text())]
         cases = [c for c in cases if not (args.no_hostile and c.id.startswith("h-"))]
+        for d in args.skip_done:  # resume a stopped run: leave out cases whose four runs another --out DIR recorded
+            done: dict[str, int] = {}
+            for rf in Path(d).glob("results-*.jsonl"):
+                for line in rf.read_text().splitlines():
+                    run = json.loads(line).get("run") if line.strip() else None
+                    if run:
+                        done[run["case"]] = done.get(run["case"], 0) + 1
+            cases = [c for c in cases if done.get(c.id, 0) < 4]
     else:
         cases = (([] if args.no_hostile else hostile_circuits(work / "hostile")) + generate_circuits(args.files, args.seed, work / "circuits", args.huge_share)
                  + generate_datasets(args.datasets, args.seed, work / "datasets"))  # fmt: skip
