@@ -123,10 +123,7 @@ def prepare(h: Hypothesis, *, device: str = "cpu", batch_size: int | None = None
             positions: Sequence[str] | None = None, method: str = "eap") -> Setup:
     """Load and verify the model (the model contract), build and validate the datasets, check the
     metric; raises CircuitError with diagnostics (E4xx/E5xx as `check`, E94x for attribution)."""
-    from circuitdsl.backends.base import BackendError
-    from circuitdsl.backends.loader import load_backend, model_diagnostic
-    from circuitdsl.engine import data as data_mod
-    from circuitdsl.models.shapes import ShapeError
+    from circuitdsl.engine.prepare import load_datasets, load_model
 
     kind = metric or h.metric.kind
     if kind is MetricKind.ACCURACY:
@@ -137,15 +134,9 @@ def prepare(h: Hypothesis, *, device: str = "cpu", batch_size: int | None = None
         raise _fail("E941", "metric kl has zero gradient at the clean run (KL(model || model) is its minimum), so EAP "
                     "scores every edge 0", "use `--method eap-ig` (its interpolated points have a gradient), or another metric",
                     _metric_span(h))
-    try:
-        backend = load_backend(h.model, device)
-    except (BackendError, ShapeError) as e:
-        raise CircuitError([model_diagnostic(h, e)]) from None
-    datasets = data_mod.materialise_all(h, backend.tokenizer, vocab_size=backend.shape.vocab_size, n_ctx=backend.n_ctx)
-    for spec in h.datasets:
-        data_mod.validate(datasets[spec.name], backend.n_ctx, backend.shape.vocab_size, spec.span, vocab_out=backend.d_vocab_out)
+    backend = load_model(h, device)
+    datasets = load_datasets(h, backend, kind)
     ds = datasets[h.main_dataset]
-    metrics.check_metric(kind, ds.examples, d_vocab_out=backend.d_vocab_out, span=h.dataset(h.main_dataset).span)
     abl = h.ablation
     other = datasets.get(abl.dataset) if abl.dataset else None
     notes: list[str] = []

@@ -41,12 +41,8 @@ def run_check(
     A test an `expect` names runs whatever the plan says (circuitdsl.engine.nulltests.wanted_tests)."""
     import torch
 
-    from circuitdsl.backends.base import BackendError
-    from circuitdsl.backends.loader import load_backend, model_diagnostic
-    from circuitdsl.engine import data as data_mod
-    from circuitdsl.engine import derive, finite, meets, metrics, nulltests, scores, search
+    from circuitdsl.engine import derive, finite, meets, metrics, nulltests, prepare, scores, search
     from circuitdsl.engine.scrub import Engine
-    from circuitdsl.models.shapes import ShapeError
 
     seed = h.seed if seed is None else int(seed)
     t0 = time.perf_counter()
@@ -54,24 +50,12 @@ def run_check(
     say = progress or (lambda *a: None)
     span = h.model.span
     say("loading model", 0, 0)
-    try:
-        backend = load_backend(h.model, device)
-    except (BackendError, ShapeError) as e:
-        raise CircuitError([model_diagnostic(h, e)]) from None
-    except _unreadable_weights() as e:  # a truncated or damaged weights file is the model's fault, not a bug
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CircuitError([Diagnostic("E510", f"model `{h.model.name}` cannot be loaded: a weights file cannot be read "
-                                       f"({type(e).__name__}: {why})", span,
-                                       hint="the file is truncated or damaged (model.safetensors, ...): copy or convert it again")]) from None
+    backend = prepare.load_model(h, device)
     timings["load_model"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    datasets = data_mod.materialise_all(h, backend.tokenizer, vocab_size=backend.shape.vocab_size, n_ctx=backend.n_ctx)
-    for spec in h.datasets:
-        data_mod.validate(datasets[spec.name], backend.n_ctx, backend.shape.vocab_size, spec.span,
-                          vocab_out=backend.d_vocab_out)
+    datasets = prepare.load_datasets(h, backend)
     ds = datasets[h.main_dataset]
-    metrics.check_metric(h.metric.kind, ds.examples, d_vocab_out=backend.d_vocab_out, span=h.dataset(h.main_dataset).span)
     causal = backend.causal
     edge_notes = meets.check_edges(h, ds.examples, causal=causal)
     timings["datasets"] = time.perf_counter() - t
@@ -180,22 +164,6 @@ def run_check(
     import dataclasses
 
     return dataclasses.replace(partial, expects=expects, timings=tuple(timings.items()), cost=cost)
-
-
-def _unreadable_weights() -> tuple[type[BaseException], ...]:
-    """The errors the weight readers raise for a file that is not what it claims (a truncated
-    safetensors file, a damaged zip or pickle)."""
-    import pickle
-    import zipfile
-
-    kinds: list[type[BaseException]] = [zipfile.BadZipFile, pickle.UnpicklingError, EOFError]
-    try:
-        from safetensors import SafetensorError
-
-        kinds.append(SafetensorError)
-    except ImportError:
-        pass
-    return tuple(kinds)
 
 
 def _expect(r: CheckResult, x) -> ExpectResult:

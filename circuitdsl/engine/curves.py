@@ -104,23 +104,12 @@ def engine_for(h: Hypothesis, *, seed: int, device: str = "cpu", batch_size: int
     dataset validation, metric checks); diagnostics are raised as CircuitError."""
     import torch
 
-    from circuitdsl.backends.base import BackendError
-    from circuitdsl.backends.loader import load_backend, model_diagnostic
-    from circuitdsl.diagnostics import CircuitError
-    from circuitdsl.engine import data as data_mod
-    from circuitdsl.engine import finite, metrics
+    from circuitdsl.engine import finite, metrics, prepare
     from circuitdsl.engine.scrub import Engine
-    from circuitdsl.models.shapes import ShapeError
 
-    try:
-        backend = load_backend(h.model, device)
-    except (BackendError, ShapeError) as e:
-        raise CircuitError([model_diagnostic(h, e)]) from None
-    datasets = data_mod.materialise_all(h, backend.tokenizer, vocab_size=backend.shape.vocab_size, n_ctx=backend.n_ctx)
-    for spec in h.datasets:
-        data_mod.validate(datasets[spec.name], backend.n_ctx, backend.shape.vocab_size, spec.span, vocab_out=backend.d_vocab_out)
+    backend = prepare.load_model(h, device)
+    datasets = prepare.load_datasets(h, backend)
     ds = datasets[h.main_dataset]
-    metrics.check_metric(h.metric.kind, ds.examples, d_vocab_out=backend.d_vocab_out, span=h.dataset(h.main_dataset).span)
     with torch.no_grad(), Engine(backend, datasets, h.main_dataset, h.ablation, seed=seed, batch_size=batch_size) as engine:
         clean = engine.clean_logits()
         finite.check_finite(backend, ds, clean, h.model.span)

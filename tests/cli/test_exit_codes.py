@@ -239,3 +239,23 @@ def test_a_closed_stdout_never_turns_a_failed_claim_into_0(tmp_path):
     p.wait(timeout=300)
     assert p.returncode in (ExitCode.CLAIM_FAILED, ExitCode.BROKEN_PIPE), err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [["attribute"], ["curve", "--scores", "SCORES"]])
+def test_2_for_a_truncated_model_file_in_every_command_that_runs_a_model(tmp_path, capsys, crash_home, command):
+    # check, curve and attribute load a model the same way (circuitdsl.engine.prepare): a damaged weights
+    # file is the user's E510 (exit 2) in each, not an internal error
+    model = tmp_path / "tm"
+    shutil.copytree(REPO / "circuitdsl" / "models" / "tiny", model)
+    w = model / "model.safetensors"
+    with open(w, "r+b") as fh:
+        fh.truncate(w.stat().st_size // 2)
+    f = tmp_path / "h.circuit"
+    f.write_text(tiny_circuit(model='"tm"'))
+    scores = tmp_path / "s.json"
+    scores.write_text(json.dumps({"a1.0": 1.0, "embed": 0.5}))  # node scores
+    args = [a if a != "SCORES" else str(scores) for a in command]
+    code = main([args[0], str(f), *args[1:]])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "error[E510]" in err and "model.safetensors" in err and "Traceback" not in err
