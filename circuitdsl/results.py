@@ -327,7 +327,15 @@ class CheckResult:
         d["timings"] = dict(self.timings)
         d["cost"] = dict(self.cost)
         d["passed"] = self.passed
+        d["phases"] = self.phases
         return _clean(d)
+
+    @property
+    def phases(self) -> dict[str, bool]:
+        """Which phases of the check ran (--only, --no-minimality, --no-completeness, --no-tests, or the
+        file's `set ...enabled = false`); derived, so a result read back reports the same."""
+        return {"scores": True, "minimality": self.minimality.skipped is None,
+                "completeness": self.completeness.skipped is None, "tests": self.tests is not None}
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)

@@ -194,7 +194,7 @@ def run(args) -> int:
                 reports.append((html_paths[i], r, h, None))
             if not r.passed:
                 outcome.claim_failed()
-    payload = [_with_phases(r) for r in results]
+    payload = [r.to_json() for r in results]
     if args.format == "json":
         print(json.dumps(payload, indent=2))
     if outcome.failed:
@@ -223,15 +223,6 @@ def run(args) -> int:
 
 
 PHASES = ("scores", "minimality", "completeness", "tests")
-
-
-def _with_phases(r) -> dict:
-    """r's JSON with `phases`: which phases of the check ran (--only, --no-minimality, --no-completeness, --no-tests)."""
-    d = r.to_json()
-    if hasattr(r, "minimality") and hasattr(r, "completeness"):
-        d["phases"] = {"scores": True, "minimality": getattr(r.minimality, "skipped", None) is None,
-                       "completeness": r.completeness.skipped is None, "tests": getattr(r, "tests", None) is not None}
-    return d
 
 
 def _select_phases(args):

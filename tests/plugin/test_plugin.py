@@ -183,6 +183,10 @@ def check(h, **kw):
 
 
 testing.check = check
+
+
+def pytest_unconfigure(config):  # the session runs in this process: later sessions must get the real check
+    testing.check = _check
 """)
     r = pytester.runpytest("-q", "-p", "no:cacheprovider")
     r.assert_outcomes(passed=1, failed=2)
