@@ -66,7 +66,8 @@ def test_2_for_a_bad_device_before_any_work_outputs_untouched(tmp_path, capsys):
     assert _untouched(j, h)
 
 
-def test_2_for_a_truncated_model_file_outputs_untouched(tmp_path, capsys, crash_home):
+def _truncated_model_circuit(tmp_path: Path) -> Path:
+    """A hypothesis on a copy of the tiny model whose model.safetensors is cut in half."""
     model = tmp_path / "tm"
     shutil.copytree(REPO / "circuitdsl" / "models" / "tiny", model)
     w = model / "model.safetensors"
@@ -74,6 +75,11 @@ def test_2_for_a_truncated_model_file_outputs_untouched(tmp_path, capsys, crash_
         fh.truncate(w.stat().st_size // 2)
     f = tmp_path / "h.circuit"
     f.write_text(tiny_circuit(model='"tm"'))
+    return f
+
+
+def test_2_for_a_truncated_model_file_outputs_untouched(tmp_path, capsys, crash_home):
+    f = _truncated_model_circuit(tmp_path)
     j, h = _outputs(tmp_path)
     code = main(["check", str(f), "--no-completeness", "--json-out", str(j), "--html", str(h)])
     out, err = capsys.readouterr()
@@ -245,13 +251,7 @@ def test_a_closed_stdout_never_turns_a_failed_claim_into_0(tmp_path):
 def test_2_for_a_truncated_model_file_in_every_command_that_runs_a_model(tmp_path, capsys, crash_home, command):
     # check, curve and attribute load a model the same way (circuitdsl.engine.prepare): a damaged weights
     # file is the user's E510 (exit 2) in each, not an internal error
-    model = tmp_path / "tm"
-    shutil.copytree(REPO / "circuitdsl" / "models" / "tiny", model)
-    w = model / "model.safetensors"
-    with open(w, "r+b") as fh:
-        fh.truncate(w.stat().st_size // 2)
-    f = tmp_path / "h.circuit"
-    f.write_text(tiny_circuit(model='"tm"'))
+    f = _truncated_model_circuit(tmp_path)
     scores = tmp_path / "s.json"
     scores.write_text(json.dumps({"a1.0": 1.0, "embed": 0.5}))  # node scores
     args = [a if a != "SCORES" else str(scores) for a in command]
