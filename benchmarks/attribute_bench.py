@@ -14,7 +14,6 @@ Every figure printed is measured by this run; nothing is stored.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -90,8 +89,10 @@ def _prec_at(att, truth, edges):
 def cmd_speed(a):
     h = _compile(a.file)
     setup = scores.prepare(h, batch_size=a.batch_size)
-    print(f"{a.file}: model {h.model.name}, N={setup.n}, {len(setup.graph.edges):,} edges "
-          f"({len({setup.graph.cell(e) for e in setup.graph.edges}):,} distinct sender x port cells), torch threads {torch.get_num_threads()}")
+    print(
+        f"{a.file}: model {h.model.name}, N={setup.n}, {len(setup.graph.edges):,} edges "
+        f"({len({setup.graph.cell(e) for e in setup.graph.edges}):,} distinct sender x port cells), torch threads {torch.get_num_threads()}"
+    )
     t = time.perf_counter()
     with torch.no_grad():
         for lay in setup.layouts:
@@ -104,7 +105,9 @@ def cmd_speed(a):
     for m, kw in runs:
         att = scores.attribute(setup, m, **kw)
         res[m] = att
-        print(f"  {m:7s}{'(' + str(kw['steps']) + ')' if kw else '   '}: {att.seconds:7.2f} s = {att.seconds / t_fwd:6.1f} forward passes of time; {_cost(att)}")
+        print(
+            f"  {m:7s}{'(' + str(kw['steps']) + ')' if kw else '   '}: {att.seconds:7.2f} s = {att.seconds / t_fwd:6.1f} forward passes of time; {_cost(att)}"
+        )
     edges = list(setup.graph.edges)
     if a.exact_subset:
         rng = random.Random(0)
@@ -113,9 +116,11 @@ def cmd_speed(a):
     cells = len({setup.graph.cell(e) for e in edges})
     allc = len({setup.graph.cell(e) for e in setup.graph.edges})
     scale = allc / cells
-    print(f"  exact  {'(all)' if scale == 1 else f'({cells} of {allc} cells)'}: {att.seconds:7.2f} s = {att.seconds / t_fwd:6.1f} "
-          f"forward passes of time; {_cost(att)}" + ("" if scale == 1 else
-          f"; every edge, extrapolated: {att.seconds * scale:.0f} s"))
+    print(
+        f"  exact  {'(all)' if scale == 1 else f'({cells} of {allc} cells)'}: {att.seconds:7.2f} s = {att.seconds / t_fwd:6.1f} "
+        f"forward passes of time; {_cost(att)}"
+        + ("" if scale == 1 else f"; every edge, extrapolated: {att.seconds * scale:.0f} s")
+    )
     for m, r in res.items():
         print(f"  exact of every edge / {m}: {att.seconds * scale / r.seconds:.0f}x the time")
 
@@ -126,24 +131,36 @@ def cmd_tiny(a):
     setup = scores.prepare(h)
     truth = set(h.edges)
     edges = _distinct_all(setup)
-    print(f"{path.name}: {len(truth)} claimed edges of {len(edges)}; N={setup.n}, ablation {h.ablation} (scored as {setup.mode})")
-    atts = [scores.attribute(setup, "eap"), scores.attribute(setup, "eap-ig", steps=a.steps), scores.exact_scores(setup)]
+    print(
+        f"{path.name}: {len(truth)} claimed edges of {len(edges)}; N={setup.n}, ablation {h.ablation} (scored as {setup.mode})"
+    )
+    atts = [
+        scores.attribute(setup, "eap"),
+        scores.attribute(setup, "eap-ig", steps=a.steps),
+        scores.exact_scores(setup),
+    ]
     ex = atts[2].edge_scores()
     for att in atts:
         sc = att.edge_scores()
         rho = output.spearman([sc[e] for e in edges], [ex[e] for e in edges])
         top = agraph.rank(sc, edges)[: len(truth)]
         missing = sorted(str(e) for e in truth if e not in top)
-        print(f"  {att.method:7s}: ROC AUC {_auc(att, truth, edges):.3f}, precision@{len(truth)} {_prec_at(att, truth, edges):.3f}, "
-              f"Spearman with exact {rho:.3f}; claimed edges outside the top {len(truth)}: {', '.join(missing) or 'none'}")
+        print(
+            f"  {att.method:7s}: ROC AUC {_auc(att, truth, edges):.3f}, precision@{len(truth)} {_prec_at(att, truth, edges):.3f}, "
+            f"Spearman with exact {rho:.3f}; claimed edges outside the top {len(truth)}: {', '.join(missing) or 'none'}"
+        )
         _dump(att, a.json_dir, "tiny_induction", truth)
     vis = [e for e in edges if e.sender.kind is not NodeKind.POS]
     if setup.mode == "mean" and len(vis) < len(edges):
         t2 = truth & set(vis)
-        print(f"  without pos (each layout's rows share their positions: pos's output is its own mean, so no method scores it): "
-              f"{len(t2)} claimed of {len(vis)}")
+        print(
+            f"  without pos (each layout's rows share their positions: pos's output is its own mean, so no method scores it): "
+            f"{len(t2)} claimed of {len(vis)}"
+        )
         for att in atts:
-            print(f"  {att.method:7s}: ROC AUC {_auc(att, t2, vis):.3f}, precision@{len(t2)} {_prec_at(att, t2, vis):.3f}")
+            print(
+                f"  {att.method:7s}: ROC AUC {_auc(att, t2, vis):.3f}, precision@{len(t2)} {_prec_at(att, t2, vis):.3f}"
+            )
 
 
 def _distinct_all(setup):
@@ -169,8 +186,10 @@ def cmd_tracr(a):
             setup = scores.prepare(h)
             truth = set(h.edges)
             edges = _distinct(scores.attribute(setup, "eap"), setup.graph.edges)
-            line = [f"{path.stem:16s} {len(truth):3d}/{len(edges):4d} edges, N={setup.n}, {h.metric.kind.value}, "
-                    f"{str(h.ablation) if abl is None else 'zero'} (as {setup.mode}):"]
+            line = [
+                f"{path.stem:16s} {len(truth):3d}/{len(edges):4d} edges, N={setup.n}, {h.metric.kind.value}, "
+                f"{str(h.ablation) if abl is None else 'zero'} (as {setup.mode}):"
+            ]
             for m, kw in (("eap", {}), ("eap-ig", {"steps": a.steps}), ("exact", {})):
                 att = scores.attribute(setup, m, **kw)
                 nz = sum(1 for x in _abs(att, edges) if x)
@@ -190,11 +209,17 @@ def cmd_ioi(a):
         h = compile_source(re.sub(r"\bn = \d+", f"n = {a.n}", path.read_text()), str(path)).hypothesis
     t = time.perf_counter()
     setup = scores.prepare(h, batch_size=a.batch_size)
-    print(f"{path.name}: N={setup.n}, metric {setup.kind.value}, ablation {h.ablation}; model loaded in {time.perf_counter() - t:.1f} s; "
-          f"{len(setup.graph.edges):,} edges, {len({setup.graph.cell(e) for e in setup.graph.edges}):,} distinct cells; "
-          f"torch threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"{path.name}: N={setup.n}, metric {setup.kind.value}, ablation {h.ablation}; model loaded in {time.perf_counter() - t:.1f} s; "
+        f"{len(setup.graph.edges):,} edges, {len({setup.graph.cell(e) for e in setup.graph.edges}):,} distinct cells; "
+        f"torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
     eap = scores.attribute(setup, "eap")
-    print(f"  eap: {eap.seconds:.1f} s ({_cost(eap)}); F(model) {eap.f_model:.3f}, F(baseline) {eap.f_baseline:.3f}", flush=True)
+    print(
+        f"  eap: {eap.seconds:.1f} s ({_cost(eap)}); F(model) {eap.f_model:.3f}, F(baseline) {eap.f_baseline:.3f}",
+        flush=True,
+    )
     _dump(eap, a.json_dir, "ioi_smollm2", set(h.edges))
     ig = scores.attribute(setup, "eap-ig", steps=a.steps)
     print(f"  eap-ig({a.steps}): {ig.seconds:.1f} s ({_cost(ig)})", flush=True)
@@ -210,9 +235,12 @@ def cmd_ioi(a):
     top = agraph.rank(eap.edge_scores(), uniq)[: a.top] + agraph.rank(ig.edge_scores(), uniq)[: a.top]
     subset = list(dict.fromkeys(top + rand))
     ex = scores.exact_scores(setup, subset)
-    print(f"  exact patching of {len(subset)} edges ({a.top} top by |EAP| + {a.top} top by |EAP-IG| + {a.random} uniformly "
-          f"random distinct cells, seed 0, overlaps once): {ex.seconds:.1f} s ({_cost(ex)}); "
-          f"per edge {ex.seconds / len(subset):.2f} s -> every edge about {ex.seconds / len(subset) * len(cells) / 3600:.1f} h", flush=True)
+    print(
+        f"  exact patching of {len(subset)} edges ({a.top} top by |EAP| + {a.top} top by |EAP-IG| + {a.random} uniformly "
+        f"random distinct cells, seed 0, overlaps once): {ex.seconds:.1f} s ({_cost(ex)}); "
+        f"per edge {ex.seconds / len(subset):.2f} s -> every edge about {ex.seconds / len(subset) * len(cells) / 3600:.1f} h",
+        flush=True,
+    )
     xs = ex.edge_scores()
     est = [eap.edge_scores(), ig.edge_scores()]
     for name, part in (("all", subset), ("random", rand), ("top", list(dict.fromkeys(top)))):
@@ -220,8 +248,10 @@ def cmd_ioi(a):
         print(f"  Spearman with exact on the {name} subset ({len(part)} edges): EAP {r[0]:.3f}, EAP-IG {r[1]:.3f}")
     truth = set(h.edges)
     if truth:
-        print(f"  ROC AUC against the file's own circuit ({len(truth)} edges, all {len(g.edges):,}): "
-              f"EAP {_auc(eap, truth, g.edges):.3f}, EAP-IG {_auc(ig, truth, g.edges):.3f}")
+        print(
+            f"  ROC AUC against the file's own circuit ({len(truth)} edges, all {len(g.edges):,}): "
+            f"EAP {_auc(eap, truth, g.edges):.3f}, EAP-IG {_auc(ig, truth, g.edges):.3f}"
+        )
     if a.json_dir:
         _dump(ex, a.json_dir, "ioi_smollm2_subset", truth)
 
@@ -232,7 +262,9 @@ def main(argv=None):
     p.add_argument("--file", default=str(ROOT / "hypotheses" / "induction_refined.circuit"))
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--exact-subset", type=int, default=0, help="speed: exact-patch this many random edges and extrapolate")
+    p.add_argument(
+        "--exact-subset", type=int, default=0, help="speed: exact-patch this many random edges and extrapolate"
+    )
     p.add_argument("--random", type=int, default=120)
     p.add_argument("--top", type=int, default=60)
     p.add_argument("--json-dir", default=None)

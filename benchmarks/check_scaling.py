@@ -42,15 +42,34 @@ def run_one(path: Path, n: int, extra: list[str]) -> dict:
         f.write_text(src)
         out = Path(d) / "out.json"
         env = dict(os.environ, OMP_NUM_THREADS="1")
-        cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "circuitdsl", "check", str(f), "--format", "json",
-               "--json-out", str(out), *extra]
+        cmd = [
+            "/usr/bin/time",
+            "-v",
+            sys.executable,
+            "-m",
+            "circuitdsl",
+            "check",
+            str(f),
+            "--format",
+            "json",
+            "--json-out",
+            str(out),
+            *extra,
+        ]
         load0 = os.getloadavg()
         t = time.perf_counter()
         p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
         wall = time.perf_counter() - t
         m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
-        row = {"n": n, "exit": p.returncode, "wall_s": wall, "peak_rss_mib": int(m.group(1)) / 1024 if m else None,
-               "load_before": load0[0], "load_after": os.getloadavg()[0], "args": extra}
+        row = {
+            "n": n,
+            "exit": p.returncode,
+            "wall_s": wall,
+            "peak_rss_mib": int(m.group(1)) / 1024 if m else None,
+            "load_before": load0[0],
+            "load_after": os.getloadavg()[0],
+            "args": extra,
+        }
         if out.is_file():
             try:
                 r = json.loads(out.read_text())
@@ -81,8 +100,12 @@ def main(argv=None) -> int:
         row = run_one(path, n, a.extra)
         res["runs"].append(row)
         write_bytes(dest, (json.dumps(res, indent=2) + "\n").encode(), parents=True)
-        print(f"N = {n}: exit {row['exit']}, {row['wall_s']:.1f} s, peak RSS {row['peak_rss_mib']} MiB, load "
-              f"{row['load_before']:.1f} -> {row['load_after']:.1f}; timings {row.get('timings')}", file=sys.stderr, flush=True)
+        print(
+            f"N = {n}: exit {row['exit']}, {row['wall_s']:.1f} s, peak RSS {row['peak_rss_mib']} MiB, load "
+            f"{row['load_before']:.1f} -> {row['load_after']:.1f}; timings {row.get('timings')}",
+            file=sys.stderr,
+            flush=True,
+        )
     print(f"wrote {dest}")
     return 0
 

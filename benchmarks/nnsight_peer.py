@@ -33,7 +33,6 @@ Prints figures and ratios; writes benchmarks/results/nnsight-<stamp>.json atomic
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -71,9 +70,15 @@ def layouts(clean, corrupt):
         by.setdefault(e.layout, []).append(i)
     out = []
     for rows in by.values():
-        out.append((torch.tensor([clean[i].tokens for i in rows]), torch.tensor([corrupt[i].tokens for i in rows]),
-                    list(clean[rows[0]].scored_positions), torch.tensor([clean[i].answers for i in rows]),
-                    torch.tensor([clean[i].wrongs for i in rows])))
+        out.append(
+            (
+                torch.tensor([clean[i].tokens for i in rows]),
+                torch.tensor([corrupt[i].tokens for i in rows]),
+                list(clean[rows[0]].scored_positions),
+                torch.tensor([clean[i].answers for i in rows]),
+                torch.tensor([clean[i].wrongs for i in rows]),
+            )
+        )
     return out
 
 
@@ -171,10 +176,12 @@ def scrub_hypothesis(keep: list[tuple[int, int]], n: int) -> str:
     every MLP; everything else paired-ABC ablated. Its scrub is the nnsight patch above when every kept
     head and MLP reads the clean residual directly (`wire`: each reads each earlier claimed node)."""
     heads = ", ".join(f"a{L}.{H}" for L, H in keep)
-    return (f"model smollm2-135m\ndataset ioi = ioi(n = {n}, seed = 0, names = 8)\n"
-            f"dataset abc = ioi_abc(n = {n}, seed = 0, names = 8)\nmetric logit_diff\nablate unclaimed by paired abc\n"
-            f"group backbone = embed, m0..m29\ngroup kept = {heads}\nwire backbone, kept, out\nset seed = 0\n"
-            "set treeify.shared_draws = true\n")
+    return (
+        f"model smollm2-135m\ndataset ioi = ioi(n = {n}, seed = 0, names = 8)\n"
+        f"dataset abc = ioi_abc(n = {n}, seed = 0, names = 8)\nmetric logit_diff\nablate unclaimed by paired abc\n"
+        f"group backbone = embed, m0..m29\ngroup kept = {heads}\nwire backbone, kept, out\nset seed = 0\n"
+        "set treeify.shared_draws = true\n"
+    )
 
 
 def main(argv=None) -> int:
@@ -185,8 +192,11 @@ def main(argv=None) -> int:
     ap.add_argument("--skip", default="", help="comma-separated: heads,path,scrub")
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--tol", type=float, default=1e-5)
-    ap.add_argument("--order", default="circuitdsl,nnsight,circuitdsl",
-                    help="the timed head sweeps, in order (on a loaded machine: circuitdsl,nnsight)")
+    ap.add_argument(
+        "--order",
+        default="circuitdsl,nnsight,circuitdsl",
+        help="the timed head sweeps, in order (on a loaded machine: circuitdsl,nnsight)",
+    )
     a = ap.parse_args(argv)
     skip = {s for s in a.skip.split(",") if s}
 
@@ -220,9 +230,17 @@ def main(argv=None) -> int:
     clean, corrupt = ioi_pairs(backend.tokenizer, a.n)
     groups = layouts(clean, corrupt)
     n = len(clean)
-    res: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "n": n, "layers": layer_list, "heads": len(layer_list) * nH,
-                 "nnsight": nnsight.__version__, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                 "machine": f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start", "layouts": len(groups)}
+    res: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "n": n,
+        "layers": layer_list,
+        "heads": len(layer_list) * nH,
+        "nnsight": nnsight.__version__,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start",
+        "layouts": len(groups),
+    }
     dest = Path(a.out) / f"nnsight-{time.strftime('%Y%m%d-%H%M%S')}.json"
 
     def save():
@@ -246,17 +264,29 @@ def main(argv=None) -> int:
             else:
                 ours = patching.head_sweep(backend, clean, corrupt, layers=layer_list)
                 t_cd.append(ours.seconds)
-            print(f"  head sweep, {step}: {(t_nn if step == 'nnsight' else t_cd)[-1]:.1f} s (load {os.getloadavg()[0]:.1f})",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  head sweep, {step}: {(t_nn if step == 'nnsight' else t_cd)[-1]:.1f} s (load {os.getloadavg()[0]:.1f})",
+                file=sys.stderr,
+                flush=True,
+            )
         diff = max(abs(ours.patched[L][H] - theirs[L][H]) for L in layer_list for H in range(nH))
         mean_cd = sum(t_cd) / len(t_cd)
-        res["head_sweep"] = {"nnsight_s": t_nn[0], "circuitdsl_s": t_cd, "ratio": t_nn[0] / mean_cd,
-                             "max_abs_diff": diff, "equal": diff <= a.tol, "clean": ours.clean, "corrupt": ours.corrupt,
-                             "load_end": os.getloadavg()[0]}
+        res["head_sweep"] = {
+            "nnsight_s": t_nn[0],
+            "circuitdsl_s": t_cd,
+            "ratio": t_nn[0] / mean_cd,
+            "max_abs_diff": diff,
+            "equal": diff <= a.tol,
+            "clean": ours.clean,
+            "corrupt": ours.corrupt,
+            "load_end": os.getloadavg()[0],
+        }
         ok &= diff <= a.tol
         save()
-        print(f"head sweep ({len(layer_list) * nH} heads, N = {n}): nnsight {t_nn[0]:.1f} s, circuitdsl patch "
-              f"{' and '.join(f'{x:.1f}' for x in t_cd)} s: {t_nn[0] / mean_cd:.2f}x; max |diff| {diff:.2e}")
+        print(
+            f"head sweep ({len(layer_list) * nH} heads, N = {n}): nnsight {t_nn[0]:.1f} s, circuitdsl patch "
+            f"{' and '.join(f'{x:.1f}' for x in t_cd)} s: {t_nn[0] / mean_cd:.2f}x; max |diff| {diff:.2e}"
+        )
     if "path" not in skip:
         s, r = a.edge.split("->")
         Ls, Hs = (int(x) for x in s.strip().lstrip("a").split("."))
@@ -270,19 +300,42 @@ def main(argv=None) -> int:
             recv = patching.Receiver(Lr, Hr, port)
             ours = patching.path_sweep(backend, clean, corrupt, [recv], layers=[Ls], include_mlps=False)
             diff = abs(ours.patched[Ls][Hs] - theirs)
-            res["path"]["ports"][port] = {"nnsight": theirs, "circuitdsl": ours.patched[Ls][Hs], "max_abs_diff": diff,
-                                          "nnsight_s": t_nn, "circuitdsl_s_layer": ours.seconds, "equal": diff <= a.tol}
+            res["path"]["ports"][port] = {
+                "nnsight": theirs,
+                "circuitdsl": ours.patched[Ls][Hs],
+                "max_abs_diff": diff,
+                "nnsight_s": t_nn,
+                "circuitdsl_s_layer": ours.seconds,
+                "equal": diff <= a.tol,
+            }
             ok &= diff <= a.tol
-            print(f"path {a.edge}.{port}: nnsight {theirs:.6f} ({t_nn:.1f} s, one edge), circuitdsl {ours.patched[Ls][Hs]:.6f} "
-                  f"({ours.seconds:.1f} s, all {nH} heads of layer {Ls}); |diff| {diff:.2e}")
+            print(
+                f"path {a.edge}.{port}: nnsight {theirs:.6f} ({t_nn:.1f} s, one edge), circuitdsl {ours.patched[Ls][Hs]:.6f} "
+                f"({ours.seconds:.1f} s, all {nH} heads of layer {Ls}); |diff| {diff:.2e}"
+            )
         save()
     if "scrub" not in skip:
         from circuitdsl.compiler import compile_source
         from circuitdsl.engine import data as data_mod
         from circuitdsl.engine.scrub import Engine
 
-        keep = [(23, 3), (20, 0), (29, 1), (29, 0), (19, 2), (17, 4), (8, 1), (14, 3), (15, 7), (16, 0), (23, 0), (23, 7),
-                (5, 6), (9, 2), (18, 6)]
+        keep = [
+            (23, 3),
+            (20, 0),
+            (29, 1),
+            (29, 0),
+            (19, 2),
+            (17, 4),
+            (8, 1),
+            (14, 3),
+            (15, 7),
+            (16, 0),
+            (23, 0),
+            (23, 7),
+            (5, 6),
+            (9, 2),
+            (18, 6),
+        ]
         with torch.inference_mode():
             t = time.perf_counter()
             theirs = nn_ablate_heads(nm, groups, set(keep), nL, nH, d_head, n)
@@ -299,12 +352,21 @@ def main(argv=None) -> int:
             ex = ds[h.main_dataset].examples
             ours = float(metrics.metric_values(h.metric.kind, out.logits, ex, eng.clean_logits()).mean())
         diff = abs(ours - theirs)
-        res["scrub"] = {"kept_heads": len(keep), "nnsight": theirs, "circuitdsl": ours, "max_abs_diff": diff,
-                        "nnsight_s": t_nn, "circuitdsl_s": t_cd, "equal": diff <= a.tol}
+        res["scrub"] = {
+            "kept_heads": len(keep),
+            "nnsight": theirs,
+            "circuitdsl": ours,
+            "max_abs_diff": diff,
+            "nnsight_s": t_nn,
+            "circuitdsl_s": t_cd,
+            "equal": diff <= a.tol,
+        }
         ok &= diff <= a.tol
         save()
-        print(f"scrub (15 heads kept, 255 ABC-patched): nnsight {theirs:.6f} ({t_nn:.1f} s), circuitdsl {ours:.6f} "
-              f"({t_cd:.1f} s incl. clean runs); |diff| {diff:.2e}")
+        print(
+            f"scrub (15 heads kept, 255 ABC-patched): nnsight {theirs:.6f} ({t_nn:.1f} s), circuitdsl {ours:.6f} "
+            f"({t_cd:.1f} s incl. clean runs); |diff| {diff:.2e}"
+        )
     res["load_end"] = os.getloadavg()[0]
     save()
     print(f"wrote {dest}")

@@ -121,7 +121,10 @@ def distinct_inputs(engine, h) -> tuple[float, int]:
             xs = x_in[tree.input_draw_of[i]]
             ab = None
             if t.node.kind not in (NodeKind.EMBED, NodeKind.POS) and engine.ablation.kind in (
-                AblationKind.RESAMPLE, AblationKind.RESAMPLE_FROM, AblationKind.PAIRED):
+                AblationKind.RESAMPLE,
+                AblationKind.RESAMPLE_FROM,
+                AblationKind.PAIRED,
+            ):
                 ab = engine._abl_rows(tree, np.asarray([i]), data, xs[None, :])[0]
             tag = "x" if engine.ablation.kind is AblationKind.RESAMPLE else "other"
             for j in range(len(data.pool)):
@@ -155,7 +158,9 @@ def _corrupt_for(model: str, h, backend, datasets, n: int):
         args = dict(spec.args)
         args["n"] = n
         clean = data_mod.materialise(dataclasses.replace(spec, args=tuple(sorted(args.items()))), backend.tokenizer)
-        abc = data_mod.materialise(DatasetSpec("abc", DatasetKind.GENERATOR, "ioi_abc", tuple(sorted(args.items()))), backend.tokenizer)
+        abc = data_mod.materialise(
+            DatasetSpec("abc", DatasetKind.GENERATOR, "ioi_abc", tuple(sorted(args.items()))), backend.tokenizer
+        )
         return list(clean.examples), list(abc.examples), "ioi_abc (paired)"
     # otherwise: the next example of the same layout (a rotation within each layout)
     clean, corrupt = [], []
@@ -163,7 +168,11 @@ def _corrupt_for(model: str, h, backend, datasets, n: int):
         take = list(pool[: max(2, n * len(pool) // len(ds))])
         clean += [ds.examples[i] for i in take]
         corrupt += [ds.examples[take[(k + 1) % len(take)]] for k in range(len(take))]
-    return clean[:n] if len(clean) > n else clean, corrupt[:n] if len(corrupt) > n else corrupt, "next example of the layout"
+    return (
+        clean[:n] if len(clean) > n else clean,
+        corrupt[:n] if len(corrupt) > n else corrupt,
+        "next example of the layout",
+    )
 
 
 def _warm_up(model, tokens, tlp) -> None:
@@ -174,8 +183,15 @@ def _warm_up(model, tokens, tlp) -> None:
 
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens)
-        tlp.generic_activation_patch(model, tokens, cache, lambda lg: lg[:, -1].sum(), patch_setter=tlp.layer_head_vector_patch_setter,
-                                     activation_name="z", index_df=pd.DataFrame({"layer": [0], "head": [0]}))
+        tlp.generic_activation_patch(
+            model,
+            tokens,
+            cache,
+            lambda lg: lg[:, -1].sum(),
+            patch_setter=tlp.layer_head_vector_patch_setter,
+            activation_name="z",
+            index_df=pd.DataFrame({"layer": [0], "head": [0]}),
+        )
 
 
 def tl_head_sweep(model, clean, corrupt) -> tuple[list[list[float]], float]:
@@ -226,8 +242,14 @@ def peer(model_name: str, h, backend, datasets, n: int) -> dict:
         err = None
     except Exception as e:  # report, do not hide: the peer may not run on this model
         theirs, t_tl, err = None, None, f"{type(e).__name__}: {e}"
-    out = {"n": len(clean), "corruption": how, "heads": int(model.cfg.n_layers) * int(model.cfg.n_heads),
-           "circuitdsl_patching_s": ours.seconds, "transformer_lens_patching_s": t_tl, "error": err}
+    out = {
+        "n": len(clean),
+        "corruption": how,
+        "heads": int(model.cfg.n_layers) * int(model.cfg.n_heads),
+        "circuitdsl_patching_s": ours.seconds,
+        "transformer_lens_patching_s": t_tl,
+        "error": err,
+    }
     if theirs is not None:
         a = torch.tensor(ours.patched, dtype=torch.float64)
         b = torch.tensor(theirs, dtype=torch.float64)
@@ -246,7 +268,10 @@ def sized_hypothesis(h, shape, k: int):
     hypothesis exponential in the number of distinct layers: causal scrubbing resamples each path.)"""
     from circuitdsl.ir import IDENTITY, Claim, EdgeId, FeatureKind, NodeId, NodeKind, Port, make_graph
 
-    feat = next((c.feature for c in h.claims if c.feature.kind is not FeatureKind.IDENTITY and c.node.kind is NodeKind.HEAD), IDENTITY)
+    feat = next(
+        (c.feature for c in h.claims if c.feature.kind is not FeatureKind.IDENTITY and c.node.kind is NodeKind.HEAD),
+        IDENTITY,
+    )
     allh = [NodeId(NodeKind.HEAD, L, H) for L in range(shape.n_layers) for H in range(shape.n_heads)]
     step = max(1, len(allh) // k)
     heads = sorted(allh[::step][:k], key=lambda v: v.sort_key())
@@ -261,7 +286,9 @@ def sized_hypothesis(h, shape, k: int):
     for a, b in zip(stages, stages[1:]):
         edges |= {EdgeId(u, v, Port.Q) for u in a for v in b if u.layer < v.layer}
     edges = tuple(sorted(edges, key=lambda e: (e.sender.sort_key(), e.receiver.sort_key(), e.port.value)))
-    return dataclasses.replace(h, name=f"{k} heads", claims=claims, edges=edges, graph=make_graph(claims, edges), expects=())
+    return dataclasses.replace(
+        h, name=f"{k} heads", claims=claims, edges=edges, graph=make_graph(claims, edges), expects=()
+    )
 
 
 def scaling(model: str, h, backend, ns, sizes, batch_size: int) -> dict:
@@ -280,8 +307,18 @@ def scaling(model: str, h, backend, ns, sizes, batch_size: int) -> dict:
     for k in sizes:
         hk = sized_hypothesis(h, backend.shape, k)
         eng, out, t_clean, t = engine_scrub(backend, ds, hk, batch_size)
-        by_size.append({"heads": k, "claimed_nodes": len(hk.claims), "edges": len(hk.edges), "treeified_nodes": len(treeify(hk).nodes),
-                        "engine_s": t, "scrub_s": t - t_clean, "rows": out.rows_computed, "block_runs": eng.block_runs})
+        by_size.append(
+            {
+                "heads": k,
+                "claimed_nodes": len(hk.claims),
+                "edges": len(hk.edges),
+                "treeified_nodes": len(treeify(hk).nodes),
+                "engine_s": t,
+                "scrub_s": t - t_clean,
+                "rows": out.rows_computed,
+                "block_runs": eng.block_runs,
+            }
+        )
     return {"by_n": by_n, "by_size": by_size}
 
 
@@ -327,17 +364,42 @@ def memprobe(args) -> None:
     loaded = _proc_status().get("VmRSS", load_peak)
     eng, _, _, t = engine_scrub(backend, datasets, h, args.batch_size, **BUDGETS[args.budget])
     peak = _proc_status().get("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"loaded_rss": loaded, "load_peak_rss": load_peak, "peak_rss": peak, "peak_reset_after_load": reset, "engine_s": t,
-                      "clean_in_memory": eng.clean_held, "clean_spilled": eng.clean_spilled, "memo_flushes": eng.memo_flushes,
-                      "memo_peak_bytes": eng.memo_peak_bytes}))
+    print(
+        json.dumps(
+            {
+                "loaded_rss": loaded,
+                "load_peak_rss": load_peak,
+                "peak_rss": peak,
+                "peak_reset_after_load": reset,
+                "engine_s": t,
+                "clean_in_memory": eng.clean_held,
+                "clean_spilled": eng.clean_spilled,
+                "memo_flushes": eng.memo_flushes,
+                "memo_peak_bytes": eng.memo_peak_bytes,
+            }
+        )
+    )
     eng.close()
 
 
 def memory(model: str, hyp: str, configs) -> list[dict]:
     out = []
     for n, bs, budget in configs:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--_memprobe", "--model", model, "--n", str(n), "--batch-size", str(bs),
-               "--hypothesis", hyp, "--budget", budget]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--_memprobe",
+            "--model",
+            model,
+            "--n",
+            str(n),
+            "--batch-size",
+            str(bs),
+            "--hypothesis",
+            hyp,
+            "--budget",
+            budget,
+        ]
         p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         line = next((ln for ln in reversed(p.stdout.splitlines()) if ln.startswith("{")), None)
         if p.returncode != 0 or line is None:
@@ -345,7 +407,9 @@ def memory(model: str, hyp: str, configs) -> list[dict]:
             continue
         r = json.loads(line)
         out.append({"n": n, "batch_size": bs, "budget": budget, **r, "scrub_rss": r["peak_rss"] - r["loaded_rss"]})
-        print(f"  memory N={n} batch {bs} {budget}: peak RSS {r['peak_rss'] / 2**20:.0f} MiB", file=sys.stderr, flush=True)
+        print(
+            f"  memory N={n} batch {bs} {budget}: peak RSS {r['peak_rss'] / 2**20:.0f} MiB", file=sys.stderr, flush=True
+        )
     return out
 
 
@@ -357,7 +421,7 @@ def profile(backend, datasets, h, batch_size: int, top: int = 12) -> list[dict]:
     pr.disable()
     st = pstats.Stats(pr, stream=io.StringIO())
     rows = []
-    for (fn, line, name), (cc, nc, tt, ct, _) in st.stats.items():
+    for (fn, line, name), (_cc, nc, tt, ct, _) in st.stats.items():
         rows.append({"function": f"{Path(fn).name}:{line}({name})", "calls": nc, "tottime_s": tt, "cumtime_s": ct})
     rows.sort(key=lambda r: -r["tottime_s"])
     return rows[:top]
@@ -386,15 +450,27 @@ def plot(res: dict, path: Path) -> None:
         ks = [r["edges"] for r in sc["by_size"]]
         ax[1].plot(ks, [r["scrub_s"] for r in sc["by_size"]], "o-")
         for r in sc["by_size"]:
-            ax[1].annotate(f'{r["heads"]}h', (r["edges"], r["scrub_s"]), fontsize=8)
-        ax[1].set(xlabel="claimed edges (labels: claimed heads)", ylabel="scrub seconds (clean runs excluded)", title="time against hypothesis size")
+            ax[1].annotate(f"{r['heads']}h", (r["edges"], r["scrub_s"]), fontsize=8)
+        ax[1].set(
+            xlabel="claimed edges (labels: claimed heads)",
+            ylabel="scrub seconds (clean runs excluded)",
+            title="time against hypothesis size",
+        )
     mem = [r for r in res.get("memory") or [] if "peak_rss" in r]
     if mem:
         bs0 = res["batch_size"]
         for budget in dict.fromkeys(r.get("budget", "default") for r in mem):
-            rows = sorted((r for r in mem if r.get("budget", "default") == budget and r["batch_size"] == bs0), key=lambda r: r["n"])
+            rows = sorted(
+                (r for r in mem if r.get("budget", "default") == budget and r["batch_size"] == bs0),
+                key=lambda r: r["n"],
+            )
             if len(rows) > 1:
-                ax[2].plot([r["n"] for r in rows], [r["peak_rss"] / 2**20 for r in rows], "o-", label=f"budget {budget}, batch {bs0}")
+                ax[2].plot(
+                    [r["n"] for r in rows],
+                    [r["peak_rss"] / 2**20 for r in rows],
+                    "o-",
+                    label=f"budget {budget}, batch {bs0}",
+                )
         loaded = [r["loaded_rss"] / 2**20 for r in mem]
         ax[2].axhline(sum(loaded) / len(loaded), color="grey", ls="--", lw=1, label="RSS after loading the model")
         ns = sorted({r["n"] for r in mem if r["batch_size"] == bs0})
@@ -403,7 +479,7 @@ def plot(res: dict, path: Path) -> None:
         ax[2].minorticks_off()
         ax[2].set(xlabel="N examples", ylabel="peak RSS during clean runs + scrub (MiB)", title="memory against N")
         ax[2].legend(fontsize=8)
-    fig.suptitle(f'circuitdsl benchmarks: {res["model"]}, {res["hypothesis"]}, {res["date"]}')
+    fig.suptitle(f"circuitdsl benchmarks: {res['model']}, {res['hypothesis']}, {res['date']}")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -414,50 +490,70 @@ def plot(res: dict, path: Path) -> None:
 def table(res: dict) -> str:
     L = []
     f = res["floor"]
-    L.append(f'model {res["model"]}  hypothesis {res["hypothesis"]}  N={res["n"]}  batch {res["batch_size"]}  ({res["machine"]})')
-    L.append(f'{"plain forward over N":40s} {f["forward_s"]:9.3f} s')
-    L.append(f'{"S (distinct inputs per example)":40s} {f["S_mean"]:9.2f}   (max {f["S_max"]})')
-    L.append(f'{"floor = S x forward":40s} {f["floor_s"]:9.3f} s')
-    L.append(f'{"engine: clean runs + one scrub":40s} {f["engine_s"]:9.3f} s   = {f["engine_over_floor"]:.3f} x floor'
-             f'  (= {f["engine_s"] / f["forward_s"]:.2f} forward passes; clean runs {f["clean_s"]:.3f} s)')
+    L.append(
+        f"model {res['model']}  hypothesis {res['hypothesis']}  N={res['n']}  batch {res['batch_size']}  ({res['machine']})"
+    )
+    L.append(f"{'plain forward over N':40s} {f['forward_s']:9.3f} s")
+    L.append(f"{'S (distinct inputs per example)':40s} {f['S_mean']:9.2f}   (max {f['S_max']})")
+    L.append(f"{'floor = S x forward':40s} {f['floor_s']:9.3f} s")
+    L.append(
+        f"{'engine: clean runs + one scrub':40s} {f['engine_s']:9.3f} s   = {f['engine_over_floor']:.3f} x floor"
+        f"  (= {f['engine_s'] / f['forward_s']:.2f} forward passes; clean runs {f['clean_s']:.3f} s)"
+    )
     r = res.get("reference")
     if r:
-        L.append(f'{"reference (full forward per tnode)":40s} {r["reference_s"]:9.3f} s   speedup {r["speedup"]:.1f}x, max rel diff {r["max_rel_diff"]:.2e}')
+        L.append(
+            f"{'reference (full forward per tnode)':40s} {r['reference_s']:9.3f} s   speedup {r['speedup']:.1f}x, max rel diff {r['max_rel_diff']:.2e}"
+        )
     p = res.get("peer")
     if p:
         if p.get("error"):
-            L.append(f'peer: transformer-lens patching failed: {p["error"]}')
+            L.append(f"peer: transformer-lens patching failed: {p['error']}")
         else:
-            L.append(f'{"per-head patching sweep, N=" + str(p["n"]):40s} circuitdsl.patching {p["circuitdsl_patching_s"]:.2f} s, '
-                     f'transformer_lens.patching {p["transformer_lens_patching_s"]:.2f} s: {p["speedup_vs_tl"]:.2f}x; max |diff| {p["max_abs_diff"]:.2e}')
+            L.append(
+                f"{'per-head patching sweep, N=' + str(p['n']):40s} circuitdsl.patching {p['circuitdsl_patching_s']:.2f} s, "
+                f"transformer_lens.patching {p['transformer_lens_patching_s']:.2f} s: {p['speedup_vs_tl']:.2f}x; max |diff| {p['max_abs_diff']:.2e}"
+            )
     sc = res.get("scaling") or {}
     for r in sc.get("by_n", []):
-        L.append(f'  N={r["n"]:<5d} engine {r["engine_s"]:8.3f} s   forward {r["forward_s"]:8.3f} s   rows {r["rows"]}')
+        L.append(f"  N={r['n']:<5d} engine {r['engine_s']:8.3f} s   forward {r['forward_s']:8.3f} s   rows {r['rows']}")
     for r in sc.get("by_size", []):
-        L.append(f'  {r["heads"]:3d} heads {r["edges"]:4d} edges {r["treeified_nodes"]:4d} tnodes: scrub {r["scrub_s"]:8.3f} s, rows {r["rows"]}, block runs {r["block_runs"]}')
+        L.append(
+            f"  {r['heads']:3d} heads {r['edges']:4d} edges {r['treeified_nodes']:4d} tnodes: scrub {r['scrub_s']:8.3f} s, rows {r['rows']}, block runs {r['block_runs']}"
+        )
     for r in res.get("memory") or []:
         if "peak_rss" in r:
-            L.append(f'  memory N={r["n"]:<5d} batch {r["batch_size"]:<4d} budget {r.get("budget", "default"):9s} peak RSS {r["peak_rss"] / 2**20:8.1f} MiB '
-                     f'(RSS after load {r["loaded_rss"] / 2**20:.1f} MiB; clean in memory {r.get("clean_in_memory", 0) / 2**20:.0f} MiB, '
-                     f'spilled {r.get("clean_spilled", 0) / 2**20:.0f} MiB; {r.get("engine_s", 0):.1f} s)')
+            L.append(
+                f"  memory N={r['n']:<5d} batch {r['batch_size']:<4d} budget {r.get('budget', 'default'):9s} peak RSS {r['peak_rss'] / 2**20:8.1f} MiB "
+                f"(RSS after load {r['loaded_rss'] / 2**20:.1f} MiB; clean in memory {r.get('clean_in_memory', 0) / 2**20:.0f} MiB, "
+                f"spilled {r.get('clean_spilled', 0) / 2**20:.0f} MiB; {r.get('engine_s', 0):.1f} s)"
+            )
         else:
-            L.append(f'  memory N={r["n"]} batch {r["batch_size"]} budget {r.get("budget")}: failed {r["error"][-200:]}')
+            L.append(
+                f"  memory N={r['n']} batch {r['batch_size']} budget {r.get('budget')}: failed {r['error'][-200:]}"
+            )
     if res.get("profile"):
         L.append("profile (one fresh scrub, top by own time):")
         for r in res["profile"]:
-            L.append(f'  {r["tottime_s"]:7.3f} s own {r["cumtime_s"]:7.3f} s cum {r["calls"]:7d}x  {r["function"]}')
+            L.append(f"  {r['tottime_s']:7.3f} s own {r['cumtime_s']:7.3f} s cum {r['calls']:7d}x  {r['function']}")
     return "\n".join(L)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", choices=tuple(HYPOTHESES), default="tiny")
-    ap.add_argument("--n", type=int, default=None, help="examples (default: 512 tiny, 64 smollm2-135m; --quick: 64 / 16)")
+    ap.add_argument(
+        "--n", type=int, default=None, help="examples (default: 512 tiny, 64 smollm2-135m; --quick: 64 / 16)"
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes, for CI")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--hypothesis", default=None, help="a .circuit file (default per model)")
-    ap.add_argument("--peer-n", type=int, default=None, help="examples for the patching comparison (default 8 smollm2, 64 tiny)")
-    ap.add_argument("--skip", default="", help="comma-separated sections to skip: reference,peer,scaling,memory,profile")
+    ap.add_argument(
+        "--peer-n", type=int, default=None, help="examples for the patching comparison (default 8 smollm2, 64 tiny)"
+    )
+    ap.add_argument(
+        "--skip", default="", help="comma-separated sections to skip: reference,peer,scaling,memory,profile"
+    )
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--_memprobe", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--replot", metavar="JSON", default=None, help="redraw the PNG of a results JSON (no run)")
@@ -479,10 +575,17 @@ def main(argv=None) -> int:
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     path, h, backend, datasets = load(args.model, n, args.hypothesis)
     ds = datasets[h.main_dataset]
-    res: dict = {"model": args.model, "hypothesis": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
-                 "n": len(ds), "batch_size": args.batch_size, "quick": args.quick, "threads": torch.get_num_threads(),
-                 "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
-                 "torch": torch.__version__}
+    res: dict = {
+        "model": args.model,
+        "hypothesis": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
+        "n": len(ds),
+        "batch_size": args.batch_size,
+        "quick": args.quick,
+        "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
+        "torch": torch.__version__,
+    }
     outdir = Path(args.out)
     base = outdir / f"{args.model}{'-quick' if args.quick else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -496,21 +599,43 @@ def main(argv=None) -> int:
     t_fwd = plain_forward(backend, ds, args.batch_size)
     eng, out, t_clean, t_eng = engine_scrub(backend, datasets, h, args.batch_size)
     s_mean, s_max = distinct_inputs(eng, h)
-    res["floor"] = {"forward_s": t_fwd, "S_mean": s_mean, "S_max": s_max, "floor_s": s_mean * t_fwd, "engine_s": t_eng, "clean_s": t_clean,
-                    "engine_over_floor": t_eng / (s_mean * t_fwd), "rows": out.rows_computed, "block_runs": eng.block_runs,
-                    "memo_bytes": eng.memo_bytes(), "cache_budget_bytes": eng.cache_bytes}
-    say(f"engine {t_eng:.2f} s = {res['floor']['engine_over_floor']:.3f} x floor ({s_mean:.2f} x forward {t_fwd:.2f} s)")
+    res["floor"] = {
+        "forward_s": t_fwd,
+        "S_mean": s_mean,
+        "S_max": s_max,
+        "floor_s": s_mean * t_fwd,
+        "engine_s": t_eng,
+        "clean_s": t_clean,
+        "engine_over_floor": t_eng / (s_mean * t_fwd),
+        "rows": out.rows_computed,
+        "block_runs": eng.block_runs,
+        "memo_bytes": eng.memo_bytes(),
+        "cache_budget_bytes": eng.cache_bytes,
+    }
+    say(
+        f"engine {t_eng:.2f} s = {res['floor']['engine_over_floor']:.3f} x floor ({s_mean:.2f} x forward {t_fwd:.2f} s)"
+    )
     if "reference" not in skip:
         say("reference...")
         from reference import reference_scrub
 
         ref, t_ref = _timed(reference_scrub, backend, datasets, h.main_dataset, h, h.ablation, h.seed)
-        res["reference"] = {"reference_s": t_ref, "speedup": t_ref / t_eng, "max_rel_diff": _max_rel(out.logits, ref),
-                            "equal": _max_rel(out.logits, ref) < 1e-5}
+        res["reference"] = {
+            "reference_s": t_ref,
+            "speedup": t_ref / t_eng,
+            "max_rel_diff": _max_rel(out.logits, ref),
+            "equal": _max_rel(out.logits, ref) < 1e-5,
+        }
         say(f"reference {t_ref:.2f} s, speedup {t_ref / t_eng:.1f}x")
     if "peer" not in skip:
         say("peer...")
-        res["peer"] = peer(args.model, h, backend, datasets, args.peer_n or ((16 if small else 4) if args.quick else (64 if small else 8)))
+        res["peer"] = peer(
+            args.model,
+            h,
+            backend,
+            datasets,
+            args.peer_n or ((16 if small else 4) if args.quick else (64 if small else 8)),
+        )
     if "scaling" not in skip:
         say("scaling...")
         if args.quick:

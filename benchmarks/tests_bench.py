@@ -28,7 +28,9 @@ def main(argv=None) -> int:
     ap.add_argument("--r", type=int, default=100, help="null draws per test (default 100)")
     ap.add_argument("--n", type=int, default=None, help="override the sample count of every generator dataset")
     ap.add_argument("--no-completeness", action="store_true", help="leave the completeness search out of both checks")
-    ap.add_argument("--tests", default="sufficiency,necessity,equivalence,minimality", help="which tests (comma-separated)")
+    ap.add_argument(
+        "--tests", default="sufficiency,necessity,equivalence,minimality", help="which tests (comma-separated)"
+    )
     ap.add_argument("--json", default=None, metavar="PATH")
     args = ap.parse_args(argv)
 
@@ -49,8 +51,13 @@ def main(argv=None) -> int:
     load_s = time.perf_counter() - t
     names = {x.strip() for x in args.tests.split(",") if x.strip()}
     none = TestPlan(sufficiency=False, necessity=False, equivalence=False, minimality=False, follow_expects=False)
-    plan = TestPlan(sufficiency="sufficiency" in names, necessity="necessity" in names, equivalence="equivalence" in names,
-                    minimality="minimality" in names, r=args.r)
+    plan = TestPlan(
+        sufficiency="sufficiency" in names,
+        necessity="necessity" in names,
+        equivalence="equivalence" in names,
+        minimality="minimality" in names,
+        r=args.r,
+    )
     comp = not args.no_completeness
 
     cpu: list[float] = []
@@ -69,11 +76,21 @@ def main(argv=None) -> int:
     T = tested.tests
     rows = {
         "file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
-        "model": plain.model, "n": plain.n, "r": args.r, "completeness": comp,
-        "model_load_s": round(load_s, 2), "plain_check_s": round(t_plain, 2), "check_with_tests_s": round(t_tests, 2),
+        "model": plain.model,
+        "n": plain.n,
+        "r": args.r,
+        "completeness": comp,
+        "model_load_s": round(load_s, 2),
+        "plain_check_s": round(t_plain, 2),
+        "check_with_tests_s": round(t_tests, 2),
         "ratio": round(t_tests / t_plain, 2),
-        "plain_check_cpu_s": round(cpu[0], 2), "check_with_tests_cpu_s": round(cpu[1], 2), "cpu_ratio": round(cpu[1] / cpu[0], 2), "tests_s": round(T.seconds, 2), "test_scrubs": T.scrubs,
-        "test_block_runs": T.block_runs, "test_rows": T.rows,
+        "plain_check_cpu_s": round(cpu[0], 2),
+        "check_with_tests_cpu_s": round(cpu[1], 2),
+        "cpu_ratio": round(cpu[1] / cpu[0], 2),
+        "tests_s": round(T.seconds, 2),
+        "test_scrubs": T.scrubs,
+        "test_block_runs": T.block_runs,
+        "test_rows": T.rows,
         "forward_pass_equivalents": round(T.rows / T.pass_nodes) if T.pass_nodes else None,
         "clean_forward_passes": dict(tested.cost)["forward_passes"],
         "clean_forward_passes_plain": dict(plain.cost)["forward_passes"],
@@ -86,8 +103,12 @@ def main(argv=None) -> int:
     for name in ("sufficiency", "necessity", "minimality"):
         x = T.get(name)
         if x is not None:
-            rows["per_test"][name] = {"p": x.p, "scrubs": x.scrubs, "seconds": round(x.seconds, 2),
-                                      "undefined": x.undefined_reason}
+            rows["per_test"][name] = {
+                "p": x.p,
+                "scrubs": x.scrubs,
+                "seconds": round(x.seconds, 2),
+                "undefined": x.undefined_reason,
+            }
     if T.equivalence is not None:
         e = T.equivalence
         rows["per_test"]["equivalence"] = {"p": e.p, "above": e.above, "n": e.n, "ties": e.ties, "scrubs": 0}

@@ -8,7 +8,7 @@ round-trip property relies on this).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from circuitdsl.ir import Span
 
@@ -44,7 +44,20 @@ __all__ = [
 
 NO_SPAN = Span("<none>", 0, 0, 0, 0)
 
-STATEMENT_KEYWORDS = ("import", "model", "dataset", "on", "metric", "ablate", "group", "node", "edge", "wire", "set", "expect")
+STATEMENT_KEYWORDS = (
+    "import",
+    "model",
+    "dataset",
+    "on",
+    "metric",
+    "ablate",
+    "group",
+    "node",
+    "edge",
+    "wire",
+    "set",
+    "expect",
+)
 KEYWORDS = STATEMENT_KEYWORDS + (
     "unclaimed", "by", "from", "paired", "mean", "over", "zero", "resample",
     "at", "depends", "input", "nothing", "field", "token",
@@ -88,7 +101,7 @@ class NodeRange(_Node):
         return f"{self.start.text}..{self.end.text}"
 
 
-NodeSpec = Union[NodeRef, NodeRange]
+NodeSpec = NodeRef | NodeRange
 """What a node list holds: a single node or group name, or a range."""
 
 
@@ -129,7 +142,7 @@ class FeatureExpr(_Node):
     kind: str
     arg: Ident | None = None
     """The field name, position name, or `module.path:function`."""
-    parts: tuple["FeatureExpr", ...] = ()
+    parts: tuple[FeatureExpr, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -214,7 +227,21 @@ class ExpectStmt(_Node):
     value: Literal
 
 
-Statement = Union[Import, Model, DatasetGen, DatasetFile, On, MetricStmt, Ablate, Group, NodeStmt, Edge, Wire, SetStmt, ExpectStmt]
+Statement = (
+    Import
+    | Model
+    | DatasetGen
+    | DatasetFile
+    | On
+    | MetricStmt
+    | Ablate
+    | Group
+    | NodeStmt
+    | Edge
+    | Wire
+    | SetStmt
+    | ExpectStmt
+)
 
 
 @dataclass(frozen=True)

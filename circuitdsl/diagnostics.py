@@ -9,7 +9,6 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from circuitdsl.ir import Span
 
@@ -214,7 +213,10 @@ def cap(diags, limit: int = MAX_DIAGNOSTICS) -> tuple[Diagnostic, ...]:
     rest = diags[limit:]
     errors = sum(d.severity is Severity.ERROR for d in rest)
     others = len(rest) - errors
-    parts = [f"{errors} more error{'s' * (errors != 1)}" if errors else "", f"{others} more warning(s) or note(s)" if others else ""]
+    parts = [
+        f"{errors} more error{'s' * (errors != 1)}" if errors else "",
+        f"{others} more warning(s) or note(s)" if others else "",
+    ]
     first = next((d.span.file for d in diags if d.span is not None), None)
     where = f" in {first}" if first else ""
     note = Diagnostic("N001", f"{' and '.join(p for p in parts if p)} not shown{where}", None,

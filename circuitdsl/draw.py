@@ -144,7 +144,7 @@ def view(h: Hypothesis) -> View:
             key = f"{run[0].name}..{run[-1].name}"
             box_of[n] = key
             if n == run[0]:
-                label = f"{key}\n{len(run)} MLPs, wired" + _label(c)[len(n.name):]
+                label = f"{key}\n{len(run)} MLPs, wired" + _label(c)[len(n.name) :]
                 boxes.append(Box(key, label, run))
             continue
         box_of[n] = n.name
@@ -190,7 +190,7 @@ def to_dot(h: Hypothesis) -> str:
     in_cluster = set()
     for i, (name, keys) in enumerate(v.clusters):
         lines.append(f"  subgraph cluster_{i} {{")
-        lines.append(f"    label={_quote(name)}; style=dashed; color=\"#888888\";")
+        lines.append(f'    label={_quote(name)}; style=dashed; color="#888888";')
         lines += [f"    {_quote(k)} [label={_quote(boxes[k].label)}];" for k in keys]
         lines.append("  }")
         in_cluster.update(keys)

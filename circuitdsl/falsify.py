@@ -72,10 +72,12 @@ class ScoredInput:
             p = self.paired
             diff = ", ".join(f"{k}={v}" for k, v in p.fields if dict(e.fields).get(k, object()) != v)
             paired = f"\n  paired: {toks(p)}" + (f"\n  paired fields (those that differ): {diff}" if diff else "")
-        return (f"tokens: {toks(e)}\n  positions: {pos}\n  fields: {fields}\n  answers: {ans(e.answers)}"
-                f"{', wrong: ' + ans(e.wrongs) if e.wrongs else ''}{paired}\n"
-                f"  m(model) {self.m_model:.4g}, m(scrubbed) {self.m_scrubbed:.4g}, |delta| {self.abs_delta:.4g}"
-                + (" (an example of the dataset)" if self.in_dataset else ""))
+        return (
+            f"tokens: {toks(e)}\n  positions: {pos}\n  fields: {fields}\n  answers: {ans(e.answers)}"
+            f"{', wrong: ' + ans(e.wrongs) if e.wrongs else ''}{paired}\n"
+            f"  m(model) {self.m_model:.4g}, m(scrubbed) {self.m_scrubbed:.4g}, |delta| {self.abs_delta:.4g}"
+            + (" (an example of the dataset)" if self.in_dataset else "")
+        )
 
 
 @dataclass(frozen=True)
@@ -108,12 +110,15 @@ class Counterexample:
         from circuitdsl.ir import metric_unit
 
         unit = metric_unit(self.metric)
-        lines = [f"falsify {self.hypothesis}: metric {self.metric} ({unit}), seed {self.seed}",
-                 f"threshold |delta| >= {self.threshold:.4g} ({self.threshold_reason})",
-                 f"on the file's dataset: F(model) - F(baseline) = {self.gap:.4g}; |delta| mean {self.dataset_mean_abs_delta:.4g}, "
-                 f"max {self.dataset_max_abs_delta:.4g}",
-                 f"{self.tried} distinct inputs scored ({self.rejected} rejected: layout not in the dataset"
-                 + (" or pair of two layouts" if self.paired else "") + ")"]
+        lines = [
+            f"falsify {self.hypothesis}: metric {self.metric} ({unit}), seed {self.seed}",
+            f"threshold |delta| >= {self.threshold:.4g} ({self.threshold_reason})",
+            f"on the file's dataset: F(model) - F(baseline) = {self.gap:.4g}; |delta| mean {self.dataset_mean_abs_delta:.4g}, "
+            f"max {self.dataset_max_abs_delta:.4g}",
+            f"{self.tried} distinct inputs scored ({self.rejected} rejected: layout not in the dataset"
+            + (" or pair of two layouts" if self.paired else "")
+            + ")",
+        ]
         if self.found and self.shrunk is not None:
             lines.append("COUNTEREXAMPLE (shrunk):\n  " + self.shrunk.describe(self.tokenizer))
         else:
@@ -153,11 +158,20 @@ class Falsifier:
         if self.paired:
             self.other = self.datasets.get(h.ablation.dataset or "")
             if self.other is None:
-                raise CircuitError([Diagnostic("E418", f"ablation dataset `{h.ablation.dataset}` is not declared", h.model.span)])
+                raise CircuitError(
+                    [Diagnostic("E418", f"ablation dataset `{h.ablation.dataset}` is not declared", h.model.span)]
+                )
             if len(self.other) < len(self.ds):
-                raise CircuitError([Diagnostic(
-                    "E417", f"`paired {self.other.name}` needs a row for each of the {len(self.ds)} examples of "
-                    f"`{self.ds.name}`; it has {len(self.other)}", h.model.span)])
+                raise CircuitError(
+                    [
+                        Diagnostic(
+                            "E417",
+                            f"`paired {self.other.name}` needs a row for each of the {len(self.ds)} examples of "
+                            f"`{self.ds.name}`; it has {len(self.other)}",
+                            h.model.span,
+                        )
+                    ]
+                )
         metrics.check_metric(h.metric.kind, self.ds.examples, d_vocab_out=self.backend.d_vocab_out)
         self._pools = self.ds.layouts()
         self._cache: dict[tuple[str, str | None], ScoredInput | None] = {}
@@ -170,7 +184,9 @@ class Falsifier:
     def _engine(self, datasets: dict[str, Dataset]):
         from circuitdsl.engine.scrub import Engine
 
-        return Engine(self.backend, datasets, self.h.main_dataset, self.h.ablation, seed=self.seed, batch_size=self.batch_size)
+        return Engine(
+            self.backend, datasets, self.h.main_dataset, self.h.ablation, seed=self.seed, batch_size=self.batch_size
+        )
 
     def dataset_scores(self) -> tuple[Any, Any, Any]:
         """Per-example m(model), m(scrubbed), m(baseline) on the file's dataset (numpy arrays)."""
@@ -209,8 +225,10 @@ class Falsifier:
         if row is not None:
             pair = self.other.examples[row]  # type: ignore[union-attr]
         elif self.paired and pair is None:
-            raise TypeError(f"the ablation is `{self.h.ablation}`: an input that is not a row of `{self.ds.name}` "
-                            "needs its paired row, score((x, x'))")
+            raise TypeError(
+                f"the ablation is `{self.h.ablation}`: an input that is not a row of `{self.ds.name}` "
+                "needs its paired row, score((x, x'))"
+            )
         key = (x.id, pair.id if pair is not None else None)
         if key in self._cache:
             return self._cache[key]
@@ -225,8 +243,7 @@ class Falsifier:
         from circuitdsl.engine import metrics
 
         probe = Dataset(self.ds.name, (x,) if pair is None else (x, pair))
-        data_mod.validate(probe, self.backend.n_ctx, self.backend.shape.vocab_size,
-                          vocab_out=self.backend.d_vocab_out)
+        data_mod.validate(probe, self.backend.n_ctx, self.backend.shape.vocab_size, vocab_out=self.backend.d_vocab_out)
         members = tuple(self.ds.examples[i] for i in pool)
         in_ds = any(e.id == x.id for e in members)
         examples = members if in_ds else members + (x,)
@@ -235,7 +252,9 @@ class Falsifier:
         if self.paired:
             assert self.other is not None and pair is not None
             rows = tuple(self.other.examples[i] for i in pool)
-            datasets[self.other.name] = dataclasses.replace(self.other, examples=rows if in_ds else rows + (pair,), _by_id={})
+            datasets[self.other.name] = dataclasses.replace(
+                self.other, examples=rows if in_ds else rows + (pair,), _by_id={}
+            )
         with torch.no_grad():
             eng = self._engine(datasets)
             clean = eng.clean_logits()
@@ -279,7 +298,9 @@ def falsify(
         raise ValueError(f"max_examples must be a positive int, got {max_examples!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an int, got {seed!r}")
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold <= 0):
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold <= 0
+    ):
         raise ValueError(f"threshold must be a positive number, got {threshold!r}")
 
     fz = Falsifier(h, seed=seed, device=device)
@@ -293,15 +314,26 @@ def falsify(
     elif undefined_reason(mm, mb) is None:
         thr, why = DEFAULT_GAP_FRACTION * abs(gap), f"{DEFAULT_GAP_FRACTION:g} x |F(model) - F(baseline)|"
     else:
-        thr, why = float(max(deltas.max(), 1e-6)), "the largest |delta| on the dataset (F(model) - F(baseline) is too small to use)"
+        thr, why = (
+            float(max(deltas.max(), 1e-6)),
+            "the largest |delta| on the dataset (F(model) - F(baseline) is too small to use)",
+        )
     if strategy is not None:
         strat = strategy
     elif fz.paired:
         try:
             strat = strategies.family_pairs(h, tokenizer=fz.tokenizer)
         except ValueError as e:
-            raise CircuitError([Diagnostic("E930", f"falsify cannot draw pairs for `ablate unclaimed by {h.ablation}`: {e}",
-                                           h.model.span, hint="paired datasets must pair row by row with matching layouts")]) from None
+            raise CircuitError(
+                [
+                    Diagnostic(
+                        "E930",
+                        f"falsify cannot draw pairs for `ablate unclaimed by {h.ablation}`: {e}",
+                        h.model.span,
+                        hint="paired datasets must pair row by row with matching layouts",
+                    )
+                ]
+            ) from None
     else:
         strat = strategies.family_examples(h, tokenizer=fz.tokenizer)
 
@@ -319,8 +351,13 @@ def falsify(
                 progress(s)
         return s
 
-    common = dict(deadline=None, database=None, report_multiple_bugs=False, print_blob=False,
-                  suppress_health_check=list(HealthCheck))
+    common = dict(
+        deadline=None,
+        database=None,
+        report_multiple_bugs=False,
+        print_blob=False,
+        suppress_health_check=list(HealthCheck),
+    )
 
     # 1. explore: random generation, then hypothesis' targeted phase climbing toward larger departures.
     @hseed(seed)
@@ -350,11 +387,29 @@ def falsify(
 
         if not isinstance(e, HypothesisException):
             raise
-        raise CircuitError([Diagnostic("E931", f"the input search failed: {type(e).__name__}: {e}",
-                                       hint="no generated input has a layout of the dataset?")]) from None
+        raise CircuitError(
+            [
+                Diagnostic(
+                    "E931",
+                    f"the input search failed: {type(e).__name__}: {e}",
+                    hint="no generated input has a layout of the dataset?",
+                )
+            ]
+        ) from None
     return Counterexample(
-        hypothesis=h.name, metric=h.metric.kind.value, threshold=thr, threshold_reason=why, found=found,
-        shrunk=last_fail[0] if found else None, worst=worst[0], tried=fz.tried, rejected=fz.rejected,
-        dataset_mean_abs_delta=float(deltas.mean()), dataset_max_abs_delta=float(deltas.max()), gap=gap, seed=seed,
-        paired=fz.paired, tokenizer=fz.tokenizer,
+        hypothesis=h.name,
+        metric=h.metric.kind.value,
+        threshold=thr,
+        threshold_reason=why,
+        found=found,
+        shrunk=last_fail[0] if found else None,
+        worst=worst[0],
+        tried=fz.tried,
+        rejected=fz.rejected,
+        dataset_mean_abs_delta=float(deltas.mean()),
+        dataset_max_abs_delta=float(deltas.max()),
+        gap=gap,
+        seed=seed,
+        paired=fz.paired,
+        tokenizer=fz.tokenizer,
     )

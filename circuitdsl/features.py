@@ -80,7 +80,7 @@ def _module_from_file(path: str) -> ModuleType:
     sys.modules[name] = module  # dataclasses and pickling inside the module look themselves up here
     try:
         spec.loader.exec_module(module)
-    except BaseException as e:  # noqa: BLE001 - the user's module failed (even with SystemExit): report it
+    except BaseException as e:
         sys.modules.pop(name, None)
         if isinstance(e, KeyboardInterrupt):
             raise
@@ -98,7 +98,7 @@ def _module_from_file(path: str) -> ModuleType:
 def _module_by_name(module: str) -> ModuleType:
     try:
         return importlib.import_module(module)
-    except BaseException as e:  # noqa: BLE001 - any import failure is reported to the user
+    except BaseException as e:
         if isinstance(e, KeyboardInterrupt):
             raise
         raise FeatureFunctionError(f"cannot import module `{module}`: {type(e).__name__}: {e}") from None

@@ -77,7 +77,9 @@ def parse_node(text: str, shape: ModelShape) -> tuple[NodeId, ...]:
     if not m:
         raise RankingError(f"`{text}` is not a node (write a3.1, m2, embed, pos, out, or MIB's a3.h1, input, logits)")
     if t in ("embed", "input"):
-        nodes = [NodeId(NodeKind.EMBED)] + ([NodeId(NodeKind.POS)] if t == "input" and shape.pos_embed == "learned" else [])
+        nodes = [NodeId(NodeKind.EMBED)] + (
+            [NodeId(NodeKind.POS)] if t == "input" and shape.pos_embed == "learned" else []
+        )
         return tuple(nodes)
     if t == "pos":
         if shape.pos_embed != "learned":
@@ -88,7 +90,9 @@ def parse_node(text: str, shape: ModelShape) -> tuple[NodeId, ...]:
     if m.group(1) is not None:
         L, H = int(m.group(1)), int(m.group(2))
         if not (0 <= L < shape.n_layers and 0 <= H < shape.n_heads):
-            raise RankingError(f"`{text}`: the model has layers 0..{shape.n_layers - 1} and heads 0..{shape.n_heads - 1}")
+            raise RankingError(
+                f"`{text}`: the model has layers 0..{shape.n_layers - 1} and heads 0..{shape.n_heads - 1}"
+            )
         return (NodeId(NodeKind.HEAD, L, H),)
     L = int(m.group(3))
     if not shape.has_mlp:
@@ -119,10 +123,17 @@ def parse_edge(text: str, shape: ModelShape) -> tuple[EdgeId, ...]:
     senders = parse_node(left, shape)
     (receiver,) = parse_node(right, shape) if right not in ("input", "embed", "pos") else (None,)
     if receiver is None or any(s.kind is NodeKind.OUT for s in senders):
-        raise RankingError(f"`{text}`: edges run from a node into a later node or out, not into an embedding or out of out")
+        raise RankingError(
+            f"`{text}`: edges run from a node into a later node or out, not into an embedding or out of out"
+        )
     if ports is None:
         ports = (Port.Q, Port.K, Port.V) if receiver.kind is NodeKind.HEAD else (Port.IN,)
-    if receiver.kind is NodeKind.HEAD and Port.IN in ports or receiver.kind is not NodeKind.HEAD and Port.IN not in ports:
+    if (
+        receiver.kind is NodeKind.HEAD
+        and Port.IN in ports
+        or receiver.kind is not NodeKind.HEAD
+        and Port.IN not in ports
+    ):
         raise RankingError(f"`{text}`: a head has ports q, k and v; an MLP and out have one (in)")
     edges = []
     for s in senders:
@@ -149,6 +160,7 @@ def mib_edge_name(e: EdgeId) -> str:
 
 # ---- rankings ---------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Ranking:
     """Scores for ranking the edges of a model graph: explicit edge scores, node scores, or both."""
@@ -159,9 +171,13 @@ class Ranking:
     """Edges flagged in the graph (MIB JSON only)."""
     sources: tuple[str, ...] = ()
 
-    def merged(self, other: "Ranking") -> "Ranking":
-        return Ranking({**self.edges, **other.edges}, {**self.nodes, **other.nodes}, self.in_graph | other.in_graph,
-                       self.sources + other.sources)
+    def merged(self, other: Ranking) -> Ranking:
+        return Ranking(
+            {**self.edges, **other.edges},
+            {**self.nodes, **other.nodes},
+            self.in_graph | other.in_graph,
+            self.sources + other.sources,
+        )
 
     def edge_score(self, e: EdgeId) -> float:
         """The score an edge is ranked by (absolute: MIB's default), per the module docstring."""
@@ -217,7 +233,9 @@ def _patch_sweep(d: dict, shape: ModelShape, where: str) -> Ranking:
             raise RankingError(f"{where}: receiver `{rec}` is not a head port such as a21.3.q")
         for name, v in rows:
             for s in parse_node(name, shape):
-                edges[EdgeId(s, NodeId(NodeKind.HEAD, int(m.group(1)), int(m.group(2))), Port(m.group(3)))] = _num(v, where)
+                edges[EdgeId(s, NodeId(NodeKind.HEAD, int(m.group(1)), int(m.group(2))), Port(m.group(3)))] = _num(
+                    v, where
+                )
     return Ranking(edges, {}, frozenset(), (where,))
 
 
@@ -248,7 +266,11 @@ def read_ranking(path: str | Path, shape: ModelShape) -> Ranking:
         d = json.loads(text)
     except json.JSONDecodeError as e:
         raise RankingError(f"{where}: not JSON ({e.msg} at line {e.lineno})") from None
-    if isinstance(d, dict) and isinstance(d.get("edges"), dict) and all(isinstance(v, dict) for v in d["edges"].values()):
+    if (
+        isinstance(d, dict)
+        and isinstance(d.get("edges"), dict)
+        and all(isinstance(v, dict) for v in d["edges"].values())
+    ):
         return load_mib(d, shape, where)
     if isinstance(d, dict) and "ranked" in d and "kind" in d:
         return _patch_sweep(d, shape, where)
@@ -258,10 +280,12 @@ def read_ranking(path: str | Path, shape: ModelShape) -> Ranking:
         pairs = []
         for i, x in enumerate(d):
             if not isinstance(x, dict) or "score" not in x or not ({"edge", "node"} & set(x)):
-                raise RankingError(f"{where}: entry {i} is not {{\"edge\" or \"node\": ..., \"score\": ...}}")
+                raise RankingError(f'{where}: entry {i} is not {{"edge" or "node": ..., "score": ...}}')
             pairs.append((x.get("edge", x.get("node")), x["score"]))
         return _from_pairs(pairs, shape, where)
-    raise RankingError(f"{where}: expected MIB JSON, an object of scores, a list of scores or a `circuitdsl patch` JSON")
+    raise RankingError(
+        f"{where}: expected MIB JSON, an object of scores, a list of scores or a `circuitdsl patch` JSON"
+    )
 
 
 def read_rankings(paths: Iterable[str | Path], shape: ModelShape) -> Ranking:
@@ -274,6 +298,7 @@ def read_rankings(paths: Iterable[str | Path], shape: ModelShape) -> Ranking:
 
 # ---- MIB JSON ---------------------------------------------------------------------------------------------
 
+
 def load_mib(d: dict, shape: ModelShape, where: str = "MIB JSON") -> Ranking:
     """MIB circuit-track JSON -> edge scores and in-graph flags, checked against the model's shape
     (cfg n_layers and n_heads must match when given). An edge into or out of an MLP in a model without
@@ -283,7 +308,9 @@ def load_mib(d: dict, shape: ModelShape, where: str = "MIB JSON") -> Ranking:
         if key in cfg and int(cfg[key]) != have:
             raise RankingError(f"{where}: cfg {key} = {cfg[key]}, but the model has {have}")
     if "parallel_attn_mlp" in cfg and bool(cfg["parallel_attn_mlp"]) != bool(shape.parallel_attn_mlp) and shape.has_mlp:
-        raise RankingError(f"{where}: cfg parallel_attn_mlp = {cfg['parallel_attn_mlp']}, the model's is {shape.parallel_attn_mlp}")
+        raise RankingError(
+            f"{where}: cfg parallel_attn_mlp = {cfg['parallel_attn_mlp']}, the model's is {shape.parallel_attn_mlp}"
+        )
     edges: dict[EdgeId, float] = {}
     flagged: set[EdgeId] = set()
     for name, v in d["edges"].items():
@@ -326,11 +353,22 @@ def to_mib(shape: ModelShape, in_graph: Iterable[EdgeId], scores: dict[EdgeId, f
             src, dst = name.split("->")
             has_out.add(src)
             has_in.add(re.sub(r"<[qkv]>$", "", dst))
-    node_names = ["input"] + [n for L in range(shape.n_layers) for n in
-                              [f"a{L}.h{H}" for H in range(shape.n_heads)] + ([f"m{L}"] if shape.has_mlp else [])] + ["logits"]
+    node_names = (
+        ["input"]
+        + [
+            n
+            for L in range(shape.n_layers)
+            for n in [f"a{L}.h{H}" for H in range(shape.n_heads)] + ([f"m{L}"] if shape.has_mlp else [])
+        ]
+        + ["logits"]
+    )
     nodes = {n: {"in_graph": n == "logits" or (n in has_out and n in has_in)} for n in node_names}
-    cfg = {"n_layers": shape.n_layers, "n_heads": shape.n_heads, "parallel_attn_mlp": bool(shape.parallel_attn_mlp),
-           "d_model": shape.d_model}
+    cfg = {
+        "n_layers": shape.n_layers,
+        "n_heads": shape.n_heads,
+        "parallel_attn_mlp": bool(shape.parallel_attn_mlp),
+        "d_model": shape.d_model,
+    }
     return {"cfg": cfg, "nodes": nodes, "edges": out_edges}
 
 

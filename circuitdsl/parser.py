@@ -160,7 +160,9 @@ class _Builder:
         return ast.DatasetGen(self.ident(ch[0]), self.ident(ch[1]), args, span=self.span(meta))
 
     def dataset_file(self, meta, ch):
-        return ast.DatasetFile(self.ident(ch[0]), self.path_string(ch[1]), path_span=self.tspan(ch[1]), span=self.span(meta))
+        return ast.DatasetFile(
+            self.ident(ch[0]), self.path_string(ch[1]), path_span=self.tspan(ch[1]), span=self.span(meta)
+        )
 
     def arg(self, meta, ch):
         return ast.Arg(self.ident(ch[0]), ch[1], span=self.span(meta))
@@ -318,7 +320,8 @@ def _transformer(path: str):
     methods = {
         name: v_args(meta=True)(_bind(builder, name))
         for name in dir(_Builder)
-        if not name.startswith("_") and name not in ("span", "tspan", "ident", "string", "number", "int64", "path_string")
+        if not name.startswith("_")
+        and name not in ("span", "tspan", "ident", "string", "number", "int64", "path_string")
     }
     cls = type("_CircuitTransformer", (Transformer,), methods)
     return cls()
@@ -430,7 +433,9 @@ def parse_source(text: str, path: str = "<string>") -> ast.Module:
             tree = get_parser().parse(chunk)
             break
         except UnexpectedInput as e:
-            d = _shift(_syntax_diagnostic(e, chunk, path, UnexpectedCharacters, UnexpectedToken, UnexpectedEOF), start - 1)
+            d = _shift(
+                _syntax_diagnostic(e, chunk, path, UnexpectedCharacters, UnexpectedToken, UnexpectedEOF), start - 1
+            )
             found.append(d)
             if d.code == "E103":
                 break
@@ -449,9 +454,7 @@ def parse_source(text: str, path: str = "<string>") -> ast.Module:
         raise
     comments, blanks = extract_comments(text, path)
     lines_n = text.count("\n") + 1
-    return ast.Module(
-        tuple(statements), comments, path=path, blank_lines=blanks, span=Span(path, 1, 1, lines_n, 1)
-    )
+    return ast.Module(tuple(statements), comments, path=path, blank_lines=blanks, span=Span(path, 1, 1, lines_n, 1))
 
 
 def _shift(d, by: int):
@@ -561,7 +564,9 @@ def _syntax_diagnostic(e, text, path, UnexpectedCharacters, UnexpectedToken, Une
         what, width = f"`{first}`", max(1, len(str(tok).split("\n", 1)[0]))
     sp = Span(path, tok.line, tok.column, tok.line, tok.column + width)
     expected = describe_expected(e.expected or ())
-    return diag("E101", f"unexpected {what}", sp, label=f"expected {expected}", hint=_syntax_hint(tok, e.expected or ()))
+    return diag(
+        "E101", f"unexpected {what}", sp, label=f"expected {expected}", hint=_syntax_hint(tok, e.expected or ())
+    )
 
 
 def _syntax_hint(tok, expected) -> str:

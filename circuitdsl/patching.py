@@ -297,7 +297,9 @@ def _chunks(n_variants: int, batch: int, max_rows: int) -> list[list[int]]:
 
 def _pos_index(g: _Group, T: int) -> Any:
     dev = g.clean.device
-    return torch.arange(T, device=dev) if g.positions is None else torch.tensor(g.positions, dtype=torch.long, device=dev)
+    return (
+        torch.arange(T, device=dev) if g.positions is None else torch.tensor(g.positions, dtype=torch.long, device=dev)
+    )
 
 
 def _check_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:
@@ -345,7 +347,7 @@ def _activation_sweep(
                     # layers before L compute the clean run: start from its residual at layer L
                     start = resid[(Site.RESID_PRE, L)].repeat(len(variants), 1, 1)
 
-                    def hook(act, variants=variants, src=src):
+                    def hook(act, variants=variants, src=src, B=B, pos=pos):
                         for k, j in enumerate(variants):
                             rows = slice(k * B, (k + 1) * B)
                             if kind == "heads":
@@ -399,7 +401,9 @@ def mlp_sweep(
     return _sweep_result("mlps", model, clean, corrupt, positions, dataset, corruption, max_rows, progress, layers)
 
 
-def _sweep_result(kind, model, clean, corrupt, positions, dataset, corruption, max_rows, progress, layers) -> SweepResult:
+def _sweep_result(
+    kind, model, clean, corrupt, positions, dataset, corruption, max_rows, progress, layers
+) -> SweepResult:
     t0 = time.perf_counter()
     patched, c, k, n = _activation_sweep(
         model, clean, corrupt, kind=kind, positions=positions, max_rows=max_rows, progress=progress, layers=layers
@@ -509,9 +513,7 @@ def path_sweep(
                 if progress:
                     progress(done, total)
     nan = math.nan
-    patched = tuple(
-        tuple(heads[L][j] / n if L in senders else nan for j in range(n_heads)) for L in range(n_layers)
-    )
+    patched = tuple(tuple(heads[L][j] / n if L in senders else nan for j in range(n_heads)) for L in range(n_layers))
     mlp_p = tuple(mlps[L] / n if (include_mlps and L in senders) else nan for L in range(n_layers))
     return SweepResult(
         "path", "logit_diff", dataset, corruption, n, tuple(positions or ()), tuple(r.name for r in receivers),

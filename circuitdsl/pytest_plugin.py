@@ -38,16 +38,28 @@ FAST_MODELS = ("tiny",)
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("circuitdsl", "circuit hypotheses (.circuit files) as tests")
-    group.addoption("--circuitdsl-seed", type=int, default=None, metavar="N",
-                    help="override every file's `set seed`")
-    group.addoption("--circuitdsl-n", type=int, default=None, metavar="N",
-                    help="override the sample count `n` of every generator dataset; the first N rows of every JSONL file")
+    group.addoption("--circuitdsl-seed", type=int, default=None, metavar="N", help="override every file's `set seed`")
+    group.addoption(
+        "--circuitdsl-n",
+        type=int,
+        default=None,
+        metavar="N",
+        help="override the sample count `n` of every generator dataset; the first N rows of every JSONL file",
+    )
     group.addoption("--circuitdsl-device", default="cpu", metavar="DEVICE", help="torch device (default cpu)")
-    group.addoption("--circuitdsl-progress", choices=("auto", "on", "off"), default="auto",
-                    help="phase lines while a file is checked (`h.circuit: check: minimality 3/17 [42 s]`: seconds since the check began); "
-                         "auto (default): for files on a real model, not with -qq")
-    parser.addini("circuitdsl_paths", type="paths", default=[],
-                  help="folders (or files) whose .circuit files are collected (default: [tool.circuitdsl] paths)")
+    group.addoption(
+        "--circuitdsl-progress",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="phase lines while a file is checked (`h.circuit: check: minimality 3/17 [42 s]`: seconds since the check began); "
+        "auto (default): for files on a real model, not with -qq",
+    )
+    parser.addini(
+        "circuitdsl_paths",
+        type="paths",
+        default=[],
+        help="folders (or files) whose .circuit files are collected (default: [tool.circuitdsl] paths)",
+    )
 
 
 def _configured_paths(config: pytest.Config) -> tuple[Path, ...]:
@@ -209,8 +221,14 @@ def shared_check(config: pytest.Config, path, *, completeness: bool | None = Non
             cache[key] = (CheckCrashed(_internal(e, "compiling")), frozenset(), None)
             return cache[key][0]
         ran = None
-    want = {p for p, ask, need in (("completeness", completeness, needs_completeness(h)),
-                                   ("minimality", minimality, needs_minimality(h))) if ask or (ask is None and need)}
+    want = {
+        p
+        for p, ask, need in (
+            ("completeness", completeness, needs_completeness(h)),
+            ("minimality", minimality, needs_minimality(h)),
+        )
+        if ask or (ask is None and need)
+    }
     if ran is not None:
         if want <= ran:
             return result
@@ -289,13 +307,24 @@ class ExpectItem(pytest.Item):
         x = self.expect
         if x is None:
             return
-        got = next((e for e in result.expects if e.score == x.score and e.op == x.op.value
-                    and e.threshold == x.threshold and (x.span is None or e.line in (None, x.span.line))), None)
+        got = next(
+            (
+                e
+                for e in result.expects
+                if e.score == x.score
+                and e.op == x.op.value
+                and e.threshold == x.threshold
+                and (x.span is None or e.line in (None, x.span.line))
+            ),
+            None,
+        )
         if got is None:  # pragma: no cover - the engine evaluates every expect of the file
             raise CircuitFailure(f"the check returned no result for `expect {x}`")
         if not got.passed:
             raise CircuitFailure(
-                f"expect {x} failed" + (f" (line {x.span.line})" if x.span else "") + "\n"
+                f"expect {x} failed"
+                + (f" (line {x.span.line})" if x.span else "")
+                + "\n"
                 + explain(result, score=x.score, op=x.op.value, threshold=x.threshold, reason=got.reason)
             )
 
@@ -331,4 +360,3 @@ class CompileErrorItem(pytest.Item):
 
     def reportinfo(self):
         return self.path, 0, f"{self.path.name}: language errors"
-

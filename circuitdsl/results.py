@@ -239,21 +239,37 @@ class Tests:
         return getattr(self, name)
 
     @staticmethod
-    def from_json(d: dict[str, Any]) -> "Tests":
+    def from_json(d: dict[str, Any]) -> Tests:
         def null_test(x):
             if not x:
                 return None
             return NullTest(**{**x, "null": tuple(x["null"]), "notes": tuple(x.get("notes", ()))})
 
         mt = d.get("minimality")
-        mini = None if not mt else MinimalityTest(
-            **{**mt, "nodes": tuple(NodeTest(**n) for n in mt["nodes"]),
-               "null": tuple((k, tuple(v)) for k, v in mt["null"])})
+        mini = (
+            None
+            if not mt
+            else MinimalityTest(
+                **{
+                    **mt,
+                    "nodes": tuple(NodeTest(**n) for n in mt["nodes"]),
+                    "null": tuple((k, tuple(v)) for k, v in mt["null"]),
+                }
+            )
+        )
         eq = d.get("equivalence")
         return Tests(
-            r=d["r"], seed=d["seed"], sufficiency=null_test(d.get("sufficiency")), necessity=null_test(d.get("necessity")),
-            equivalence=EquivalenceTest(**eq) if eq else None, minimality=mini,
-            random_circuits=d.get("random_circuits", ""), scrubs=d.get("scrubs", 0), block_runs=d.get("block_runs", 0), rows=d.get("rows", 0), pass_nodes=d.get("pass_nodes", 0),
+            r=d["r"],
+            seed=d["seed"],
+            sufficiency=null_test(d.get("sufficiency")),
+            necessity=null_test(d.get("necessity")),
+            equivalence=EquivalenceTest(**eq) if eq else None,
+            minimality=mini,
+            random_circuits=d.get("random_circuits", ""),
+            scrubs=d.get("scrubs", 0),
+            block_runs=d.get("block_runs", 0),
+            rows=d.get("rows", 0),
+            pass_nodes=d.get("pass_nodes", 0),
             seconds=d.get("seconds", 0.0),
         )
 
@@ -308,7 +324,8 @@ class CheckResult:
             "recovered.lower": self.recovered.lower,
             "recovered.upper": self.recovered.upper,
             "incompleteness": self.completeness.worst.incompleteness
-            if self.completeness.worst and self.completeness.evaluated_nonempty else None,
+            if self.completeness.worst and self.completeness.evaluated_nonempty
+            else None,
             "mean_abs_delta": self.mean_abs_delta,
             "median_abs_delta": self.median_abs_delta,
             "p90_abs_delta": self.p90_abs_delta,
@@ -334,34 +351,60 @@ class CheckResult:
     def phases(self) -> dict[str, bool]:
         """Which phases of the check ran (--only, --no-minimality, --no-completeness, --no-tests, or the
         file's `set ...enabled = false`); derived, so a result read back reports the same."""
-        return {"scores": True, "minimality": self.minimality.skipped is None,
-                "completeness": self.completeness.skipped is None, "tests": self.tests is not None}
+        return {
+            "scores": True,
+            "minimality": self.minimality.skipped is None,
+            "completeness": self.completeness.skipped is None,
+            "tests": self.tests is not None,
+        }
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
 
     @staticmethod
-    def from_json(d: dict[str, Any]) -> "CheckResult":
+    def from_json(d: dict[str, Any]) -> CheckResult:
         if d.get("schema") != SCHEMA:
             raise ValueError(f"not a {SCHEMA} result (schema {d.get('schema')!r})")
         comp = d["completeness"]
         trials = tuple(_kt(t) for t in comp["trials"])
         mini = d["minimality"]
         return CheckResult(
-            name=d["name"], source_path=d["source_path"], model=d["model"], metric=d["metric"],
-            ablation=d["ablation"], dataset=d["dataset"], seed=d["seed"], n=d["n"],
-            f_model=d["f_model"], f_scrubbed=d["f_scrubbed"], f_baseline=d["f_baseline"],
+            name=d["name"],
+            source_path=d["source_path"],
+            model=d["model"],
+            metric=d["metric"],
+            ablation=d["ablation"],
+            dataset=d["dataset"],
+            seed=d["seed"],
+            n=d["n"],
+            f_model=d["f_model"],
+            f_scrubbed=d["f_scrubbed"],
+            f_baseline=d["f_baseline"],
             recovered=Recovered(**d["recovered"]),
-            mean_abs_delta=d["mean_abs_delta"], median_abs_delta=d["median_abs_delta"], p90_abs_delta=d["p90_abs_delta"],
-            kl=d["kl"], kl_baseline=d["kl_baseline"], reused_class_of_one=d["reused_class_of_one"], class_draws=d["class_draws"],
+            mean_abs_delta=d["mean_abs_delta"],
+            median_abs_delta=d["median_abs_delta"],
+            p90_abs_delta=d["p90_abs_delta"],
+            kl=d["kl"],
+            kl_baseline=d["kl_baseline"],
+            reused_class_of_one=d["reused_class_of_one"],
+            class_draws=d["class_draws"],
             completeness=Completeness(
-                sizes=tuple(comp["sizes"]), samples=comp["samples"], greedy_steps=comp["greedy_steps"], trials=trials,
-                worst=_kt(comp["worst"]) if comp["worst"] else None, scrubs=comp["scrubs"], skipped=comp["skipped"],
-                searched_sizes=tuple(comp.get("searched_sizes", ())), notes=tuple(comp.get("notes", ())),
+                sizes=tuple(comp["sizes"]),
+                samples=comp["samples"],
+                greedy_steps=comp["greedy_steps"],
+                trials=trials,
+                worst=_kt(comp["worst"]) if comp["worst"] else None,
+                scrubs=comp["scrubs"],
+                skipped=comp["skipped"],
+                searched_sizes=tuple(comp.get("searched_sizes", ())),
+                notes=tuple(comp.get("notes", ())),
             ),
             minimality=Minimality(
-                removals=tuple(NodeRemoval(**r) for r in mini["removals"]), score=mini["score"],
-                joint_raw=mini["joint_raw"], sum_single_raw=mini["sum_single_raw"], redundancy_note=mini["redundancy_note"],
+                removals=tuple(NodeRemoval(**r) for r in mini["removals"]),
+                score=mini["score"],
+                joint_raw=mini["joint_raw"],
+                sum_single_raw=mini["sum_single_raw"],
+                redundancy_note=mini["redundancy_note"],
                 skipped=mini.get("skipped"),
             ),
             expects=tuple(ExpectResult(**e) for e in d["expects"]),

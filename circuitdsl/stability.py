@@ -137,8 +137,14 @@ class Stability:
         out = []
         for i, x in enumerate(self.results[0].expects):
             per = [r.expects[i] for r in self.results]
-            out.append(ExpectSpread(f"{x.score} {x.op} {x.threshold:g}", x.line, tuple(e.passed for e in per),
-                                    tuple(e.value for e in per)))
+            out.append(
+                ExpectSpread(
+                    f"{x.score} {x.op} {x.threshold:g}",
+                    x.line,
+                    tuple(e.passed for e in per),
+                    tuple(e.value for e in per),
+                )
+            )
         return tuple(out)
 
     @property
@@ -156,19 +162,41 @@ class Stability:
             "seeds": list(self.seeds),
             "vary_data": self.vary_data,
             "passed": self.passed,
-            "scores": [{"score": s.score, "values": [f(v) if v is not None else None for v in s.values], "mean": f(s.mean),
-                        "sd": s.sd, "min": s.min, "max": s.max} for s in self.scores],
-            "expects": [{"clause": e.clause, "line": e.line, "passed": list(e.passed), "values": list(e.values),
-                         "held": e.held, "every_seed": e.every_seed} for e in self.expects],
+            "scores": [
+                {
+                    "score": s.score,
+                    "values": [f(v) if v is not None else None for v in s.values],
+                    "mean": f(s.mean),
+                    "sd": s.sd,
+                    "min": s.min,
+                    "max": s.max,
+                }
+                for s in self.scores
+            ],
+            "expects": [
+                {
+                    "clause": e.clause,
+                    "line": e.line,
+                    "passed": list(e.passed),
+                    "values": list(e.values),
+                    "held": e.held,
+                    "every_seed": e.every_seed,
+                }
+                for e in self.expects
+            ],
             "results": [r.to_json() for r in self.results],
         }
 
     @staticmethod
-    def from_json(d: dict[str, Any]) -> "Stability":
+    def from_json(d: dict[str, Any]) -> Stability:
         if d.get("schema") != SCHEMA:
             raise ValueError(f"not a {SCHEMA} result (schema {d.get('schema')!r})")
-        return Stability(d["path"], tuple(d["seeds"]), tuple(CheckResult.from_json(r) for r in d["results"]),
-                         bool(d.get("vary_data", False)))
+        return Stability(
+            d["path"],
+            tuple(d["seeds"]),
+            tuple(CheckResult.from_json(r) for r in d["results"]),
+            bool(d.get("vary_data", False)),
+        )
 
     def render_text(self, console=None) -> None:
         from rich.console import Console
@@ -191,8 +219,12 @@ class Stability:
         for s, r in zip(self.seeds, self.results):
             rec = r.recovered
             held = sum(e.passed for e in r.expects)
-            per.add_row(str(s), f"{g(rec.value)} [{g(rec.lower)}, {g(rec.upper)}]", g(r.f_scrubbed),
-                        f"{held}/{len(r.expects)}" if r.expects else "-")
+            per.add_row(
+                str(s),
+                f"{g(rec.value)} [{g(rec.lower)}, {g(rec.upper)}]",
+                g(r.f_scrubbed),
+                f"{held}/{len(r.expects)}" if r.expects else "-",
+            )
         con.print(per)
         t = Table(title=f"scores over {len(self.seeds)} seeds")
         for c in ("score", "mean", "sd", "min", "max", "defined on"):

@@ -82,7 +82,9 @@ def _vocab_ids(name: str, tokenizer: Any, vocab: int, length: int) -> tuple[int,
     if tokenizer is None:
         _int("vocab", vocab, 4, ind.TINY_VOCAB)
         if length > ind.TINY_N_CTX:
-            raise ValueError(f"length: sequences of {length} tokens are longer than the tiny model's context ({ind.TINY_N_CTX})")
+            raise ValueError(
+                f"length: sequences of {length} tokens are longer than the tiny model's context ({ind.TINY_N_CTX})"
+            )
         return tuple(range(vocab))
     if not hasattr(tokenizer, "encode"):
         raise TypeError(f"tokenizer must have encode(text) -> list[int], got {tokenizer!r:.80}")
@@ -91,8 +93,9 @@ def _vocab_ids(name: str, tokenizer: Any, vocab: int, length: int) -> tuple[int,
     return tuple(i for i, _ in pool[:vocab])
 
 
-def induction_examples(*, length: int = 16, vocab: int = 48, a1_positions: tuple[int, ...] | None = None,
-                       tokenizer: Any = None) -> st.SearchStrategy[Example]:
+def induction_examples(
+    *, length: int = 16, vocab: int = 48, a1_positions: tuple[int, ...] | None = None, tokenizer: Any = None
+) -> st.SearchStrategy[Example]:
     """`... A B C ... A` -> B, as the `induction` generator builds them (same fields and positions).
 
     a1_positions: the indices A1 may take (each is one layout); default every valid index."""
@@ -117,7 +120,9 @@ def induction_examples(*, length: int = 16, vocab: int = 48, a1_positions: tuple
         b1, c1, a2 = a1 + 1, a1 + 2, length - 1
         toks[a1], toks[b1], toks[a2] = a, b, a
         return Example.make(
-            toks, b, wrongs=toks[c1],
+            toks,
+            b,
+            wrongs=toks[c1],
             positions={"A1": a1, "B1": b1, "C1": c1, "prev": a2 - 1, "A2": a2, "end": a2},
             fields={"A": a, "B": b, "wrong": toks[c1]},
             text=None if tokenizer is None else tokenizer.decode(list(toks)),
@@ -137,8 +142,15 @@ def repeat_examples(*, length: int = 8, vocab: int = 48, tokenizer: Any = None) 
         toks = half + half
         scored = list(range(length, 2 * length - 1))
         return Example.make(
-            toks, [toks[p + 1] for p in scored], scored=scored, wrongs=[toks[p] for p in scored],
-            positions={"first_half": list(range(length)), "second_half": list(range(length, 2 * length)), "end": 2 * length - 1},
+            toks,
+            [toks[p + 1] for p in scored],
+            scored=scored,
+            wrongs=[toks[p] for p in scored],
+            positions={
+                "first_half": list(range(length)),
+                "second_half": list(range(length, 2 * length)),
+                "end": 2 * length - 1,
+            },
             fields={"half": tuple(half)},
             text=None if tokenizer is None else tokenizer.decode(toks),
         )
@@ -146,8 +158,14 @@ def repeat_examples(*, length: int = 8, vocab: int = 48, tokenizer: Any = None) 
     return st.lists(st.sampled_from(ids), min_size=length, max_size=length, unique=True).map(make)
 
 
-def ioi_prompts(*, tokenizer: Any, templates: tuple[int, ...] | int = 1, order: str = "mixed", names: int = 0,
-                corrupted: bool = False) -> st.SearchStrategy[Example]:
+def ioi_prompts(
+    *,
+    tokenizer: Any,
+    templates: tuple[int, ...] | int = 1,
+    order: str = "mixed",
+    names: int = 0,
+    corrupted: bool = False,
+) -> st.SearchStrategy[Example]:
     """IOI prompts built from the `ioi` generator's templates and name/place/object pools.
 
     templates: a count k (the first k templates) or a tuple of template indices; order "mixed", "ABBA"
@@ -159,8 +177,9 @@ def ioi_prompts(*, tokenizer: Any, templates: tuple[int, ...] | int = 1, order: 
     return rows.map(lambda r: ioi.prompt(tokenizer, **r[0], abc=r[1]))
 
 
-def _ioi_rows(tokenizer: Any, templates: Any, order: str, names: int, abc_names: int | None, *,
-              min_names: int | None = None) -> st.SearchStrategy[tuple[dict[str, Any], tuple[str, str, str] | None]]:
+def _ioi_rows(
+    tokenizer: Any, templates: Any, order: str, names: int, abc_names: int | None, *, min_names: int | None = None
+) -> st.SearchStrategy[tuple[dict[str, Any], tuple[str, str, str] | None]]:
     """(keyword arguments of `datasets.ioi.prompt` for one drawn prompt, its ABC names or None): template,
     order, IO and S (from the first `names` names), place, object, then, when abc_names is not None, three
     other names from the first `abc_names` names. Arguments are validated as `ioi_prompts` documents
@@ -182,7 +201,9 @@ def _ioi_rows(tokenizer: Any, templates: Any, order: str, names: int, abc_names:
         raise ValueError(f"templates must be a count or a non-empty tuple of indices, got {templates!r}")
     if order not in ("mixed", "ABBA", "BABA"):
         raise ValueError(f'order must be "mixed", "ABBA" or "BABA", got {order!r}')
-    if min_names is not None and (isinstance(names, bool) or not isinstance(names, int) or names < 0 or 0 < names < min_names):
+    if min_names is not None and (
+        isinstance(names, bool) or not isinstance(names, int) or names < 0 or 0 < names < min_names
+    ):
         raise ValueError(f"names must be 0 (all) or at least {min_names}, got {names!r}")
     pool, places, objects = ioi.vocabulary(tokenizer, names)
     abc_pool = None if abc_names is None else ioi.vocabulary(tokenizer, abc_names)[0]
@@ -212,8 +233,9 @@ def _generated(name: str, tokenizer: Any, args: tuple, seed: int, n: int) -> tup
     return registry.build(name, tokenizer, {**dict(args), "seed": seed, "n": n}).examples
 
 
-def generator_examples(name: str, *, tokenizer: Any = None, params: dict[str, Any] | None = None,
-                       max_seed: int = 2**16, rows: int = 8) -> st.SearchStrategy[Example]:
+def generator_examples(
+    name: str, *, tokenizer: Any = None, params: dict[str, Any] | None = None, max_seed: int = 2**16, rows: int = 8
+) -> st.SearchStrategy[Example]:
     """Rows of a registered generator run with other seeds: draws a seed in 0..max_seed and one of the
     first `rows` rows (the generator's other parameters from `params`, else its defaults)."""
     from circuitdsl.datasets import registry
@@ -230,7 +252,9 @@ def generator_examples(name: str, *, tokenizer: Any = None, params: dict[str, An
     _int("rows", rows, 1)
     if "seed" not in known or "n" not in known:
         raise ValueError(f"generator {name!r} takes no `seed`/`n`: it cannot be sampled")
-    args = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k not in ("seed", "n")))
+    args = tuple(
+        sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k not in ("seed", "n"))
+    )
     try:
         hash((tokenizer, args))
         fetch = _generated
@@ -238,7 +262,8 @@ def generator_examples(name: str, *, tokenizer: Any = None, params: dict[str, An
         fetch = _generated.__wrapped__
     return st.builds(
         lambda seed, i: fetch(name, tokenizer, args, seed, rows)[i],
-        st.integers(0, max_seed), st.integers(0, rows - 1),
+        st.integers(0, max_seed),
+        st.integers(0, rows - 1),
     )
 
 
@@ -274,15 +299,24 @@ def family_examples(h: Hypothesis, *, tokenizer: Any = None) -> st.SearchStrateg
     args = {**dict(info.params), **dict(spec.args)}
     if spec.source == "induction":
         a1 = ind._a1_positions(args["length"], args["layouts"], args["a1"])
-        return induction_examples(length=args["length"], vocab=args["vocab"], a1_positions=tuple(a1), tokenizer=tokenizer)
+        return induction_examples(
+            length=args["length"], vocab=args["vocab"], a1_positions=tuple(a1), tokenizer=tokenizer
+        )
     if spec.source == "repeat":
         return repeat_examples(length=args["length"], vocab=args["vocab"], tokenizer=tokenizer)
     if spec.source in ("ioi", "ioi_abc"):
         t = args["templates"]
         t = tuple(range(16)) if t == "all" else t
-        return ioi_prompts(tokenizer=tokenizer, templates=t, order=args["order"], names=args["names"],
-                           corrupted=spec.source == "ioi_abc")
-    return generator_examples(spec.source, tokenizer=tokenizer, params={k: v for k, v in args.items() if k not in ("n", "seed")})
+        return ioi_prompts(
+            tokenizer=tokenizer,
+            templates=t,
+            order=args["order"],
+            names=args["names"],
+            corrupted=spec.source == "ioi_abc",
+        )
+    return generator_examples(
+        spec.source, tokenizer=tokenizer, params={k: v for k, v in args.items() if k not in ("n", "seed")}
+    )
 
 
 def _gen_args(spec) -> dict[str, Any]:
@@ -313,7 +347,9 @@ def _same_layout(pair: tuple[Example, Example]) -> bool:
     return pair[0].layout == pair[1].layout
 
 
-def family_pairs(h: Hypothesis, *, tokenizer: Any = None, max_seed: int = 2**16) -> st.SearchStrategy[tuple[Example, Example]]:
+def family_pairs(
+    h: Hypothesis, *, tokenizer: Any = None, max_seed: int = 2**16
+) -> st.SearchStrategy[tuple[Example, Example]]:
     """(x, x') pairs for a hypothesis with `ablate unclaimed by paired D2`: x from the family of its main
     dataset D, x' its paired row (the corruption of x), always of x's layout.
 
@@ -330,8 +366,10 @@ def family_pairs(h: Hypothesis, *, tokenizer: Any = None, max_seed: int = 2**16)
     h = _hyp(h)
     _int("max_seed", max_seed, 0)
     if h.ablation.kind is not AblationKind.PAIRED or not h.ablation.dataset:
-        raise ValueError(f"hypothesis {h.name!r} does not use `ablate unclaimed by paired D2` (it uses {h.ablation}): "
-                         "use family_examples")
+        raise ValueError(
+            f"hypothesis {h.name!r} does not use `ablate unclaimed by paired D2` (it uses {h.ablation}): "
+            "use family_examples"
+        )
     d1, d2 = h.dataset(h.main_dataset), h.dataset(h.ablation.dataset)
     gen = DatasetKind.GENERATOR
     if d1.kind is gen and d2.kind is gen and (d1.source, d2.source) == ("ioi", "ioi_abc"):
@@ -339,13 +377,22 @@ def family_pairs(h: Hypothesis, *, tokenizer: Any = None, max_seed: int = 2**16)
 
         a1, a2 = _gen_args(d1), _gen_args(d2)
         t = a1["templates"]
-        rows = _ioi_rows(tokenizer, tuple(range(len(ioi.BABA_TEMPLATES))) if t == "all" else t, a1["order"], a1["names"], a2["names"])
-        return rows.map(lambda r: (ioi.prompt(tokenizer, **r[0]), ioi.prompt(tokenizer, **r[0], abc=r[1]))).filter(_same_layout)
+        rows = _ioi_rows(
+            tokenizer, tuple(range(len(ioi.BABA_TEMPLATES))) if t == "all" else t, a1["order"], a1["names"], a2["names"]
+        )
+        return rows.map(lambda r: (ioi.prompt(tokenizer, **r[0]), ioi.prompt(tokenizer, **r[0], abc=r[1]))).filter(
+            _same_layout
+        )
     if d1.kind is gen and d2.kind is gen:
         from circuitdsl.datasets import registry
 
         i1, i2 = registry.get(d1.source), registry.get(d2.source)
-        if i1 is not None and i2 is not None and {"seed", "n"} <= set(dict(i1.params)) and {"seed", "n"} <= set(dict(i2.params)):
+        if (
+            i1 is not None
+            and i2 is not None
+            and {"seed", "n"} <= set(dict(i1.params))
+            and {"seed", "n"} <= set(dict(i2.params))
+        ):
             a1, a2 = _gen_args(d1), _gen_args(d2)
             rows = min(int(a1["n"]), int(a2["n"]))
             f1, f2 = _frozen_args(a1), _frozen_args(a2)
@@ -389,8 +436,9 @@ def _rebuild(h: Hypothesis, claims: list[Claim], edges: list[EdgeId], label: str
     claims = [c for c in claims if c.node in keep]
     edges = sorted({e for e in edges if e.sender in keep and e.receiver in keep})
     claims_t = tuple(sorted(claims, key=lambda c: c.node.sort_key()))
-    return dataclasses.replace(h, name=f"{h.name} [{label}]", claims=claims_t, edges=tuple(edges),
-                               graph=make_graph(claims_t, tuple(edges)))
+    return dataclasses.replace(
+        h, name=f"{h.name} [{label}]", claims=claims_t, edges=tuple(edges), graph=make_graph(claims_t, tuple(edges))
+    )
 
 
 def drop_node(h: Hypothesis) -> st.SearchStrategy[Hypothesis]:
@@ -400,8 +448,13 @@ def drop_node(h: Hypothesis) -> st.SearchStrategy[Hypothesis]:
     if not nodes:
         raise ValueError(f"hypothesis {h.name!r} claims no node besides out: nothing to drop")
     return st.sampled_from(sorted(nodes)).map(
-        lambda v: _rebuild(h, [c for c in h.claims if c.node != v],
-                           [e for e in h.edges if v not in (e.sender, e.receiver)], f"- {v.name}"))
+        lambda v: _rebuild(
+            h,
+            [c for c in h.claims if c.node != v],
+            [e for e in h.edges if v not in (e.sender, e.receiver)],
+            f"- {v.name}",
+        )
+    )
 
 
 def drop_edge(h: Hypothesis) -> st.SearchStrategy[Hypothesis]:
@@ -409,8 +462,7 @@ def drop_edge(h: Hypothesis) -> st.SearchStrategy[Hypothesis]:
     h = _hyp(h)
     if not h.edges:
         raise ValueError(f"hypothesis {h.name!r} claims no edge: nothing to drop")
-    return st.sampled_from(h.edges).map(
-        lambda x: _rebuild(h, list(h.claims), [e for e in h.edges if e != x], f"- {x}"))
+    return st.sampled_from(h.edges).map(lambda x: _rebuild(h, list(h.claims), [e for e in h.edges if e != x], f"- {x}"))
 
 
 def _addable(h: Hypothesis) -> list[EdgeId]:
@@ -419,7 +471,9 @@ def _addable(h: Hypothesis) -> list[EdgeId]:
     shape = h.model.shape
     g = h.graph
     claimed = set(h.claimed_nodes)
-    senders = {v for v in claimed if v.kind in _EMBEDS or any(nx.has_path(g, u, v) for u in claimed if u.kind in _EMBEDS)}
+    senders = {
+        v for v in claimed if v.kind in _EMBEDS or any(nx.has_path(g, u, v) for u in claimed if u.kind in _EMBEDS)
+    }
     senders |= {NodeId(NodeKind.EMBED)} | ({NodeId(NodeKind.POS)} if shape.pos_embed == "learned" else set())
     receivers = [v for v in claimed if v.kind not in _EMBEDS and (v == _OUT or nx.has_path(g, v, _OUT))]
     have = set(h.edges)
@@ -464,8 +518,8 @@ def coarser_features(feature: Feature, *, fields: tuple[str, ...] = ()) -> tuple
         return tuple(Feature(FeatureKind.FIELD, (f,)) for f in fields) + (nothing,)
     if k is FeatureKind.TUPLE:
         out: list[Feature] = []
-        for i, p in enumerate(feature.parts):
-            rest = feature.parts[:i] + feature.parts[i + 1:]
+        for i, _p in enumerate(feature.parts):
+            rest = feature.parts[:i] + feature.parts[i + 1 :]
             out.append(rest[0] if len(rest) == 1 else Feature(FeatureKind.TUPLE, parts=rest) if rest else nothing)
         out.append(nothing)
         return tuple(dict.fromkeys(out))
@@ -518,8 +572,11 @@ def variants(h: Hypothesis) -> st.SearchStrategy[Hypothesis]:
 
 
 # ---- .circuit sources ---------------------------------------------------------------------------
-def circuit_sources(*, names: tuple[str, ...] = ("embed", "pos", "out", "a0", "a1", "m0", "g", "d", "x"),
-                    models: tuple[str, ...] = ("tiny",)) -> st.SearchStrategy[str]:
+def circuit_sources(
+    *,
+    names: tuple[str, ...] = ("embed", "pos", "out", "a0", "a1", "m0", "g", "d", "x"),
+    models: tuple[str, ...] = ("tiny",),
+) -> st.SearchStrategy[str]:
     """`.circuit` texts generated from the grammar (hypothesis.extra.lark.from_lark). Every text parses;
     most do not compile (compiling them must give diagnostics, never a traceback)."""
     from hypothesis.extra.lark import from_lark

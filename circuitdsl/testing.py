@@ -147,16 +147,27 @@ def check(
     from circuitdsl.engine.check import run_check
 
     try:
-        r = run_check(h, seed=seed, device=device, batch_size=batch_size, completeness=completeness,
-                      minimality=minimality, progress=progress)
+        r = run_check(
+            h,
+            seed=seed,
+            device=device,
+            batch_size=batch_size,
+            completeness=completeness,
+            minimality=minimality,
+            progress=progress,
+        )
     except CircuitError as e:
         sources = {h.source_path: h.source_text} if h.source_path else {}
         raise InvalidHypothesis(e.diagnostics, sources) from None
     # a phase left out because nothing reads it says so (not "--no-minimality", which was not given)
     if auto_m and not minimality and h.minimality_enabled:
-        r = dataclasses.replace(r, minimality=dataclasses.replace(r.minimality, skipped=f"minimality not run: {NOT_NEEDED}"))
+        r = dataclasses.replace(
+            r, minimality=dataclasses.replace(r.minimality, skipped=f"minimality not run: {NOT_NEEDED}")
+        )
     if auto_c and not completeness and h.budget.enabled:
-        r = dataclasses.replace(r, completeness=dataclasses.replace(r.completeness, skipped=f"completeness search not run: {NOT_NEEDED}"))
+        r = dataclasses.replace(
+            r, completeness=dataclasses.replace(r.completeness, skipped=f"completeness search not run: {NOT_NEEDED}")
+        )
     return r
 
 
@@ -170,19 +181,33 @@ def _test_line(tests, name: str) -> str:
 
     t = tests.get(name)
     if name == "equivalence":
-        return (f"equivalence: m(scrubbed) > m(model) on {t.above} of {t.n} examples ({t.ties} ties left out), "
-                f"margin eps {t.eps:g}")
+        return (
+            f"equivalence: m(scrubbed) > m(model) on {t.above} of {t.n} examples ({t.ties} ties left out), "
+            f"margin eps {t.eps:g}"
+        )
     if name == "minimality":
         worst = max((n for n in t.nodes if n.p_holm is not None), key=lambda n: n.p_holm, default=None)
-        return (f"minimality: {len(t.nodes)} nodes against {t.r} random removals per kind"
-                + (f"; least needed: {worst.node} (cost {_f(worst.observed)}, Holm-adjusted p {_f(worst.p_holm)})" if worst else ""))
+        return f"minimality: {len(t.nodes)} nodes against {t.r} random removals per kind" + (
+            f"; least needed: {worst.node} (cost {_f(worst.observed)}, Holm-adjusted p {_f(worst.p_holm)})"
+            if worst
+            else ""
+        )
     s = null_summary(t.null)
-    return (f"{name}: observed {_f(t.observed)} against {len(t.null)} null draws (mean {_f(s['mean'])}, "
-            f"5-95% [{_f(s['q05'])}, {_f(s['q95'])}])")
+    return (
+        f"{name}: observed {_f(t.observed)} against {len(t.null)} null draws (mean {_f(s['mean'])}, "
+        f"5-95% [{_f(s['q05'])}, {_f(s['q95'])}])"
+    )
 
 
-def explain(r: CheckResult, *, score: str | None = None, op: str | None = None, threshold: float | None = None,
-            reason: str | None = None, worst: int = 5) -> str:
+def explain(
+    r: CheckResult,
+    *,
+    score: str | None = None,
+    op: str | None = None,
+    threshold: float | None = None,
+    reason: str | None = None,
+    worst: int = 5,
+) -> str:
     """A readable account of a result: the score (if given) against its threshold, recovered with its
     interval, the raw F numbers, per-example faithfulness, the worst examples and the engine's notes."""
     unit = "logits" if r.metric == "logit_diff" else "nats"
@@ -197,16 +222,24 @@ def explain(r: CheckResult, *, score: str | None = None, op: str | None = None, 
     if rec.value is None:
         lines.append(f"recovered = undefined: {rec.undefined_reason}")
     else:
-        lines.append(f"recovered = {_f(rec.value)}, bootstrap 95% interval [{_f(rec.lower)}, {_f(rec.upper)}] "
-                     f"({rec.resamples} resamples)")
-    lines.append(f"F(model) = {_f(r.f_model)}, F(scrubbed) = {_f(r.f_scrubbed)}, F(baseline) = {_f(r.f_baseline)} "
-                 f"({r.metric}, {unit})")
-    lines.append(f"|m(scrubbed, x) - m(model, x)|: mean {_f(r.mean_abs_delta)}, median {_f(r.median_abs_delta)}, "
-                 f"p90 {_f(r.p90_abs_delta)} {unit}; KL(model||scrubbed) {_f(r.kl)} nats")
+        lines.append(
+            f"recovered = {_f(rec.value)}, bootstrap 95% interval [{_f(rec.lower)}, {_f(rec.upper)}] "
+            f"({rec.resamples} resamples)"
+        )
+    lines.append(
+        f"F(model) = {_f(r.f_model)}, F(scrubbed) = {_f(r.f_scrubbed)}, F(baseline) = {_f(r.f_baseline)} "
+        f"({r.metric}, {unit})"
+    )
+    lines.append(
+        f"|m(scrubbed, x) - m(model, x)|: mean {_f(r.mean_abs_delta)}, median {_f(r.median_abs_delta)}, "
+        f"p90 {_f(r.p90_abs_delta)} {unit}; KL(model||scrubbed) {_f(r.kl)} nats"
+    )
     c = r.completeness
     if c.worst is not None:
-        lines.append(f"incompleteness = {_f(c.worst.incompleteness)} (worst K = {{{', '.join(c.worst.nodes)}}}, "
-                     f"{len(c.trials)} subsets tried)")
+        lines.append(
+            f"incompleteness = {_f(c.worst.incompleteness)} (worst K = {{{', '.join(c.worst.nodes)}}}, "
+            f"{len(c.trials)} subsets tried)"
+        )
     lines.append(f"minimality = {_f(r.minimality.score)}")
     lines.append(f"{where}: model {r.model}, dataset {r.dataset} (N={r.n}), seed {r.seed}, ablation {r.ablation}")
     rows = sorted(r.examples, key=lambda e: -e.abs_delta)[:worst]
@@ -216,8 +249,10 @@ def explain(r: CheckResult, *, score: str | None = None, op: str | None = None, 
             txt = e.text if e.text is not None else " ".join(map(str, e.tokens))
             if len(txt) > 70:
                 txt = txt[:67] + "..."
-            lines.append(f"  {e.id}  m(model) {_f(e.m_model)}  m(scrubbed) {_f(e.m_scrubbed)}  "
-                         f"m(baseline) {_f(e.m_baseline)}  |delta| {_f(e.abs_delta)}  {txt}")
+            lines.append(
+                f"  {e.id}  m(model) {_f(e.m_model)}  m(scrubbed) {_f(e.m_scrubbed)}  "
+                f"m(baseline) {_f(e.m_baseline)}  |delta| {_f(e.abs_delta)}  {txt}"
+            )
     for note in r.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)
@@ -250,8 +285,9 @@ def assert_recovers(r: CheckResult, *, at_least: float, interval: bool = False) 
     assert_score(r, "recovered.lower" if interval else "recovered", ">=", at_least)
 
 
-def assert_faithful(r: CheckResult, *, mean_abs_delta_at_most: float | None = None,
-                    p90_abs_delta_at_most: float | None = None) -> None:
+def assert_faithful(
+    r: CheckResult, *, mean_abs_delta_at_most: float | None = None, p90_abs_delta_at_most: float | None = None
+) -> None:
     """Assert per-example faithfulness bounds (raw metric units)."""
     if mean_abs_delta_at_most is None and p90_abs_delta_at_most is None:
         raise ValueError("give mean_abs_delta_at_most or p90_abs_delta_at_most")
@@ -269,7 +305,8 @@ def assert_expects_hold(r: CheckResult, *, only: Sequence[str] | None = None) ->
     parts = []
     for x in failed:
         where = f" (line {x.line})" if x.line else ""
-        parts.append(f"FAILED expect {x.score} {x.op} {x.threshold:g}{where}: value {_f(x.value)}"
-                     + (f" - {x.reason}" if x.reason else ""))
+        parts.append(
+            f"FAILED expect {x.score} {x.op} {x.threshold:g}{where}: value {_f(x.value)}"
+            + (f" - {x.reason}" if x.reason else "")
+        )
     raise AssertionError("\n".join(parts) + "\n" + explain(r))
-

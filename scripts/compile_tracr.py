@@ -91,7 +91,9 @@ def _detect_inputs():
     rows = []
     for n, k in ((5, 40), (6, 60)):
         every = ["".join(t) for t in itertools.product("abcde", repeat=n)]
-        rows += _sample([list(r) for r in every if "abc" in r], k, n) + _sample([list(r) for r in every if "abc" not in r], k, n + 10)
+        rows += _sample([list(r) for r in every if "abc" in r], k, n) + _sample(
+            [list(r) for r in every if "abc" not in r], k, n + 10
+        )
     return sorted(rows, key=lambda r: (len(r), r))
 
 
@@ -144,8 +146,12 @@ def programs() -> list[Program]:
             inputs=_detect_inputs,
             scored=lambda n: list(range(2, n)),
             description='detect[i] = whether "abc" ends at position i (tracr lib.detect_pattern(tokens, "abc")); causal',
-            names={"sequence_map": "a_then_b", "shift_by(1)": "b_before", "shift_by(2)": "a_two_before",
-                   "detect_pattern(abc)": "detect"},
+            names={
+                "sequence_map": "a_then_b",
+                "shift_by(1)": "b_before",
+                "shift_by(2)": "a_two_before",
+                "detect_pattern(abc)": "detect",
+            },
         ),
     ]
 
@@ -194,8 +200,15 @@ def _field_names(prog: Program, sink) -> dict[str, str]:
 
 def compile_program(prog: Program):
     """(assembled model, craft model, module names, sink expr, field names) for one program."""
-    from tracr.compiler import assemble, basis_inference, craft_graph_to_model, craft_model_to_transformer
-    from tracr.compiler import expr_to_craft_graph, nodes, rasp_to_graph
+    from tracr.compiler import (
+        assemble,
+        basis_inference,
+        craft_graph_to_model,
+        craft_model_to_transformer,
+        expr_to_craft_graph,
+        nodes,
+        rasp_to_graph,
+    )
     from tracr.craft import bases
     from tracr.rasp import rasp
 
@@ -210,8 +223,13 @@ def compile_program(prog: Program):
     )
     craft = craft_graph_to_model.craft_graph_to_model(graph, sources)
     model = craft_model_to_transformer.craft_model_to_transformer(
-        craft_model=craft, graph=graph, sink=sink, max_seq_len=prog.max_seq_len, causal=prog.causal,
-        compiler_bos=BOS, compiler_pad=PAD,
+        craft_model=craft,
+        graph=graph,
+        sink=sink,
+        max_seq_len=prog.max_seq_len,
+        causal=prog.causal,
+        compiler_bos=BOS,
+        compiler_pad=PAD,
     )
     _, module_names = assemble._get_model_config_and_module_names(craft)
     assert sink[nodes.EXPR] is sink_expr or sink[nodes.EXPR].label == sink_expr.label
@@ -247,8 +265,12 @@ def to_native(prog: Program, model, out_label: str) -> tuple[dict, dict[str, np.
             sink_name = name
     if sink_name is None or (W_U.sum(0) != 1).any():
         raise SystemExit(f"{prog.name}: cannot find the output directions of {out_label} in {labels}")
-    sd: dict[str, np.ndarray] = {"embed.W_E": W_E, "pos_embed.W_pos": W_pos, "unembed.W_U": W_U,
-                                 "unembed.b_U": np.zeros(len(out_vocab))}
+    sd: dict[str, np.ndarray] = {
+        "embed.W_E": W_E,
+        "pos_embed.W_pos": W_pos,
+        "unembed.W_U": W_U,
+        "unembed.b_U": np.zeros(len(out_vocab)),
+    }
     d_mlp = None
     for layer in range(L):
         a = f"transformer/layer_{layer}/attn"
@@ -373,12 +395,15 @@ def true_edges(cfg: dict, sd: dict[str, np.ndarray]) -> list[tuple[str, str, str
     """(sender, receiver, port) where the sender writes a direction the port reads, pruned to the
     nodes on a path from an embedding to `out`."""
     writes, reads = reads_writes(cfg, sd)
-    edges = {(s, r, p) for (r, p), dims in reads.items() for s, w in writes.items()
-             if upstream(s, r) and s != r and w & dims}
+    edges = {
+        (s, r, p) for (r, p), dims in reads.items() for s, w in writes.items() if upstream(s, r) and s != r and w & dims
+    }
     while True:  # keep only nodes that reach `out` and are reached from an embedding
         senders = {s for s, _, _ in edges}
         receivers = {r for _, r, _ in edges}
-        keep = {e for e in edges if (e[1] == "out" or e[1] in senders) and (e[0] in ("embed", "pos") or e[0] in receivers)}
+        keep = {
+            e for e in edges if (e[1] == "out" or e[1] in senders) and (e[0] in ("embed", "pos") or e[0] in receivers)
+        }
         if keep == edges:
             break
         edges = keep
@@ -422,14 +447,18 @@ def build(prog: Program, out_dir: Path) -> dict:
         theirs, decoded = _tracr_output(model, [BOS, *inp], config, sink_expr.label)
         worst = max(worst, float(np.abs(mine - theirs).max()))
         if not np.allclose(mine, theirs, atol=1e-4):
-            raise SystemExit(f"{prog.name}: the native forward differs from tracr's on {inp}: {np.abs(mine - theirs).max()}")
+            raise SystemExit(
+                f"{prog.name}: the native forward differs from tracr's on {inp}: {np.abs(mine - theirs).max()}"
+            )
         answers = []
         for i in scored:
             if value[i] is None:
                 raise SystemExit(f"{prog.name}: scored position {i} of {inp} has no value")
             a = out_id[str(value[i])]
             if int(np.argmax(mine[i + 1])) != a or decoded[i + 1] != value[i]:
-                raise SystemExit(f"{prog.name}: the compiled model is wrong at {i} on {inp}: {mine[i + 1]} vs {value[i]}")
+                raise SystemExit(
+                    f"{prog.name}: the compiled model is wrong at {i} on {inp}: {mine[i + 1]} vs {value[i]}"
+                )
             answers.append(a)
         row = {
             "id": "".join(map(str, inp)),
@@ -459,10 +488,20 @@ def build(prog: Program, out_dir: Path) -> dict:
     for mname, blk in zip(module_names, craft.blocks):
         layer = int(mname.split("layer_")[1].split("/")[0])
         if mname.endswith("mlp"):
-            blocks.append({"node": f"m{layer}", "writes": sorted({fields.get(d.name, f"({d.name})") for d in blk.snd.output_space.basis})})
+            blocks.append(
+                {
+                    "node": f"m{layer}",
+                    "writes": sorted({fields.get(d.name, f"({d.name})") for d in blk.snd.output_space.basis}),
+                }
+            )
         else:
             for h, head in enumerate(blk.as_multi().heads()):
-                blocks.append({"node": f"a{layer}.{h}", "writes": sorted({fields.get(d.name, f"({d.name})") for d in head.w_ov.output_space.basis})})
+                blocks.append(
+                    {
+                        "node": f"a{layer}.{h}",
+                        "writes": sorted({fields.get(d.name, f"({d.name})") for d in head.w_ov.output_space.basis}),
+                    }
+                )
     record = {
         "program": f"tracr.compiler.lib: {prog.source}",
         "description": prog.description,
@@ -493,10 +532,16 @@ def build(prog: Program, out_dir: Path) -> dict:
         for row in rows:
             f.write(json.dumps(row, separators=(", ", ": ")) + "\n")
     n_params = sum(int(v.size) for v in sd.values())
-    return {"name": prog.name, "rows": len(rows), "params": n_params, "bytes": (mdir / "model.safetensors").stat().st_size,
-            "shape": f"{config['n_layers']} layers x {config['n_heads']} heads, d_model {config['d_model']}, "
-                     f"d_head {config['d_head']}, d_mlp {config['d_mlp']}, vocab {config['d_vocab']} -> {config['d_vocab_out']}",
-            "edges": record["edges"], "max_abs_diff_vs_tracr": worst}
+    return {
+        "name": prog.name,
+        "rows": len(rows),
+        "params": n_params,
+        "bytes": (mdir / "model.safetensors").stat().st_size,
+        "shape": f"{config['n_layers']} layers x {config['n_heads']} heads, d_model {config['d_model']}, "
+        f"d_head {config['d_head']}, d_mlp {config['d_mlp']}, vocab {config['d_vocab']} -> {config['d_vocab_out']}",
+        "edges": record["edges"],
+        "max_abs_diff_vs_tracr": worst,
+    }
 
 
 def _tracr_output(model, inp: list, config: dict, out_label: str) -> tuple[np.ndarray, list]:
@@ -519,7 +564,9 @@ _JITTED: dict = {}
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=str(ROOT / "hypotheses" / "tracr"), help="output folder (default hypotheses/tracr)")
+    ap.add_argument(
+        "--out", default=str(ROOT / "hypotheses" / "tracr"), help="output folder (default hypotheses/tracr)"
+    )
     ap.add_argument("--only", nargs="*", default=None, help="program names to compile (default all)")
     args = ap.parse_args(argv)
     out_dir = Path(args.out)
@@ -527,8 +574,10 @@ def main(argv=None) -> int:
         if args.only and prog.name not in args.only:
             continue
         s = build(prog, out_dir)
-        print(f"{s['name']}: {s['shape']}; {s['params']} parameters, {s['bytes']} bytes; {s['rows']} rows; "
-              f"native vs tracr max |diff| {s['max_abs_diff_vs_tracr']:.1e}")
+        print(
+            f"{s['name']}: {s['shape']}; {s['params']} parameters, {s['bytes']} bytes; {s['rows']} rows; "
+            f"native vs tracr max |diff| {s['max_abs_diff_vs_tracr']:.1e}"
+        )
         for e in s["edges"]:
             print(f"    {e}")
     return 0

@@ -46,8 +46,8 @@ def main(argv=None) -> int:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    from family_specs import BY_NAME, FAMILIES, build, tokenizer_files
     from family_matrix import run_family
+    from family_specs import BY_NAME, FAMILIES, build, tokenizer_files
 
     names = args.families or [f.name for f in FAMILIES]
     tok = tokenizer_files()

@@ -222,7 +222,12 @@ def m_deep(rng, text, folder, cid):
         return text + "\n" + "node a1.1 depends on " + "(" * k + "\n"
     if kind == "group_chain":
         k = min(k, 5000)
-        return text + "\n" + "\n".join(f"group g{i} = g{i + 1}" for i in range(k)) + f"\ngroup g{k} = a0.0\nedge g0 -> out\n"
+        return (
+            text
+            + "\n"
+            + "\n".join(f"group g{i} = g{i + 1}" for i in range(k))
+            + f"\ngroup g{k} = a0.0\nedge g0 -> out\n"
+        )
     if kind == "arrow_chain":
         k = min(k, 20000)
         return text + "\nedge " + " -> ".join(["embed"] + [f"a{i % 2}.{i % 4}" for i in range(k)] + ["out"]) + "\n"
@@ -336,18 +341,24 @@ def hostile_circuits(folder: Path, *, small: bool = False) -> list[Case]:
     k = 4 if small else 1
     folder.mkdir(parents=True, exist_ok=True)
     base = TINY_CIRCUIT.format(data="induction(n = 8, seed = 0, length = 10, layouts = 1)")
-    (folder / "noisy_h.py").write_text("import os\nprint('noise')\nos.write(1, b'fd noise\\n')\ndef f(e):\n    return 0\n")
+    (folder / "noisy_h.py").write_text(
+        "import os\nprint('noise')\nos.write(1, b'fd noise\\n')\ndef f(e):\n    return 0\n"
+    )
     texts: dict[str, str | bytes] = {
         "deep_feature": base + f"node a1.1 depends on {'(' * 1000}input{')' * 1000}\n",
         "deep_list": base + f"set completeness.sizes = {'[' * 5000}1{']' * 5000}\n",
-        "deep_groups": base + "\n".join(f"group g{i} = g{i + 1}" for i in range(1200)) + "\ngroup g1200 = a0.0\nedge g0 -> out\n",
+        "deep_groups": base
+        + "\n".join(f"group g{i} = g{i + 1}" for i in range(1200))
+        + "\ngroup g1200 = a0.0\nedge g0 -> out\n",
         "int_5000_digits": base + "set seed = " + "9" * 5000 + "\n",
         "expect_huge": base + "expect recovered >= " + "9" * 400 + "\n",
         "expect_inf": base + "expect recovered >= 1e999\n",
         "layer_5000_digits": base + "edge m" + "9" * 5000 + " -> out\n",
         "head_5000_digits": base + "edge embed -> a1." + "9" * 5000 + "\n",
         "long_import": 'import "' + "a" * 5000 + '.circuit"\n' + base,
-        "long_dataset": base.replace("induction(n = 8, seed = 0, length = 10, layouts = 1)", '"' + "d" * 300 + '.jsonl"'),
+        "long_dataset": base.replace(
+            "induction(n = 8, seed = 0, length = 10, layouts = 1)", '"' + "d" * 300 + '.jsonl"'
+        ),
         "nul_path": base + 'import "a\x00b.circuit"\n',
         "nul_in_code": base + "edge embed\x00 -> out\n",
         "crlf": base.replace("\n", "\r\n"),
@@ -446,7 +457,7 @@ def _row_mutations(rng: random.Random, rows: list[dict], lines: list[str]) -> tu
     elif kind == "huge_line":
         lines[j] = "[" + "1," * 500000 + "1]"
     elif kind == "many_bad_rows":
-        lines += ["{\"tokens\": [1]}"] * 20000
+        lines += ['{"tokens": [1]}'] * 20000
     elif kind == "out_of_vocab":
         lines[j] = json.dumps({**row, "tokens": [1, 2, 99999, 3]})
     elif kind == "negative_index":
@@ -558,7 +569,7 @@ def _run_captured(argv: list[str], time_limit: float) -> tuple[int | None, bytes
         escaped = "timeout"
     except MemoryError:
         escaped = "MemoryError"
-    except BaseException as e:  # noqa: BLE001 - anything escaping main is a finding
+    except BaseException as e:
         import traceback
 
         escaped = "escaped: " + "".join(traceback.format_exception_only(type(e), e)).strip()
@@ -569,7 +580,7 @@ def _run_captured(argv: list[str], time_limit: float) -> tuple[int | None, bytes
         try:
             sys.stdout.flush()
             sys.stderr.flush()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
@@ -634,7 +645,9 @@ def run_case(case: Case, time_limit: float) -> list[Run]:
         if case.kind == "dataset" and code == 2 and b"error[E42" in err:
             tail = err.split(b"error[E42", 1)[1].split(b"\n", 2)[:2]
             if len(tail) > 1 and b"d.jsonl:" not in tail[1]:
-                found.append("dataset diagnostic does not point at the JSONL file: " + tail[1].decode("utf-8", "replace")[:200])
+                found.append(
+                    "dataset diagnostic does not point at the JSONL file: " + tail[1].decode("utf-8", "replace")[:200]
+                )
         runs.append(Run(case.id, command, code, round(seconds, 3), round(_rss_mb(), 1), len(out) + len(err), found))
     if case.kind == "circuit":
         runs.append(_fmt_round_trip(case, time_limit))
@@ -833,7 +846,7 @@ def summarize_folder(work: Path) -> dict:
         rf = cf.with_name(cf.name.replace("cases-", "results-").replace(".json", ".jsonl"))
         pending: list[Run] = []
         done = set()
-        for line in (rf.read_text().splitlines() if rf.exists() else []):
+        for line in rf.read_text().splitlines() if rf.exists() else []:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:  # a line being written
@@ -854,25 +867,50 @@ def summarize_folder(work: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--files", type=int, default=1000, help=".circuit files to generate (default 1000)")
     ap.add_argument("--datasets", type=int, default=0, help="JSONL datasets to check on the tiny model (default 0)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--huge-share", type=float, default=None,
-                    help="share of files given the huge mutation (100 KB - 1 MB; default: one mutation among 14, ~12%%)")
+    ap.add_argument(
+        "--huge-share",
+        type=float,
+        default=None,
+        help="share of files given the huge mutation (100 KB - 1 MB; default: one mutation among 14, ~12%%)",
+    )
     ap.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     ap.add_argument("--time-limit", type=float, default=30.0, help="seconds one run may take (default 30)")
-    ap.add_argument("--memory-limit", type=int, default=3072, help="MiB of address space per lint worker (default 3072)")
+    ap.add_argument(
+        "--memory-limit", type=int, default=3072, help="MiB of address space per lint worker (default 3072)"
+    )
     ap.add_argument("--out", default=None, help="folder for the generated files and results (default: a temp folder)")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
     ap.add_argument("--report", default=None, help="also write the summary as JSON here")
-    ap.add_argument("--cases-from", metavar="DIR", default=None,
-                    help="run the cases an earlier --out DIR generated (its files stay where they are) instead of generating")
-    ap.add_argument("--skip-done", metavar="DIR", action="append", default=[],
-                    help="with --cases-from: leave out the cases an earlier (stopped) --out DIR already ran")
-    ap.add_argument("--no-hostile", action="store_true", help="leave out the fixed hostile .circuit files (e.g. a datasets-only run)")
-    ap.add_argument("--summarize", metavar="DIR", default=None,
-                    help="only summarize the runs recorded so far in DIR (an --out folder; a run still going or stopped)")
+    ap.add_argument(
+        "--cases-from",
+        metavar="DIR",
+        default=None,
+        help="run the cases an earlier --out DIR generated (its files stay where they are) instead of generating",
+    )
+    ap.add_argument(
+        "--skip-done",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="with --cases-from: leave out the cases an earlier (stopped) --out DIR already ran",
+    )
+    ap.add_argument(
+        "--no-hostile",
+        action="store_true",
+        help="leave out the fixed hostile .circuit files (e.g. a datasets-only run)",
+    )
+    ap.add_argument(
+        "--summarize",
+        metavar="DIR",
+        default=None,
+        help="only summarize the runs recorded so far in DIR (an --out folder; a run still going or stopped)",
+    )
     args = ap.parse_args(argv)
     if args.summarize:
         summary = summarize_folder(Path(args.summarize))
@@ -882,7 +920,9 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     if args.cases_from:
-        cases = [Case(**c) for cf in sorted(Path(args.cases_from).glob("cases-*.json")) for c in json.loads(cf.read_text())]
+        cases = [
+            Case(**c) for cf in sorted(Path(args.cases_from).glob("cases-*.json")) for c in json.loads(cf.read_text())
+        ]
         cases = [c for c in cases if not (args.no_hostile and c.id.startswith("h-"))]
         for d in args.skip_done:  # resume a stopped run: leave out cases whose four runs another --out DIR recorded
             done: dict[str, int] = {}

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import copy
 import importlib.abc
 import importlib.util
 import json
@@ -46,24 +45,70 @@ MODULES: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "derive": ("circuitdsl.engine.derive", ("tests/engine/test_search_unit.py",), False),
     "meets": ("circuitdsl.engine.meets", ("tests/engine/test_meets_unit.py",), False),
     "draws": ("circuitdsl.engine.draws", ("tests/engine/test_draws_unit.py", "tests/engine/test_determinism.py"), True),
-    "treeify": ("circuitdsl.engine.treeify", ("tests/engine/test_treeify.py", "tests/engine/test_tree_settings.py"), True),
+    "treeify": (
+        "circuitdsl.engine.treeify",
+        ("tests/engine/test_treeify.py", "tests/engine/test_tree_settings.py"),
+        True,
+    ),
 }
 DEFAULT = ("scores", "metrics", "search", "derive", "meets", "draws", "treeify")
 NOT_APPLIED = 97
 
 _CMP_SWAPS = {
-    ast.Lt: (ast.LtE, ast.Gt), ast.LtE: (ast.Lt, ast.GtE), ast.Gt: (ast.GtE, ast.Lt), ast.GtE: (ast.Gt, ast.LtE),
-    ast.Eq: (ast.NotEq,), ast.NotEq: (ast.Eq,), ast.Is: (ast.IsNot,), ast.IsNot: (ast.Is,),
-    ast.In: (ast.NotIn,), ast.NotIn: (ast.In,),
+    ast.Lt: (ast.LtE, ast.Gt),
+    ast.LtE: (ast.Lt, ast.GtE),
+    ast.Gt: (ast.GtE, ast.Lt),
+    ast.GtE: (ast.Gt, ast.LtE),
+    ast.Eq: (ast.NotEq,),
+    ast.NotEq: (ast.Eq,),
+    ast.Is: (ast.IsNot,),
+    ast.IsNot: (ast.Is,),
+    ast.In: (ast.NotIn,),
+    ast.NotIn: (ast.In,),
 }
-_BIN_SWAPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Div,
-              ast.Mod: ast.FloorDiv, ast.Pow: ast.Mult, ast.BitOr: ast.BitAnd, ast.BitAnd: ast.BitOr}
+_BIN_SWAPS = {
+    ast.Add: ast.Sub,
+    ast.Sub: ast.Add,
+    ast.Mult: ast.Div,
+    ast.Div: ast.Mult,
+    ast.FloorDiv: ast.Div,
+    ast.Mod: ast.FloorDiv,
+    ast.Pow: ast.Mult,
+    ast.BitOr: ast.BitAnd,
+    ast.BitAnd: ast.BitOr,
+}
 _NAME_SWAPS = {"max": "min", "min": "max", "any": "all", "all": "any"}
-_ATTR_SWAPS = {"max": "min", "min": "max", "argmax": "argmin", "argmin": "argmax", "mean": "sum", "sum": "mean",
-               "log_softmax": "softmax", "softmax": "log_softmax"}
-_SYM = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=", ast.Is: "is",
-        ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in", ast.Add: "+", ast.Sub: "-", ast.Mult: "*",
-        ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**", ast.BitOr: "|", ast.BitAnd: "&"}
+_ATTR_SWAPS = {
+    "max": "min",
+    "min": "max",
+    "argmax": "argmin",
+    "argmin": "argmax",
+    "mean": "sum",
+    "sum": "mean",
+    "log_softmax": "softmax",
+    "softmax": "log_softmax",
+}
+_SYM = {
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Is: "is",
+    ast.IsNot: "is not",
+    ast.In: "in",
+    ast.NotIn: "not in",
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.Div: "/",
+    ast.FloorDiv: "//",
+    ast.Mod: "%",
+    ast.Pow: "**",
+    ast.BitOr: "|",
+    ast.BitAnd: "&",
+}
 
 
 @dataclass
@@ -92,7 +137,11 @@ def _protected(tree: ast.AST) -> set[int]:
     for n in ast.walk(tree):
         if isinstance(n, ast.Module | ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef) and n.body:
             first = n.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
                 mark(first)
         if isinstance(n, ast.JoinedStr):
             mark(n)
@@ -128,7 +177,13 @@ def _points(tree: ast.AST, skip_lines: set[int]) -> list[tuple[ast.AST, str, obj
                     pts.append((n, f"`{_SYM[type(op)]}` -> `{_SYM[new]}`", ("cmp", i, new)))
         elif isinstance(n, ast.BoolOp):
             new = ast.Or if isinstance(n.op, ast.And) else ast.And
-            pts.append((n, f"`{'and' if isinstance(n.op, ast.And) else 'or'}` -> `{'or' if new is ast.Or else 'and'}`", ("boolop", new)))
+            pts.append(
+                (
+                    n,
+                    f"`{'and' if isinstance(n.op, ast.And) else 'or'}` -> `{'or' if new is ast.Or else 'and'}`",
+                    ("boolop", new),
+                )
+            )
         elif isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.Not | ast.USub):
             pts.append((n, "`not x` -> `x`" if isinstance(n.op, ast.Not) else "`-x` -> `x`", ("unwrap",)))
         elif isinstance(n, ast.Constant) and type(n.value) in (int, float, bool):
@@ -151,7 +206,9 @@ def _points(tree: ast.AST, skip_lines: set[int]) -> list[tuple[ast.AST, str, obj
         elif isinstance(n, ast.If | ast.While | ast.IfExp):
             pts.append((n, "condition negated", ("negate",)))
         elif isinstance(n, ast.Break | ast.Continue):
-            pts.append((n, "`break` -> `continue`" if isinstance(n, ast.Break) else "`continue` -> `break`", ("loopctl",)))
+            pts.append(
+                (n, "`break` -> `continue`" if isinstance(n, ast.Break) else "`continue` -> `break`", ("loopctl",))
+            )
     return pts
 
 
@@ -193,7 +250,10 @@ def mutants(name: str) -> tuple[str, list[Mutant]]:
     src = path.read_text(encoding="utf-8")
     tree = ast.parse(src)
     lines = src.splitlines()
-    out = [Mutant(name, i, n.lineno, what, lines[n.lineno - 1].strip()) for i, (n, what, _) in enumerate(_points(tree, _skip_lines(src)))]
+    out = [
+        Mutant(name, i, n.lineno, what, lines[n.lineno - 1].strip())
+        for i, (n, what, _) in enumerate(_points(tree, _skip_lines(src)))
+    ]
     return src, out
 
 
@@ -224,7 +284,19 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 def _pytest_args(tests, conftest: bool) -> list[str]:
     # --assert=plain: pytest would otherwise load circuitdsl (a plugin package) through its own rewriting
     # import hook, from the file on disk, ahead of the mutant
-    args = [*tests, "-x", "-q", "--assert=plain", "-p", "no:cacheprovider", "-p", "no:randomly", "--no-header", "-o", "addopts="]
+    args = [
+        *tests,
+        "-x",
+        "-q",
+        "--assert=plain",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        "--no-header",
+        "-o",
+        "addopts=",
+    ]
     if not conftest:
         args.append("--noconftest")
     return args
@@ -244,7 +316,7 @@ def _child(fullname: str, source: str | None, tests, conftest: bool) -> None:
 
     try:
         rc = pytest.main(_pytest_args(tests, conftest))
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         rc = 99
     if finder is not None and rc == 0 and getattr(sys.modules.get(fullname), "__loader__", None) is not finder:
         rc = NOT_APPLIED  # the tests never imported the mutant: that proves nothing
@@ -261,13 +333,14 @@ def _spawn(fullname, source, tests, conftest) -> int:
     return pid
 
 
-def run(names, *, jobs: int, timeout_factor: float, tests_override=None, conftest_override=False, json_out=None,
-        only=None) -> int:
+def run(
+    names, *, jobs: int, timeout_factor: float, tests_override=None, conftest_override=False, json_out=None, only=None
+) -> int:
     """only: (module, mutant index) pairs to run (the survivors of an earlier run), or None for every mutant."""
     for mod in ("numpy", "networkx", "pytest", "lark"):
         __import__(mod)
     try:
-        import torch  # noqa: F401 - preloaded once; forked children share it
+        import torch
 
         torch.set_num_threads(1)
     except ImportError:
@@ -288,13 +361,18 @@ def run(names, *, jobs: int, timeout_factor: float, tests_override=None, conftes
         _, status = os.waitpid(pid, 0)
         base = time.perf_counter() - t0
         if os.waitstatus_to_exitcode(status) != 0:
-            print(f"{name}: the tests fail on the unmutated module (exit {os.waitstatus_to_exitcode(status)}); skipped",
-                  file=sys.stderr)
+            print(
+                f"{name}: the tests fail on the unmutated module (exit {os.waitstatus_to_exitcode(status)}); skipped",
+                file=sys.stderr,
+            )
             summary.append((name, len(ms), None, None))
             continue
         limit = max(20.0, timeout_factor * base)
-        print(f"{name}: {len(ms)} mutants, tests {' '.join(tests)} ({base:.1f} s unmutated, timeout {limit:.0f} s)",
-              file=sys.stderr, flush=True)
+        print(
+            f"{name}: {len(ms)} mutants, tests {' '.join(tests)} ({base:.1f} s unmutated, timeout {limit:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
         pending = list(ms)
         running: dict[int, tuple[Mutant, float]] = {}
         while pending or running:
@@ -302,14 +380,14 @@ def run(names, *, jobs: int, timeout_factor: float, tests_override=None, conftes
                 m = pending.pop(0)
                 try:
                     source = mutant_source(src, m.index)
-                except Exception as e:  # noqa: BLE001 - an invalid mutant is not a mutant
+                except Exception as e:
                     m.outcome = f"invalid ({type(e).__name__})"
                     continue
                 running[_spawn(fullname, source, tests, conftest)] = (m, time.perf_counter())
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 now = time.perf_counter()
-                for p, (m, t) in list(running.items()):
+                for p, (_m, t) in list(running.items()):
                     if now - t > limit:
                         os.kill(p, signal.SIGKILL)
                 select.select([], [], [], 0.05)
@@ -317,8 +395,15 @@ def run(names, *, jobs: int, timeout_factor: float, tests_override=None, conftes
             m, t = running.pop(pid)
             m.seconds = time.perf_counter() - t
             code = os.waitstatus_to_exitcode(status)
-            m.outcome = ("survived" if code == 0 else "not applied" if code == NOT_APPLIED
-                         else "timeout" if code == -signal.SIGKILL else "killed")
+            m.outcome = (
+                "survived"
+                if code == 0
+                else "not applied"
+                if code == NOT_APPLIED
+                else "timeout"
+                if code == -signal.SIGKILL
+                else "killed"
+            )
             done = len(ms) - len(pending) - len(running)
             if m.outcome == "survived":
                 print(f"  survived  {name}:{m.line}  {m.what}   | {m.source_line}", file=sys.stderr, flush=True)
@@ -350,17 +435,28 @@ def run(names, *, jobs: int, timeout_factor: float, tests_override=None, conftes
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("modules", nargs="*", help=f"of {', '.join(MODULES)} (default: {', '.join(DEFAULT)})")
     p.add_argument("-j", "--jobs", type=int, default=2, help="mutants run at once (default 2)")
-    p.add_argument("--timeout-factor", type=float, default=10.0, help="a mutant running this many times longer than "
-                   "the unmutated tests (at least 20 s) is killed and counts as detected")
+    p.add_argument(
+        "--timeout-factor",
+        type=float,
+        default=10.0,
+        help="a mutant running this many times longer than "
+        "the unmutated tests (at least 20 s) is killed and counts as detected",
+    )
     p.add_argument("--tests", nargs="+", default=None, help="test files to run instead of the module's own")
     p.add_argument("--conftest", action="store_true", help="load the tests' conftest.py files")
     p.add_argument("--list", action="store_true", help="print the mutants and exit")
     p.add_argument("--json", default=None, metavar="PATH", help="write every mutant and its outcome here")
-    p.add_argument("--survivors-of", default=None, metavar="PATH",
-                   help="run only the mutants that survived in this earlier --json output (e.g. against slower tests)")
+    p.add_argument(
+        "--survivors-of",
+        default=None,
+        metavar="PATH",
+        help="run only the mutants that survived in this earlier --json output (e.g. against slower tests)",
+    )
     a = p.parse_args(argv)
     names = a.modules or list(DEFAULT)
     bad = [n for n in names if n not in MODULES]
@@ -373,9 +469,20 @@ def main(argv=None) -> int:
         return 0
     only = None
     if a.survivors_of:
-        only = {(m["module"], m["index"]) for m in json.loads(Path(a.survivors_of).read_text()) if m["outcome"] == "survived"}
-    return run(names, jobs=a.jobs, timeout_factor=a.timeout_factor, tests_override=a.tests,
-               conftest_override=a.conftest, json_out=a.json, only=only)
+        only = {
+            (m["module"], m["index"])
+            for m in json.loads(Path(a.survivors_of).read_text())
+            if m["outcome"] == "survived"
+        }
+    return run(
+        names,
+        jobs=a.jobs,
+        timeout_factor=a.timeout_factor,
+        tests_override=a.tests,
+        conftest_override=a.conftest,
+        json_out=a.json,
+        only=only,
+    )
 
 
 if __name__ == "__main__":

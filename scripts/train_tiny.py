@@ -230,7 +230,10 @@ def train(seed: int, steps: int, batch: int, lr: float, threads: int) -> dict[st
         opt.step()
         sched.step()
         if step % 250 == 0 or step == steps - 1:
-            print(f"step {step:5d}  train loss {nll.mean().item():.4f}  on predictable {nll[pred[:, :-1]].mean().item():.4f}  ({time.time() - t0:.0f}s)", flush=True)
+            print(
+                f"step {step:5d}  train loss {nll.mean().item():.4f}  on predictable {nll[pred[:, :-1]].mean().item():.4f}  ({time.time() - t0:.0f}s)",
+                flush=True,
+            )
     return {k: v.detach().clone().contiguous() for k, v in params.items()}
 
 
@@ -426,7 +429,9 @@ def analyze(params, cfg) -> None:
         claims = {n: None for n in nodes}
         edges = _all_edges(cfg, exclude_sender=drop)
         r = recovered(params, cfg, list(ind), claims, edges, "loss")
-        print(f"  without {drop}: loss {r['scrubbed']:.3f} (model {r['model']:.3f}, baseline {r['baseline']:.3f}), recovered {r['recovered']:.3f}")
+        print(
+            f"  without {drop}: loss {r['scrubbed']:.3f} (model {r['model']:.3f}, baseline {r['baseline']:.3f}), recovered {r['recovered']:.3f}"
+        )
 
 
 def _all_edges(cfg, exclude_sender=None):

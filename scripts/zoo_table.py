@@ -130,8 +130,11 @@ def write_readme(table: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", default=None, help="file stems to check (default: the whole zoo)")
-    ap.add_argument("--from-results", action="store_true",
-                    help="with --only: rows from the results the last check of each file saved, without checking")
+    ap.add_argument(
+        "--from-results",
+        action="store_true",
+        help="with --only: rows from the results the last check of each file saved, without checking",
+    )
     ap.add_argument("--no-write", action="store_true", help="print the table, leave README.md alone")
     args = ap.parse_args(argv)
     import torch
@@ -174,7 +177,7 @@ def _readme_rows() -> dict[str, str]:
     body = text.split(BEGIN, 1)[1].split(END, 1)[0]
     if HEADER.splitlines()[0] not in body:
         return {}
-    return {line[2:line.index("](") + 1]: line for line in body.splitlines() if line.startswith("| [`")}
+    return {line[2 : line.index("](") + 1]: line for line in body.splitlines() if line.startswith("| [`")}
 
 
 def _merge(old: dict[str, str], new: dict[str, str]) -> list[str]:

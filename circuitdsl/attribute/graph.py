@@ -142,6 +142,7 @@ class AttrGraph:
 
 # ---- circuits cut from a ranking ------------------------------------------------------------------------
 
+
 def backbone_nodes(shape: ModelShape) -> tuple[NodeId, ...]:
     nodes = [NodeId(NodeKind.EMBED)] + ([NodeId(NodeKind.POS)] if shape.pos_embed == "learned" else [])
     nodes += [NodeId(NodeKind.MLP, L) for L in range(shape.n_layers)] if shape.has_mlp else []
@@ -192,8 +193,14 @@ def _prune(edges: Sequence[EdgeId], backbone: tuple[EdgeId, ...]) -> list[EdgeId
     return [e for e in edges if e.sender in from_emb and e.receiver in to_out]
 
 
-def select(scores: Mapping[EdgeId, float], ranked: Sequence[EdgeId], *, n: int | None = None, threshold: float | None = None,
-           backbone: tuple[EdgeId, ...] = ()) -> Selection:
+def select(
+    scores: Mapping[EdgeId, float],
+    ranked: Sequence[EdgeId],
+    *,
+    n: int | None = None,
+    threshold: float | None = None,
+    backbone: tuple[EdgeId, ...] = (),
+) -> Selection:
     """A circuit from a ranking (module docstring): exactly one of `n` (kept edges wanted) and `threshold`."""
     if (n is None) == (threshold is None):
         raise ValueError("give exactly one of n and threshold")
@@ -229,4 +236,3 @@ def rank(scores: Mapping[EdgeId, float], edges: Iterable[EdgeId]) -> list[EdgeId
     from circuitdsl.engine import derive
 
     return sorted(edges, key=lambda e: (-abs(scores.get(e, 0.0)), derive.edge_key(e)))
-

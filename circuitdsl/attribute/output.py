@@ -44,6 +44,7 @@ def cell_label(g: AttrGraph, i: int, j: int) -> str:
 
 # ---- JSON ---------------------------------------------------------------------------------------------
 
+
 def to_json(att, *, in_graph: Iterable[EdgeId] = (), exact=None, circuit: str | None = None) -> dict[str, Any]:
     """The scores of every edge and node. `edges` maps each edge (circuitdsl's spelling, per query head:
     the k/v edges of the heads of one key/value group carry the group port's one score) to
@@ -66,15 +67,31 @@ def to_json(att, *, in_graph: Iterable[EdgeId] = (), exact=None, circuit: str | 
     shape = g.shape
     return {
         "schema": SCHEMA,
-        "cfg": {"n_layers": shape.n_layers, "n_heads": shape.n_heads, "n_kv_heads": shape.n_kv_heads,
-                "parallel_attn_mlp": bool(shape.parallel_attn_mlp), "d_model": shape.d_model},
+        "cfg": {
+            "n_layers": shape.n_layers,
+            "n_heads": shape.n_heads,
+            "n_kv_heads": shape.n_kv_heads,
+            "parallel_attn_mlp": bool(shape.parallel_attn_mlp),
+            "d_model": shape.d_model,
+        },
         "attribution": {
-            "method": att.method, "model": att.model, "metric": att.metric, "ablation": att.ablation, "scored_as": att.mode,
-            "dataset": att.dataset, "n": att.n, "steps": att.steps, "positions": list(att.positions or ()),
-            "f_model": att.f_model, "f_baseline": att.f_baseline, "seconds": att.seconds, "passes": att.passes(),
-            "notes": list(att.notes), "circuit": circuit,
+            "method": att.method,
+            "model": att.model,
+            "metric": att.metric,
+            "ablation": att.ablation,
+            "scored_as": att.mode,
+            "dataset": att.dataset,
+            "n": att.n,
+            "steps": att.steps,
+            "positions": list(att.positions or ()),
+            "f_model": att.f_model,
+            "f_baseline": att.f_baseline,
+            "seconds": att.seconds,
+            "passes": att.passes(),
+            "notes": list(att.notes),
+            "circuit": circuit,
             "score": "F(edge ablated) - F(model), in the metric's raw units (first-order estimate unless method is exact); "
-                     "fraction = score / (F(baseline) - F(model))",
+            "fraction = score / (F(baseline) - F(model))",
         },
         "edges": edges,
         "node_scores": nodes,
@@ -84,24 +101,37 @@ def to_json(att, *, in_graph: Iterable[EdgeId] = (), exact=None, circuit: str | 
 
 # ---- terminal -----------------------------------------------------------------------------------------
 
+
 def print_table(att, *, top: int = 20, exact=None, file=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     con = Console(file=file, highlight=False, soft_wrap=True)
     g = att.graph
-    what = {"eap": "EAP (Syed et al. 2023)", "eap-ig": f"EAP-IG, inputs, {att.steps} steps (Hanna et al. 2024)",
-            "exact": "exact edge patching"}[att.method]
-    con.print(f"[bold]{what}[/bold]  model {att.model}, dataset {att.dataset} (N={att.n}), metric {att.metric}, "
-              f"ablation {att.ablation}" + (f" (scored as {att.mode})" if att.mode not in att.ablation else "")
-              + (f", positions {', '.join(att.positions)}" if att.positions else ""))
+    what = {
+        "eap": "EAP (Syed et al. 2023)",
+        "eap-ig": f"EAP-IG, inputs, {att.steps} steps (Hanna et al. 2024)",
+        "exact": "exact edge patching",
+    }[att.method]
+    con.print(
+        f"[bold]{what}[/bold]  model {att.model}, dataset {att.dataset} (N={att.n}), metric {att.metric}, "
+        f"ablation {att.ablation}"
+        + (f" (scored as {att.mode})" if att.mode not in att.ablation else "")
+        + (f", positions {', '.join(att.positions)}" if att.positions else "")
+    )
     p = att.passes()
-    cost = f"{p['forward']:.3g} forward + {p['backward']:.3g} backward passes" + (f" + {p['blocks']:.3g} forward-pass equivalents of single blocks" if p["blocks"] else "")
-    con.print(f"F(model) {_f(att.f_model)}, F(baseline) {_f(att.f_baseline)} (every sender ablated); "
-              f"{len(g.edges):,} edges ({sum(1 for _ in ranked_cells(att)):,} distinct ports x senders); {cost}; {att.seconds:.1f} s")
+    cost = f"{p['forward']:.3g} forward + {p['backward']:.3g} backward passes" + (
+        f" + {p['blocks']:.3g} forward-pass equivalents of single blocks" if p["blocks"] else ""
+    )
+    con.print(
+        f"F(model) {_f(att.f_model)}, F(baseline) {_f(att.f_baseline)} (every sender ablated); "
+        f"{len(g.edges):,} edges ({sum(1 for _ in ranked_cells(att)):,} distinct ports x senders); {cost}; {att.seconds:.1f} s"
+    )
     ex = exact.matrix if exact is not None else None
-    t = Table(title=f"top {top} edges by |score|: score = F(edge ablated) - F(model) ({att.metric}); "
-                    f"of gap = score / (F(baseline) - F(model))")
+    t = Table(
+        title=f"top {top} edges by |score|: score = F(edge ablated) - F(model) ({att.metric}); "
+        f"of gap = score / (F(baseline) - F(model))"
+    )
     for col in ("#", "edge", "score", "of gap") + (("exact", "of gap ") if ex is not None else ()):
         t.add_column(col, justify="right" if col not in ("edge",) else "left")
     for r, (i, j, s) in enumerate(ranked_cells(att)[:top], 1):
@@ -112,13 +142,16 @@ def print_table(att, *, top: int = 20, exact=None, file=None) -> None:
         t.add_row(*row)
     con.print(t)
     nodes = sorted(att.node_scores().items(), key=lambda kv: -abs(kv[1]))[: min(top, 10)]
-    con.print("nodes (first order: the sum of a node's outgoing edge scores): "
-              + ", ".join(f"{v.name} {_f(s, 3)}" for v, s in nodes))
+    con.print(
+        "nodes (first order: the sum of a node's outgoing edge scores): "
+        + ", ".join(f"{v.name} {_f(s, 3)}" for v, s in nodes)
+    )
     for n in att.notes:
         con.print(f"note: {n}")
 
 
 # ---- heatmap ------------------------------------------------------------------------------------------
+
 
 def plot_heatmap(att, path: str, *, dpi: int = 130) -> None:
     """Senders (rows) x receiving ports (columns), colour = score (diverging, symmetric); layer
@@ -191,8 +224,16 @@ def _rebase_paths(text: str, template_path: str, out_path: str) -> str:
     return _PATH_STMT.sub(fix, text)
 
 
-def circuit_source(att, sel: Selection, template_text: str, template_path: str, out_path: str, *,
-                   expects: Sequence[str] = (), command: str = "") -> str:
+def circuit_source(
+    att,
+    sel: Selection,
+    template_text: str,
+    template_path: str,
+    out_path: str,
+    *,
+    expects: Sequence[str] = (),
+    command: str = "",
+) -> str:
     """The text of the `.circuit` file: a comment saying where it came from, the template's setup
     statements, the backbone (`wire`) if asked, the selected edges, and `expect` clauses."""
     from circuitdsl.mib import circuit_text
@@ -211,15 +252,21 @@ def circuit_source(att, sel: Selection, template_text: str, template_path: str, 
     ]
     if sel.edges:
         lo = min(abs(scores[e]) for e in sel.edges)
-        lines.append(f"Smallest |score| kept: {lo:.3g}. Every node has the identity feature: edit the features to state what each computes.")
+        lines.append(
+            f"Smallest |score| kept: {lo:.3g}. Every node has the identity feature: edit the features to state what each computes."
+        )
     if sel.backbone:
-        lines.append("The embeddings, every MLP and out are kept, wired among themselves (the backbone): the file claims the "
-                     "MLPs only as a whole, as a route between the selected heads; it tests no MLP on its own.")
+        lines.append(
+            "The embeddings, every MLP and out are kept, wired among themselves (the backbone): the file claims the "
+            "MLPs only as a whole, as a route between the selected heads; it tests no MLP on its own."
+        )
     elif shape.has_mlp:
         n_mlp = sum(1 for v in nodes if v.kind is NodeKind.MLP)
-        lines.append(f"What the file claims: these edges alone carry the behaviour. MLPs are claimed like heads ({n_mlp} of "
-                     f"{shape.n_layers} in the circuit); every sender and edge not listed is ablated by the file's `ablate` "
-                     f"(--backbone keeps every MLP instead, claimed as a whole).")
+        lines.append(
+            f"What the file claims: these edges alone carry the behaviour. MLPs are claimed like heads ({n_mlp} of "
+            f"{shape.n_layers} in the circuit); every sender and edge not listed is ablated by the file's `ablate` "
+            f"(--backbone keeps every MLP instead, claimed as a whole)."
+        )
     text = _rebase_paths(template_text, template_path, out_path)
     body = circuit_text(sel.edges, text, template_path, comment="\n".join(lines))
     if sel.backbone:
@@ -238,6 +285,7 @@ def circuit_source(att, sel: Selection, template_text: str, template_path: str, 
 
 # ---- comparisons used by the validation ---------------------------------------------------------------
 
+
 def _ranks(x: np.ndarray) -> np.ndarray:
     order = np.argsort(x, kind="mergesort")
     r = np.empty(len(x), dtype=float)
@@ -247,7 +295,7 @@ def _ranks(x: np.ndarray) -> np.ndarray:
         j = i
         while j + 1 < len(x) and xs[j + 1] == xs[i]:
             j += 1
-        r[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+        r[order[i : j + 1]] = (i + j) / 2.0 + 1.0
         i = j + 1
     return r
 

@@ -52,7 +52,16 @@ from circuitdsl.diagnostics import CircuitError, Diagnostic
 from circuitdsl.engine import metrics
 from circuitdsl.ir import AblationKind, EdgeId, Hypothesis, MetricKind, NodeId, Port
 
-__all__ = ["METHODS", "Setup", "Attribution", "prepare", "attribute", "exact_scores", "metric_values", "AttributionError"]
+__all__ = [
+    "METHODS",
+    "Setup",
+    "Attribution",
+    "prepare",
+    "attribute",
+    "exact_scores",
+    "metric_values",
+    "AttributionError",
+]
 
 METHODS = ("eap", "eap-ig", "exact")
 
@@ -79,6 +88,7 @@ def _metric_span(h: Hypothesis):
 
 
 # ---- set-up ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class _Layout:
@@ -119,21 +129,36 @@ class Setup:
         return len(self.ds)
 
 
-def prepare(h: Hypothesis, *, device: str = "cpu", batch_size: int | None = None, metric: MetricKind | None = None,
-            positions: Sequence[str] | None = None, method: str = "eap") -> Setup:
+def prepare(
+    h: Hypothesis,
+    *,
+    device: str = "cpu",
+    batch_size: int | None = None,
+    metric: MetricKind | None = None,
+    positions: Sequence[str] | None = None,
+    method: str = "eap",
+) -> Setup:
     """Load and verify the model (the model contract), build and validate the datasets, check the
     metric; raises CircuitError with diagnostics (E4xx/E5xx as `check`, E94x for attribution)."""
     from circuitdsl.engine.prepare import load_datasets, load_model
 
     kind = metric or h.metric.kind
     if kind is MetricKind.ACCURACY:
-        raise _fail("E941", "metric accuracy has no gradient (it is a step function of the logits): attribution needs one",
-                    "use `--metric margin` (logit of the answer minus the largest other logit: positive exactly when "
-                    "accuracy is 1), or `loss`", _metric_span(h))
+        raise _fail(
+            "E941",
+            "metric accuracy has no gradient (it is a step function of the logits): attribution needs one",
+            "use `--metric margin` (logit of the answer minus the largest other logit: positive exactly when "
+            "accuracy is 1), or `loss`",
+            _metric_span(h),
+        )
     if kind is MetricKind.KL and method == "eap":
-        raise _fail("E941", "metric kl has zero gradient at the clean run (KL(model || model) is its minimum), so EAP "
-                    "scores every edge 0", "use `--method eap-ig` (its interpolated points have a gradient), or another metric",
-                    _metric_span(h))
+        raise _fail(
+            "E941",
+            "metric kl has zero gradient at the clean run (KL(model || model) is its minimum), so EAP "
+            "scores every edge 0",
+            "use `--method eap-ig` (its interpolated points have a gradient), or another metric",
+            _metric_span(h),
+        )
     backend = load_model(h, device)
     datasets = load_datasets(h, backend, kind)
     ds = datasets[h.main_dataset]
@@ -147,9 +172,14 @@ def prepare(h: Hypothesis, *, device: str = "cpu", batch_size: int | None = None
     elif abl.kind in (AblationKind.MEAN, AblationKind.RESAMPLE, AblationKind.RESAMPLE_FROM):
         mode = "mean"
         if abl.kind is not AblationKind.MEAN:
-            notes.append(f"`{abl}` is scored as the mean ablation over {abl.dataset or ds.name} (per layout and position): "
-                         + ("the expectation of EAP's first-order score over the random draw" if method == "eap" else
-                            f"for {method} an approximation of the expectation over draws"))
+            notes.append(
+                f"`{abl}` is scored as the mean ablation over {abl.dataset or ds.name} (per layout and position): "
+                + (
+                    "the expectation of EAP's first-order score over the random draw"
+                    if method == "eap"
+                    else f"for {method} an approximation of the expectation over draws"
+                )
+            )
     else:
         mode = "zero"
     graph = AttrGraph(backend.shape)
@@ -173,14 +203,22 @@ def prepare(h: Hypothesis, *, device: str = "cpu", batch_size: int | None = None
         if mode == "paired":
             for i in rows:
                 if other.examples[i].layout != layout:
-                    raise _fail("E417", f"row {i} of `{other.name}` does not have the layout (length and named positions) of "
-                                f"row {i} of `{ds.name}`", "paired datasets must match token length and named positions row by row")
+                    raise _fail(
+                        "E417",
+                        f"row {i} of `{other.name}` does not have the layout (length and named positions) of "
+                        f"row {i} of `{ds.name}`",
+                        "paired datasets must match token length and named positions row by row",
+                    )
             paired = rows
         layouts.append(_Layout(rows, paired, mask, names))
     if bad_names:
         known = sorted({k for lay in layouts for k in lay.names})
-        raise _fail("E942", f"unknown position{'s' if len(bad_names) > 1 else ''} {', '.join(f'`{n}`' for n in sorted(bad_names))} "
-                    f"in some layout of `{ds.name}`", f"this dataset names: {', '.join(known) or 'no positions'}")
+        raise _fail(
+            "E942",
+            f"unknown position{'s' if len(bad_names) > 1 else ''} {', '.join(f'`{n}`' for n in sorted(bad_names))} "
+            f"in some layout of `{ds.name}`",
+            f"this dataset names: {', '.join(known) or 'no positions'}",
+        )
     bs = int(batch_size or 32)
     setup = Setup(h, backend, graph, ds, kind, mode, other, layouts, tuple(positions) if positions else None, bs, notes)
     if mode == "mean":
@@ -190,6 +228,7 @@ def prepare(h: Hypothesis, *, device: str = "cpu", batch_size: int | None = None
 
 
 # ---- sites and tensors ------------------------------------------------------------------------------------
+
 
 def _sender_sites(shape) -> list:
     sites = [(Site.EMBED, None)] + ([(Site.POS, None)] if shape.pos_embed == "learned" else [])
@@ -222,7 +261,7 @@ def _senders(cap: dict, shape) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _chunks(rows: Sequence[int], size: int) -> list[tuple[int, ...]]:
-    return [tuple(rows[i:i + size]) for i in range(0, len(rows), size)]
+    return [tuple(rows[i : i + size]) for i in range(0, len(rows), size)]
 
 
 def _tokens(setup: Setup, ds: Dataset, rows: Sequence[int]) -> torch.Tensor:
@@ -247,8 +286,12 @@ def _mean_sources(setup: Setup) -> None:
         layout = setup.ds.examples[lay.rows[0]].layout
         pool = pools.get(layout)
         if not pool:
-            raise _fail("E417", f"dataset `{src.name}` has no example with the layout of `{setup.ds.name}`'s examples of "
-                        f"length {layout[0]}", "the ablation dataset needs matching lengths and named positions")
+            raise _fail(
+                "E417",
+                f"dataset `{src.name}` has no example with the layout of `{setup.ds.name}`'s examples of "
+                f"length {layout[0]}",
+                "the ablation dataset needs matching lengths and named positions",
+            )
         tot = fin = None
         for rows in _chunks(sorted(pool), setup.batch_size):
             _, cap = _run(setup, _tokens(setup, src, rows), _sender_sites(shape))
@@ -260,20 +303,24 @@ def _mean_sources(setup: Setup) -> None:
         lay.mean = {"senders": (tot / len(pool)).to(dt), "final": (fin / len(pool)).to(dt)}
 
 
-def _ablated(setup: Setup, lay: _Layout, rows: Sequence[int], clean_s: torch.Tensor, clean_f: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+def _ablated(
+    setup: Setup, lay: _Layout, rows: Sequence[int], clean_s: torch.Tensor, clean_f: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(ablated sender outputs [B, P, S, D], ablated final residual [B, P, D]) for these rows."""
     if setup.mode == "paired":
         _, cap = _run(setup, _tokens(setup, setup.other, rows), _sender_sites(setup.backend.shape))
         return _senders(cap, setup.backend.shape)
     if setup.mode == "mean":
         B = len(rows)
-        return (lay.mean["senders"].unsqueeze(0).expand(B, -1, -1, -1).to(clean_s.device),
-                lay.mean["final"].unsqueeze(0).expand(B, -1, -1).to(clean_f.device))
+        return (
+            lay.mean["senders"].unsqueeze(0).expand(B, -1, -1, -1).to(clean_s.device),
+            lay.mean["final"].unsqueeze(0).expand(B, -1, -1).to(clean_f.device),
+        )
     return torch.zeros_like(clean_s), clean_f - clean_s.sum(2)  # zero: the residual holds the biases only
 
 
 # ---- the metric as a differentiable objective ------------------------------------------------------------
+
 
 def _kl(ref: torch.Tensor, lg: torch.Tensor) -> torch.Tensor:
     lp = torch.log_softmax(ref.double(), -1)
@@ -322,15 +369,20 @@ def _metric_rows(kind: MetricKind, lg: torch.Tensor, exs: Sequence[Example], ref
     raise ValueError(f"metric {kind.value} has no gradient")
 
 
-def metric_values(kind: MetricKind, logits: Sequence[torch.Tensor], exs: Sequence[Example],
-                  refs: Sequence[torch.Tensor | None]) -> torch.Tensor:
+def metric_values(
+    kind: MetricKind, logits: Sequence[torch.Tensor], exs: Sequence[Example], refs: Sequence[torch.Tensor | None]
+) -> torch.Tensor:
     """m(x) per example ([R], float64) from each example's logits at its scored positions."""
     if exs and _batchable(kind, exs):
-        return _metric_rows(kind, torch.stack(list(logits)), exs, torch.stack(list(refs)) if kind is MetricKind.KL else None)
+        return _metric_rows(
+            kind, torch.stack(list(logits)), exs, torch.stack(list(refs)) if kind is MetricKind.KL else None
+        )
     return torch.stack([_per_example(kind, lg, e, r) for lg, e, r in zip(logits, exs, refs)])
 
 
-def _objective(setup: Setup, exs: Sequence[Example], refs: Sequence[torch.Tensor] | None) -> Callable[[torch.Tensor], torch.Tensor]:
+def _objective(
+    setup: Setup, exs: Sequence[Example], refs: Sequence[torch.Tensor] | None
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """logits [B, T, V] -> sum over the rows of m(x) / N (so that summed over chunks it is F)."""
     n = setup.n
     same = all(e.scored_positions == exs[0].scored_positions for e in exs)
@@ -346,8 +398,9 @@ def _objective(setup: Setup, exs: Sequence[Example], refs: Sequence[torch.Tensor
     return f
 
 
-def _metric_sum(setup: Setup, logits_at_scored: Sequence[torch.Tensor], exs: Sequence[Example],
-                refs: Sequence[torch.Tensor]) -> float:
+def _metric_sum(
+    setup: Setup, logits_at_scored: Sequence[torch.Tensor], exs: Sequence[Example], refs: Sequence[torch.Tensor]
+) -> float:
     with torch.no_grad():
         return float(metric_values(setup.kind, logits_at_scored, exs, refs).sum())
 
@@ -362,12 +415,15 @@ def _unembed_scored(setup: Setup, final: torch.Tensor, exs: Sequence[Example]) -
     if all(e.scored_positions == scored for e in exs):
         lg = setup.backend.unembed(final[:, list(scored)])
         return [lg[i] for i in range(len(exs))]
-    return [setup.backend.unembed(final[i:i + 1, list(e.scored_positions)])[0] for i, e in enumerate(exs)]
+    return [setup.backend.unembed(final[i : i + 1, list(e.scored_positions)])[0] for i, e in enumerate(exs)]
 
 
 # ---- score accumulation ----------------------------------------------------------------------------------
 
-def _accumulate(setup: Setup, scores: torch.Tensor, delta: torch.Tensor, grads: dict, per_pos: torch.Tensor | None) -> None:
+
+def _accumulate(
+    setup: Setup, scores: torch.Tensor, delta: torch.Tensor, grads: dict, per_pos: torch.Tensor | None
+) -> None:
     """scores[s, slot] += sum over b, p, d of delta[b, p, s] * grad_slot[b, p] (per_pos keeps p)."""
     g = setup.graph
     shape = setup.backend.shape
@@ -380,18 +436,18 @@ def _accumulate(setup: Setup, scores: torch.Tensor, delta: torch.Tensor, grads: 
         nh = g.n_upstream(Slot(L, Port.Q, 0))
         s = torch.einsum(eq, delta[:, :, :nh], gl)
         if per_pos is not None:
-            per_pos[:, :nh, start:start + H + 2 * G] += s
-            scores[:nh, start:start + H + 2 * G] += s.sum(0)
+            per_pos[:, :nh, start : start + H + 2 * G] += s
+            scores[:nh, start : start + H + 2 * G] += s.sum(0)
         else:
-            scores[:nh, start:start + H + 2 * G] += s
+            scores[:nh, start : start + H + 2 * G] += s
         if shape.has_mlp:
             nm = g.n_upstream(Slot(L, Port.IN, None))
             gm = grads[(Site.MLP_IN, L)].double().unsqueeze(2)
             s = torch.einsum(eq, delta[:, :, :nm], gm)
             if per_pos is not None:
-                per_pos[:, :nm, stop - 1:stop] += s
+                per_pos[:, :nm, stop - 1 : stop] += s
                 s = s.sum(0)
-            scores[:nm, stop - 1:stop] += s
+            scores[:nm, stop - 1 : stop] += s
     go = grads[(Site.RESID_POST, shape.n_layers - 1)].double().unsqueeze(2)
     s = torch.einsum(eq, delta, go)
     if per_pos is not None:
@@ -401,6 +457,7 @@ def _accumulate(setup: Setup, scores: torch.Tensor, delta: torch.Tensor, grads: 
 
 
 # ---- results ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Attribution:
@@ -445,8 +502,11 @@ class Attribution:
         forward-pass equivalents (block rows / (N x layers))."""
         n = max(self.n, 1)
         L = self.graph.shape.n_layers
-        return {"forward": self.counts.get("forward", 0) / n, "backward": self.counts.get("backward", 0) / n,
-                "blocks": self.counts.get("block_rows", 0) / (n * L)}
+        return {
+            "forward": self.counts.get("forward", 0) / n,
+            "backward": self.counts.get("backward", 0) / n,
+            "blocks": self.counts.get("block_rows", 0) / (n * L),
+        }
 
 
 def _fresh_counts(setup: Setup) -> dict:
@@ -459,12 +519,20 @@ def _empty_matrix(g: AttrGraph) -> torch.Tensor:
     return torch.zeros(len(g.senders), len(g.slots), dtype=torch.float64)
 
 
-def _finish(setup: Setup, method: str, steps: int | None, scores: torch.Tensor, f_model: float, f_base: float,
-            per_pos: dict[tuple, torch.Tensor], t0: float) -> Attribution:
+def _finish(
+    setup: Setup,
+    method: str,
+    steps: int | None,
+    scores: torch.Tensor,
+    f_model: float,
+    f_base: float,
+    per_pos: dict[tuple, torch.Tensor],
+    t0: float,
+) -> Attribution:
     g = setup.graph
     m = scores.numpy().copy()
     for j, sl in enumerate(g.slots):
-        m[g.n_upstream(sl):, j] = np.nan
+        m[g.n_upstream(sl) :, j] = np.nan
     by_pos: dict[str, np.ndarray] = {}
     for lay in setup.layouts:
         buf = per_pos.get(lay.rows)
@@ -480,15 +548,38 @@ def _finish(setup: Setup, method: str, steps: int | None, scores: torch.Tensor, 
             by_pos["(unnamed)"] = by_pos.get("(unnamed)", 0) + buf[rest].sum(0).numpy()
     for k in by_pos:
         by_pos[k] = np.where(np.isnan(m), np.nan, by_pos[k])
-    return Attribution(method, setup.h.model.name, setup.kind.value, str(setup.h.ablation), setup.mode, setup.ds.name,
-                       setup.n, steps, setup.positions, f_model, f_base, m, g, by_pos, time.perf_counter() - t0,
-                       dict(setup.counts), list(setup.notes))
+    return Attribution(
+        method,
+        setup.h.model.name,
+        setup.kind.value,
+        str(setup.h.ablation),
+        setup.mode,
+        setup.ds.name,
+        setup.n,
+        steps,
+        setup.positions,
+        f_model,
+        f_base,
+        m,
+        g,
+        by_pos,
+        time.perf_counter() - t0,
+        dict(setup.counts),
+        list(setup.notes),
+    )
 
 
 # ---- EAP and EAP-IG ------------------------------------------------------------------------------------
 
-def attribute(setup: Setup, method: str = "eap", *, steps: int = 5, per_position: bool = False,
-              progress: Callable[[str, int, int], None] | None = None) -> Attribution:
+
+def attribute(
+    setup: Setup,
+    method: str = "eap",
+    *,
+    steps: int = 5,
+    per_position: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Attribution:
     """Scores of every edge by `method` ('eap', 'eap-ig' or 'exact'; module docstring)."""
     if method == "exact":
         return exact_scores(setup, progress=progress)
@@ -508,7 +599,9 @@ def attribute(setup: Setup, method: str = "eap", *, steps: int = 5, per_position
         exs = [setup.ds.examples[i] for i in rows]
         tokens = _tokens(setup, setup.ds, rows)
         if method == "eap":
-            value, grads, cap = b.grad_run(tokens, _objective(setup, exs, None), grads=_port_sites(shape), capture=_sender_sites(shape))
+            value, grads, cap = b.grad_run(
+                tokens, _objective(setup, exs, None), grads=_port_sites(shape), capture=_sender_sites(shape)
+            )
             setup.counts["forward"] += len(rows)
             setup.counts["backward"] += len(rows)
             clean_s, clean_f = _senders(cap, shape)
@@ -568,8 +661,14 @@ def _ig_grads(setup: Setup, tokens, exs, refs, clean_s, abl_s, steps: int) -> di
 
 # ---- exact edge patching ---------------------------------------------------------------------------------
 
-def exact_scores(setup: Setup, edges: Sequence[EdgeId] | None = None, *, max_rows: int = 96,
-                 progress: Callable[[str, int, int], None] | None = None) -> Attribution:
+
+def exact_scores(
+    setup: Setup,
+    edges: Sequence[EdgeId] | None = None,
+    *,
+    max_rows: int = 96,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Attribution:
     """F(e ablated) - F(model) for each edge (default: every edge of the model graph), by patching:
     the receiver's port gets clean_resid - clean_s + ablated_s, every later block is recomputed
     (`ModelBackend.run_from` from the receiver's layer); an edge into out needs only the unembedding.
@@ -580,8 +679,10 @@ def exact_scores(setup: Setup, edges: Sequence[EdgeId] | None = None, *, max_row
     g = setup.graph
     b = setup.backend
     shape = b.shape
-    cells = sorted({g.cell(e) for e in (edges if edges is not None else g.edges)}, key=lambda c: (g.slots[c[1]].layer is None,
-                                                                                               g.slots[c[1]].layer or 0, c))
+    cells = sorted(
+        {g.cell(e) for e in (edges if edges is not None else g.edges)},
+        key=lambda c: (g.slots[c[1]].layer is None, g.slots[c[1]].layer or 0, c),
+    )
     by_layer: dict[int | None, list[tuple[int, int]]] = {}
     for c in cells:
         by_layer.setdefault(g.slots[c[1]].layer, []).append(c)
@@ -605,10 +706,12 @@ def exact_scores(setup: Setup, edges: Sequence[EdgeId] | None = None, *, max_row
         per = max(1, max_rows // B)
         for L, cs in by_layer.items():
             for v0 in range(0, len(cs), per):
-                var = cs[v0:v0 + per]
+                var = cs[v0 : v0 + per]
                 V = len(var)
                 if L is None:  # into out: the final residual, unembedded
-                    fin = (clean_f.unsqueeze(0) + torch.stack([delta[:, :, i] for i, _ in var])).reshape(V * B, *clean_f.shape[1:])
+                    fin = (clean_f.unsqueeze(0) + torch.stack([delta[:, :, i] for i, _ in var])).reshape(
+                        V * B, *clean_f.shape[1:]
+                    )
                     lg = _unembed_scored(setup, fin, exs * V)
                 else:
                     lg = _patched_logits(setup, cap[(Site.RESID_PRE, L)], L, var, delta, exs)
@@ -626,8 +729,14 @@ def exact_scores(setup: Setup, edges: Sequence[EdgeId] | None = None, *, max_row
     return _finish(setup, "exact", None, scores, f_model / n, f_base / n, {}, t0)
 
 
-def _patched_logits(setup: Setup, resid: torch.Tensor, L: int, var: Sequence[tuple[int, int]], delta: torch.Tensor,
-                    exs: Sequence[Example]) -> list[torch.Tensor]:
+def _patched_logits(
+    setup: Setup,
+    resid: torch.Tensor,
+    L: int,
+    var: Sequence[tuple[int, int]],
+    delta: torch.Tensor,
+    exs: Sequence[Example],
+) -> list[torch.Tensor]:
     """Logits at the scored positions of V variants stacked along the batch, each adding one sender's
     delta at one port of layer L."""
     g = setup.graph

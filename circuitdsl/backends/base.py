@@ -20,7 +20,17 @@ import torch
 from circuitdsl.backends.protocol import Edit, Site, SiteKey
 from circuitdsl.ir import ModelShape
 
-__all__ = ["Backend", "CleanCache", "BackendError", "TokenizerAdapter", "hooks", "BlockArgs", "Site", "COMPAT_NAMES", "install_tl_hook"]
+__all__ = [
+    "Backend",
+    "CleanCache",
+    "BackendError",
+    "TokenizerAdapter",
+    "hooks",
+    "BlockArgs",
+    "Site",
+    "COMPAT_NAMES",
+    "install_tl_hook",
+]
 
 
 class BackendError(Exception):
@@ -71,7 +81,7 @@ class CleanCache:
     def n(self) -> int:
         return int(self.embed.shape[0])  # also for the engine's spilled fields (engine/spill.py)
 
-    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "CleanCache":
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> CleanCache:
         return CleanCache(
             embed=fn(self.embed),
             pos=None if self.pos is None else fn(self.pos),
@@ -85,7 +95,7 @@ class CleanCache:
 
 
 # ---- transformer-lens hook points ------------------------------------------------------------------
-_POINTS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_POINTS: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 
 
 def _hook_points(model: Any) -> dict | None:
@@ -150,7 +160,9 @@ def install_tl_hook(backend: Any, name: str, site: Site, layer: int | None, fn: 
     """Add fn to the HookPoint `name` of backend.model; returns what removes exactly that hook."""
     hp = _hook_points(backend.model).get(name)
     if hp is None:
-        raise BackendError(f"model `{backend.name}` has no {site.value} at layer {layer} (`{name}`)", "is this model supported?")
+        raise BackendError(
+            f"model `{backend.name}` has no {site.value} at layer {layer} (`{name}`)", "is this model supported?"
+        )
     handle = hp.add_hook(lambda x, hook: fn(x), dir="fwd")
 
     def undo() -> None:
@@ -190,7 +202,13 @@ class BlockArgs:
                 return (None, False)
             if not torch.is_tensor(t):
                 return (t, False)
-            if t.dim() > 0 and B > 1 and self.n_heads > 1 and t.shape[0] == B * self.n_heads and name != "attention_mask":
+            if (
+                t.dim() > 0
+                and B > 1
+                and self.n_heads > 1
+                and t.shape[0] == B * self.n_heads
+                and name != "attention_mask"
+            ):
                 v = t.reshape(B, self.n_heads, *t.shape[1:])
                 if not bool((v == v[:1]).all()):
                     raise ValueError(name)
@@ -264,8 +282,16 @@ class Backend:
 
     kind = "base"
 
-    def __init__(self, name: str, model: Any, shape: ModelShape, d_vocab_out: int, *, tokenizer: Any = None,
-                 vocab_strings: tuple[str, ...] | None = None):
+    def __init__(
+        self,
+        name: str,
+        model: Any,
+        shape: ModelShape,
+        d_vocab_out: int,
+        *,
+        tokenizer: Any = None,
+        vocab_strings: tuple[str, ...] | None = None,
+    ):
         self.name = name
         self.model = model
         self.shape = shape
@@ -357,8 +383,9 @@ class Backend:
         return torch.tensor([list(r) for r in rows], dtype=torch.long, device=self.device)
 
     @torch.no_grad()
-    def run(self, tokens: torch.Tensor, *, capture: Iterable[SiteKey] = (), edits: Mapping[SiteKey, Edit] | None = None
-            ) -> tuple[torch.Tensor, dict]:
+    def run(
+        self, tokens: torch.Tensor, *, capture: Iterable[SiteKey] = (), edits: Mapping[SiteKey, Edit] | None = None
+    ) -> tuple[torch.Tensor, dict]:
         got: dict = {}
 
         def grab(key):
@@ -373,8 +400,10 @@ class Backend:
             logits = self._forward(tokens)
         missing = [k for k in dict.fromkeys(capture) if k not in got]
         if missing:
-            raise BackendError(f"model `{self.name}`: the forward pass did not reach {missing[0][0].value} of layer {missing[0][1]}",
-                               "is this model supported?")
+            raise BackendError(
+                f"model `{self.name}`: the forward pass did not reach {missing[0][0].value} of layer {missing[0][1]}",
+                "is this model supported?",
+            )
         return logits, got
 
     @torch.no_grad()
@@ -395,7 +424,9 @@ class Backend:
             resid_pre=tuple(got[(Site.RESID_PRE, L)] for L in range(n)),
             result=tuple(got[(Site.RESULT, L)] for L in range(n)),
             # parallel blocks: the MLP reads the layer's input (the same tensor, stored once)
-            resid_mid=tuple(got[(Site.RESID_PRE if self.parallel else Site.MLP_IN, L)] for L in range(n)) if mlp else (),
+            resid_mid=tuple(got[(Site.RESID_PRE if self.parallel else Site.MLP_IN, L)] for L in range(n))
+            if mlp
+            else (),
             mlp_out=tuple(got[(Site.MLP_OUT, L)] for L in range(n)) if mlp else (),
             resid_final=got[(Site.RESID_POST, n - 1)],
             logits=logits.detach(),
@@ -410,8 +441,9 @@ class Backend:
         raise NotImplementedError
 
     @torch.no_grad()
-    def run_layer(self, layer: int, q_in: torch.Tensor, k_in: torch.Tensor, v_in: torch.Tensor,
-                  mlp_in: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def run_layer(
+        self, layer: int, q_in: torch.Tensor, k_in: torch.Tensor, v_in: torch.Tensor, mlp_in: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run only block `layer` with its ports set: q_in [R,P,H,D], k_in/v_in [R,P,G,D],
         mlp_in [R,P,D] or None. Returns (Site.RESULT [R,P,H,D], Site.MLP_OUT [R,P,D] or None)."""
         got: dict[str, torch.Tensor] = {}
@@ -420,8 +452,12 @@ class Backend:
             got["result"] = x.detach().clone()
             raise _Stop()
 
-        items = [((Site.Q_INPUT, layer), _setter(q_in)), ((Site.K_INPUT, layer), _setter(k_in)),
-                 ((Site.V_INPUT, layer), _setter(v_in)), ((Site.RESULT, layer), grab)]
+        items = [
+            ((Site.Q_INPUT, layer), _setter(q_in)),
+            ((Site.K_INPUT, layer), _setter(k_in)),
+            ((Site.V_INPUT, layer), _setter(v_in)),
+            ((Site.RESULT, layer), grab),
+        ]
         try:
             with self.hooked(items):
                 self._block(layer, q_in[:, :, 0])
@@ -458,8 +494,14 @@ class Backend:
         return got["mlp"]
 
     @torch.no_grad()
-    def run_from(self, layer: int, resid: torch.Tensor, *, edits: Mapping[SiteKey, Edit] | None = None,
-                 positions: Sequence[int] | None = None) -> torch.Tensor:
+    def run_from(
+        self,
+        layer: int,
+        resid: torch.Tensor,
+        *,
+        edits: Mapping[SiteKey, Edit] | None = None,
+        positions: Sequence[int] | None = None,
+    ) -> torch.Tensor:
         """Logits ([R, len(positions), V] when positions are given) of the run whose residual entering
         `layer` is `resid` [R, P, D]: blocks layer.. are called alone with the arguments recorded for
         this length (layers before `layer` do not run), then the unembedding at `positions` only."""
@@ -475,9 +517,15 @@ class Backend:
             logits = self._fallback_from(layer, resid)
         return logits if positions is None else logits[:, list(positions)]
 
-    def grad_run(self, tokens: torch.Tensor, objective: Callable[[torch.Tensor], torch.Tensor], *,
-                 grads: Iterable[SiteKey], capture: Iterable[SiteKey] = (), edits: Mapping[SiteKey, Edit] | None = None
-                 ) -> tuple[float, dict, dict]:
+    def grad_run(
+        self,
+        tokens: torch.Tensor,
+        objective: Callable[[torch.Tensor], torch.Tensor],
+        *,
+        grads: Iterable[SiteKey],
+        capture: Iterable[SiteKey] = (),
+        edits: Mapping[SiteKey, Edit] | None = None,
+    ) -> tuple[float, dict, dict]:
         """`ModelBackend.grad_run`: a forward pass with autograd on, each site of `grads` exposed as a
         leaf (activation + zeros that require grad, after any edit there), then torch.autograd.grad of
         objective(logits) with respect to those leaves only (no parameter gradient is computed)."""
@@ -493,7 +541,9 @@ class Backend:
                     y = prior(x)
                     x = x if y is None else y
                 if key in leaves:
-                    raise BackendError(f"model `{self.name}`: {key[0].value} of layer {key[1]} was reached twice in one pass")
+                    raise BackendError(
+                        f"model `{self.name}`: {key[0].value} of layer {key[1]} was reached twice in one pass"
+                    )
                 z = torch.zeros_like(x, requires_grad=True)
                 leaves[key] = z
                 return x + z
@@ -526,14 +576,17 @@ class Backend:
                     y = inner(x)
                     got[k] = y.detach().clone()
                     return y
+
             items.append((k, fn))
         with torch.enable_grad(), self.hooked(items):
             logits = self._forward(tokens)
             value = objective(logits)
         missing = [k for k in grads if k not in leaves] + [k for k in capture if k not in got]
         if missing:
-            raise BackendError(f"model `{self.name}`: the forward pass did not reach {missing[0][0].value} of layer {missing[0][1]}",
-                               "is this model supported?")
+            raise BackendError(
+                f"model `{self.name}`: the forward pass did not reach {missing[0][0].value} of layer {missing[0][1]}",
+                "is this model supported?",
+            )
         if not (torch.is_tensor(value) and value.dim() == 0 and value.requires_grad):
             raise BackendError("grad_run: the objective must be a scalar tensor that depends on the logits")
         keys = list(leaves)

@@ -45,7 +45,9 @@ class BridgeBackend(Backend):
     def __init__(self, name: str, model: Any, model_dir: Path, hf_config: dict):
         shape = shape_from_config(hf_config)
         tok = getattr(model, "tokenizer", None)
-        super().__init__(name, model, shape, int(model.cfg.d_vocab_out), tokenizer=TokenizerAdapter(tok) if tok is not None else None)
+        super().__init__(
+            name, model, shape, int(model.cfg.d_vocab_out), tokenizer=TokenizerAdapter(tok) if tok is not None else None
+        )
         self.model_dir = Path(model_dir)
         self.hf_config = hf_config
         self.virtual_attn = False
@@ -181,7 +183,9 @@ class BridgeBackend(Backend):
                 w, b, in_out = _linear_weight(proj)
                 normed = norm(new.to(x.dtype).reshape(x.shape[0], -1, x.shape[-1])).reshape(new.shape)
                 dh = out.shape[-1] // n
-                w_hd = w.reshape(-1, n, dh).permute(1, 0, 2) if in_out else w.reshape(n, dh, -1).permute(0, 2, 1)  # [n, D, dh]
+                w_hd = (
+                    w.reshape(-1, n, dh).permute(1, 0, 2) if in_out else w.reshape(n, dh, -1).permute(0, 2, 1)
+                )  # [n, D, dh]
                 y = torch.einsum("bphd,hde->bphe", normed, w_hd)
                 if b is not None:
                     y = y + b.reshape(n, dh)
@@ -198,8 +202,10 @@ class BridgeBackend(Backend):
 
     # ---- running -----------------------------------------------------------------------------
     def _forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        handles = [blk.register_forward_pre_hook(lambda m, a, kw, L=L: self.block_args.record(L, a, kw), with_kwargs=True)
-                   for L, blk in enumerate(self.model.blocks)]
+        handles = [
+            blk.register_forward_pre_hook(lambda m, a, kw, L=L: self.block_args.record(L, a, kw), with_kwargs=True)
+            for L, blk in enumerate(self.model.blocks)
+        ]
         try:
             return self.model(tokens)
         finally:
@@ -224,7 +230,9 @@ class BridgeBackend(Backend):
         if bool(getattr(m.cfg, "use_split_qkv_input", False)) != split:
             m.set_use_split_qkv_input(split)
 
-    def run_from(self, layer: int, resid: torch.Tensor, *, edits=None, positions=None, lean: bool = False) -> torch.Tensor:
+    def run_from(
+        self, layer: int, resid: torch.Tensor, *, edits=None, positions=None, lean: bool = False
+    ) -> torch.Tensor:
         """`ModelBackend.run_from`. lean: each block computes per-head results and split q/k/v inputs only
         where an edit at that block needs them (the bridge's per-head einsums and per-head norms cost
         ~30% of a SmolLM2 block); the blocks' other computations are the same, so results agree with a
@@ -238,14 +246,18 @@ class BridgeBackend(Backend):
         for site, L in edits:
             if L is not None:
                 need.setdefault(int(L), set()).add(site)
-        was = (bool(getattr(self.model.cfg, "use_attn_result", False)), bool(getattr(self.model.cfg, "use_split_qkv_input", False)))
+        was = (
+            bool(getattr(self.model.cfg, "use_attn_result", False)),
+            bool(getattr(self.model.cfg, "use_split_qkv_input", False)),
+        )
         try:
             with self.hooked(list(edits.items())):
                 x = resid
                 for L in range(layer, n):
                     s = need.get(L, set())
-                    self._attn_flags(was[0] and Site.RESULT in s,
-                                     was[1] and bool(s & {Site.Q_INPUT, Site.K_INPUT, Site.V_INPUT}))
+                    self._attn_flags(
+                        was[0] and Site.RESULT in s, was[1] and bool(s & {Site.Q_INPUT, Site.K_INPUT, Site.V_INPUT})
+                    )
                     x = self._call_block(L, x)
         finally:
             self._attn_flags(*was)
@@ -304,15 +316,25 @@ class BridgeBackend(Backend):
         attn_subs = getattr(getattr(blk, "attn", None), "submodules", {}) or {}
         out = []
         if "ln1_post" in subs:
-            out.append((1, "the model normalises the attention's whole output before adding it to the residual stream (a post-norm, "
-                           "as in Gemma-2/3 and OLMo-2): the heads' outputs do not add up to what the layer writes, so heads are "
-                           "not nodes of SEMANTICS.md section 1's graph"))
+            out.append(
+                (
+                    1,
+                    "the model normalises the attention's whole output before adding it to the residual stream (a post-norm, "
+                    "as in Gemma-2/3 and OLMo-2): the heads' outputs do not add up to what the layer writes, so heads are "
+                    "not nodes of SEMANTICS.md section 1's graph",
+                )
+            )
         if "q_norm" in attn_subs and getattr(blk.attn, "_qk_norm_phase", "") == "pre_reshape":
-            out.append((3, "query/key norms are taken across all heads (OLMo-2): one head's query depends on the others' inputs"))
+            out.append(
+                (
+                    3,
+                    "query/key norms are taken across all heads (OLMo-2): one head's query depends on the others' inputs",
+                )
+            )
         return out
 
     # ---- the contract's yardstick ------------------------------------------------------------
-    def reference(self) -> "HFReference":
+    def reference(self) -> HFReference:
         return HFReference(self)
 
     def fingerprint(self) -> str:
@@ -327,10 +349,14 @@ def load_bridge(model_dir: Path, name: str, device: str = "cpu") -> BridgeBacken
     try:
         cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
-        raise BackendError(f"cannot read {model_dir / 'config.json'}: {e}", "fix or regenerate the config.json") from None
+        raise BackendError(
+            f"cannot read {model_dir / 'config.json'}: {e}", "fix or regenerate the config.json"
+        ) from None
     if not any((model_dir / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "vocab.json")):
         # a directory without tokenizer files boots silently with an empty vocabulary (MODELS.md)
-        raise BackendError(f"{model_dir} holds no tokenizer files", "save the tokenizer beside the model (save_pretrained)")
+        raise BackendError(
+            f"{model_dir} holds no tokenizer files", "save the tokenizer beside the model (save_pretrained)"
+        )
     if not sys.stderr.isatty():  # a tqdm bar per weight group floods CI logs and piped output
         from transformers.utils import logging as hf_logging
 
@@ -340,7 +366,9 @@ def load_bridge(model_dir: Path, name: str, device: str = "cpu") -> BridgeBacken
         model.enable_compatibility_mode(disable_warnings=True)
     except Exception as e:  # transformers raises many kinds; report them as a model error
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        raise BackendError(f"cannot load {model_dir} with TransformerBridge: {first}", "is it a supported Hugging Face model?") from None
+        raise BackendError(
+            f"cannot load {model_dir} with TransformerBridge: {first}", "is it a supported Hugging Face model?"
+        ) from None
     backend = BridgeBackend(name, model, model_dir, cfg)
     try:
         model.set_use_attn_result(True)
@@ -365,10 +393,17 @@ class HFReference:
 
         self.backend = backend
         try:
-            self.model = AutoModelForCausalLM.from_pretrained(str(backend.model_dir), attn_implementation="eager",
-                                                              dtype=backend.dtype).to(backend.device).eval()
+            self.model = (
+                AutoModelForCausalLM.from_pretrained(
+                    str(backend.model_dir), attn_implementation="eager", dtype=backend.dtype
+                )
+                .to(backend.device)
+                .eval()
+            )
         except Exception as e:
-            raise BackendError(f"cannot load {backend.model_dir} as a Hugging Face model for the contract: {e}") from None
+            raise BackendError(
+                f"cannot load {backend.model_dir} as a Hugging Face model for the contract: {e}"
+            ) from None
         cm = backend.model.adapter.component_mapping
         blocks = cm["blocks"]
         self.layers = self.model.get_submodule(blocks.name)
@@ -403,7 +438,11 @@ class HFReference:
         if self.final is not None:
             hs.append(self.final.register_forward_pre_hook(pre(n), with_kwargs=True))
         else:
-            hs.append(self.layers[n - 1].register_forward_hook(lambda m, a, out: got.__setitem__(n, (out[0] if isinstance(out, tuple) else out).detach().clone())))
+            hs.append(
+                self.layers[n - 1].register_forward_hook(
+                    lambda m, a, out: got.__setitem__(n, (out[0] if isinstance(out, tuple) else out).detach().clone())
+                )
+            )
         try:
             logits = self._logits(tokens)
         finally:
@@ -452,7 +491,9 @@ def _dir_fingerprint(d: Path) -> str:
     takes about a second, so content hashes are remembered per (path, size, mtime) in the cache dir."""
     from circuitdsl.backends.contract import cache_dir
 
-    files = sorted(p for p in Path(d).iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES and not p.name.startswith("."))
+    files = sorted(
+        p for p in Path(d).iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES and not p.name.startswith(".")
+    )
     h = hashlib.blake2b(digest_size=16)
     memo_file = cache_dir() / "file-hashes.json"
     try:

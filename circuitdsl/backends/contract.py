@@ -99,10 +99,17 @@ class Verdict:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "Verdict":
-        return cls(passed=bool(d["passed"]), failures=tuple(Failure(**f) for f in d["failures"]),
-                   max_error={k: float(v) for k, v in d["max_error"].items()}, seconds=float(d["seconds"]),
-                   key=str(d["key"]), probe=tuple(d["probe"]), notes=tuple(d.get("notes", ())), cached=True)
+    def from_json(cls, d: dict) -> Verdict:
+        return cls(
+            passed=bool(d["passed"]),
+            failures=tuple(Failure(**f) for f in d["failures"]),
+            max_error={k: float(v) for k, v in d["max_error"].items()},
+            seconds=float(d["seconds"]),
+            key=str(d["key"]),
+            probe=tuple(d["probe"]),
+            notes=tuple(d.get("notes", ())),
+            cached=True,
+        )
 
 
 def _code_hash() -> str:
@@ -129,8 +136,17 @@ def _versions() -> str:
 
 
 def _key(backend: Any) -> str:
-    parts = [f"v{CONTRACT_VERSION}", backend.kind, backend.fingerprint(), _code_hash(), _versions(), str(backend.device.type),
-             str(backend.dtype), f"{PROBE_BATCH}x{PROBE_LENGTH}", f"tol={TOLERANCE}"]
+    parts = [
+        f"v{CONTRACT_VERSION}",
+        backend.kind,
+        backend.fingerprint(),
+        _code_hash(),
+        _versions(),
+        str(backend.device.type),
+        str(backend.dtype),
+        f"{PROBE_BATCH}x{PROBE_LENGTH}",
+        f"tol={TOLERANCE}",
+    ]
     return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
 
 
@@ -180,7 +196,9 @@ def contract_error(backend: Any, verdict: Verdict):
     return BackendError(
         f"model `{backend.name}` fails the model contract: {first.describe()}{more}{why}",
         "circuitdsl scores only models whose layers decompose into heads and MLPs as SEMANTICS.md section 1 "
-        "defines (see docs/MODELS.md: supported families)", code="E540")
+        "defines (see docs/MODELS.md: supported families)",
+        code="E540",
+    )
 
 
 def require(backend: Any) -> Verdict:
@@ -203,13 +221,17 @@ def _run(backend: Any, key: str) -> Verdict:
             failures, worst = _checks(backend, ref)
         except Exception as e:  # a backend that cannot even run the probe fails the contract, with the reason
             msg = str(e).strip().splitlines()[0][:240] if str(e).strip() else ""
-            failures, worst = [Failure(2, PROBE, float("inf"), f"the backend cannot run the model: {type(e).__name__}: {msg}")], {}
+            failures, worst = (
+                [Failure(2, PROBE, float("inf"), f"the backend cannot run the model: {type(e).__name__}: {msg}")],
+                {},
+            )
         finally:
             ref.close()
     failed = {f.check for f in failures}
     notes = tuple(why for check, why in backend.known_issues() if check in failed)
-    return Verdict(not failures, tuple(failures), worst, time.perf_counter() - t0, key,
-                   (PROBE_BATCH, PROBE_LENGTH), notes)
+    return Verdict(
+        not failures, tuple(failures), worst, time.perf_counter() - t0, key, (PROBE_BATCH, PROBE_LENGTH), notes
+    )
 
 
 def _checks(b: Any, ref: Any) -> tuple[list[Failure], dict[str, float]]:
@@ -253,8 +275,12 @@ def _checks(b: Any, ref: Any) -> tuple[list[Failure], dict[str, float]]:
         return cache.embed + cache.pos if cache.pos is not None else cache.embed
 
     # ---- 1: what each layer writes is its nodes' outputs plus constants ----------------------------
-    record(1, "embeddings", rel(g(emb(c)), g(ref_res[0])), "the embeddings do not add up to the residual entering layer 0")
-    biases: list[tuple[torch.Tensor, torch.Tensor]] = []  # per layer: (attention bias, MLP bias) in the backend's stream
+    record(
+        1, "embeddings", rel(g(emb(c)), g(ref_res[0])), "the embeddings do not add up to the residual entering layer 0"
+    )
+    biases: list[
+        tuple[torch.Tensor, torch.Tensor]
+    ] = []  # per layer: (attention bias, MLP bias) in the backend's stream
     for L in range(n):
         heads = c.result[L].sum(dim=2)
         nodes = heads + (c.mlp_out[L] if mlp else 0)
@@ -264,7 +290,12 @@ def _checks(b: Any, ref: Any) -> tuple[list[Failure], dict[str, float]]:
         # (the delta is a difference of two residuals, which can be a thousand times larger)
         allowed = float(delta.abs().max()) + ROUNDING * eps * float(ref_res[L + 1].abs().max()) / TOLERANCE
         spread = float((rem - rem.mean(dim=(0, 1), keepdim=True)).abs().max()) / max(allowed, 1e-6)
-        record(1, f"layer {L}", spread, "what the layer adds to the residual stream is not the sum of its heads' and MLP's outputs plus biases")
+        record(
+            1,
+            f"layer {L}",
+            spread,
+            "what the layer adds to the residual stream is not the sum of its heads' and MLP's outputs plus biases",
+        )
         post = c.resid_pre[L + 1] if L + 1 < n else c.resid_final
         if mlp and not b.parallel:
             attn_b = (c.resid_mid[L] - c.resid_pre[L] - heads).double().mean(dim=(0, 1))
@@ -292,10 +323,24 @@ def _checks(b: Any, ref: Any) -> tuple[list[Failure], dict[str, float]]:
     x = emb(c)
     for L in range(n):
         x = layer_out(L, x)
-        record(2, f"layer {L}", rel(g(x), g(ref_res[L + 1])), "the engine's block-by-block recomposition departs from the model's residual stream")
-    record(2, "logits", rel(lg(b.unembed(x[:, -K:])), lg(ref_logits)), "the engine's recomposition does not reproduce the model's logits")
-    record(2, "unembedding", rel(lg(b.unembed(c.resid_final[:, -K:])), lg(ref_logits)),
-           "the backend's unembedding of the final residual (final norm, soft-cap, logit scale) is not the model's")
+        record(
+            2,
+            f"layer {L}",
+            rel(g(x), g(ref_res[L + 1])),
+            "the engine's block-by-block recomposition departs from the model's residual stream",
+        )
+    record(
+        2,
+        "logits",
+        rel(lg(b.unembed(x[:, -K:])), lg(ref_logits)),
+        "the engine's recomposition does not reproduce the model's logits",
+    )
+    record(
+        2,
+        "unembedding",
+        rel(lg(b.unembed(c.resid_final[:, -K:])), lg(ref_logits)),
+        "the backend's unembedding of the final residual (final norm, soft-cap, logit scale) is not the model's",
+    )
 
     # ---- 3: one head replaced, through the engine and inside the model ------------------------------
     layers = range(n) if n <= 8 else sorted({0, n // 2, n - 1})  # each costs the layers after it
@@ -308,8 +353,12 @@ def _checks(b: Any, ref: Any) -> tuple[list[Failure], dict[str, float]]:
             x = layer_out(M, x)
         mine = lg(b.unembed(x[:, -K:]))
         theirs = lg(ref.logits_with_head(toks, L, h, src).to(b.device))
-        record(3, f"layer {L}", rel(mine, theirs),
-               f"replacing head {L}.{h}'s output through the engine does not give the model's own logits with that replacement")
+        record(
+            3,
+            f"layer {L}",
+            rel(mine, theirs),
+            f"replacing head {L}.{h}'s output through the engine does not give the model's own logits with that replacement",
+        )
         # heads are separate: another query input for head h moves no other head
         q = c.resid_pre[L].unsqueeze(2).expand(-1, -1, H, -1).clone()
         q[:, :, h] = c.resid_pre[L].flip(0)
@@ -317,15 +366,34 @@ def _checks(b: Any, ref: Any) -> tuple[list[Failure], dict[str, float]]:
         res, _ = b.run_layer(L, q, kv, kv, None)
         others = [k for k in range(H) if k != h]
         if others:
-            record(3, f"layer {L}", rel(res[:, :, others], c.result[L][:, :, others]),
-                   f"changing head {L}.{h}'s query input changes other heads' outputs (a norm across heads?)")
+            record(
+                3,
+                f"layer {L}",
+                rel(res[:, :, others], c.result[L][:, :, others]),
+                f"changing head {L}.{h}'s query input changes other heads' outputs (a norm across heads?)",
+            )
 
     # ---- 4: every block alone, with its own arguments, as in the forward pass -------------------------
     for L in range(n):
         x = c.resid_pre[L]
-        res, _ = b.run_layer(L, x.unsqueeze(2).expand(-1, -1, H, -1), x.unsqueeze(2).expand(-1, -1, G, -1),
-                             x.unsqueeze(2).expand(-1, -1, G, -1), None)
-        record(4, f"layer {L}", rel(res, c.result[L]), "a block run alone does not reproduce its heads in the model's forward pass (masks, window, rotary, soft-cap)")
+        res, _ = b.run_layer(
+            L,
+            x.unsqueeze(2).expand(-1, -1, H, -1),
+            x.unsqueeze(2).expand(-1, -1, G, -1),
+            x.unsqueeze(2).expand(-1, -1, G, -1),
+            None,
+        )
+        record(
+            4,
+            f"layer {L}",
+            rel(res, c.result[L]),
+            "a block run alone does not reproduce its heads in the model's forward pass (masks, window, rotary, soft-cap)",
+        )
         if mlp:
-            record(4, f"layer {L}", rel(b.run_mlp(L, c.resid_mid[L]), c.mlp_out[L]), "the MLP run alone does not reproduce the model's")
+            record(
+                4,
+                f"layer {L}",
+                rel(b.run_mlp(L, c.resid_mid[L]), c.mlp_out[L]),
+                "the MLP run alone does not reproduce the model's",
+            )
     return failures, worst

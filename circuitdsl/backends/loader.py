@@ -49,14 +49,20 @@ def check_device(device: str) -> str:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as e:
-        raise BackendError(f"unknown device `{device}`: {str(e).splitlines()[0]}", "use cpu, cuda, cuda:N or mps") from None
+        raise BackendError(
+            f"unknown device `{device}`: {str(e).splitlines()[0]}", "use cpu, cuda, cuda:N or mps"
+        ) from None
     if dev.type == "cpu":
         return device
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise BackendError(f"device `{device}` is not available: this torch build sees no CUDA device", "use `--device cpu`")
+            raise BackendError(
+                f"device `{device}` is not available: this torch build sees no CUDA device", "use `--device cpu`"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise BackendError(f"device `{device}` does not exist: {torch.cuda.device_count()} CUDA device(s)", "use cuda:0")
+            raise BackendError(
+                f"device `{device}` does not exist: {torch.cuda.device_count()} CUDA device(s)", "use cuda:0"
+            )
         return device
     if dev.type == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
@@ -65,7 +71,9 @@ def check_device(device: str) -> str:
     try:
         torch.zeros(1, device=dev)
     except Exception as e:
-        raise BackendError(f"device `{device}` cannot be used: {str(e).splitlines()[0]}", "use `--device cpu`") from None
+        raise BackendError(
+            f"device `{device}` cannot be used: {str(e).splitlines()[0]}", "use `--device cpu`"
+        ) from None
     return device
 
 

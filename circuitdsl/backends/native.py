@@ -16,7 +16,14 @@ from transformer_lens.hook_points import HookPoint
 from circuitdsl.backends.base import COMPAT_NAMES, Backend, BackendError, install_tl_hook
 from circuitdsl.backends.protocol import Edit, Site
 
-__all__ = ["NativeConfig", "NativeTransformer", "NativeBackend", "NativeReference", "load_native", "load_native_backend"]
+__all__ = [
+    "NativeConfig",
+    "NativeTransformer",
+    "NativeBackend",
+    "NativeReference",
+    "load_native",
+    "load_native_backend",
+]
 
 _KEYS = ("n_layers", "n_heads", "d_model", "d_head", "n_ctx", "d_vocab")
 
@@ -236,7 +243,9 @@ class NativeBackend(Backend):
         from circuitdsl.models.shapes import shape_from_config
 
         vocab = raw.get("output_vocab")
-        super().__init__(name, model, shape_from_config(raw), model.cfg.d_vocab_out, vocab_strings=tuple(vocab) if vocab else None)
+        super().__init__(
+            name, model, shape_from_config(raw), model.cfg.d_vocab_out, vocab_strings=tuple(vocab) if vocab else None
+        )
         self.model_dir = Path(model_dir)
         iv = raw.get("input_vocab")
         self.input_vocab = tuple(str(v) for v in iv) if iv else None
@@ -286,7 +295,7 @@ class NativeBackend(Backend):
     def unembed_matrix(self) -> torch.Tensor:
         return self.model.unembed.W_U.detach().float()
 
-    def reference(self) -> "NativeReference":
+    def reference(self) -> NativeReference:
         return NativeReference(self.model)
 
     def fingerprint(self) -> str:
@@ -306,7 +315,10 @@ class NativeReference:
     def layer_residuals(self, tokens):
         got: dict[int, torch.Tensor] = {}
         n = len(self.model.blocks)
-        hs = [b.register_forward_pre_hook(lambda m, a, i=i: got.__setitem__(i, a[0].detach().clone())) for i, b in enumerate(self.model.blocks)]
+        hs = [
+            b.register_forward_pre_hook(lambda m, a, i=i: got.__setitem__(i, a[0].detach().clone()))
+            for i, b in enumerate(self.model.blocks)
+        ]
         hs.append(self.model.unembed.register_forward_pre_hook(lambda m, a: got.__setitem__(n, a[0].detach().clone())))
         try:
             logits = self.model(tokens)[:, -4:]

@@ -69,18 +69,17 @@ class ContractReference(Protocol):
     """The model's own forward pass with plain PyTorch hooks on its own modules (not the backend's
     code path): the yardstick of the model contract (backends/contract.py)."""
 
-    def layer_residuals(self, tokens: "torch.Tensor") -> tuple[list["torch.Tensor"], "torch.Tensor"]:
+    def layer_residuals(self, tokens: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """([residual entering layer 0, .., entering layer n-1, leaving layer n-1], logits at the last 4
         positions)."""
         ...
 
-    def logits_with_head(self, tokens: "torch.Tensor", layer: int, head: int, source: "torch.Tensor") -> "torch.Tensor":
+    def logits_with_head(self, tokens: torch.Tensor, layer: int, head: int, source: torch.Tensor) -> torch.Tensor:
         """Logits (last 4 positions) of `tokens` with head layer.head's output replaced by its output on
         `source` (same shape), through a hook on the model's own attention output projection."""
         ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 @runtime_checkable
@@ -90,16 +89,16 @@ class ModelBackend(Protocol):
     name: str
     kind: str
     """'bridge', 'native', ..."""
-    shape: "ModelShape"
+    shape: ModelShape
     d_vocab_out: int
     tokenizer: Any
     vocab_strings: tuple[str, ...] | None
 
     @property
-    def device(self) -> "torch.device": ...
+    def device(self) -> torch.device: ...
 
     @property
-    def dtype(self) -> "torch.dtype": ...
+    def dtype(self) -> torch.dtype: ...
 
     @property
     def n_ctx(self) -> int | None:
@@ -129,43 +128,57 @@ class ModelBackend(Protocol):
         unembedding; every metric but `mse` is invariant to it)."""
         ...
 
-    def tokens(self, rows: Iterable[Sequence[int]]) -> "torch.Tensor": ...
+    def tokens(self, rows: Iterable[Sequence[int]]) -> torch.Tensor: ...
 
-    def run(self, tokens: "torch.Tensor", *, capture: Iterable[SiteKey] = (), edits: Mapping[SiteKey, Edit] | None = None
-            ) -> tuple["torch.Tensor", dict]:
+    def run(
+        self, tokens: torch.Tensor, *, capture: Iterable[SiteKey] = (), edits: Mapping[SiteKey, Edit] | None = None
+    ) -> tuple[torch.Tensor, dict]:
         """One forward pass: (logits [B, P, V], {site key: captured activation})."""
         ...
 
-    def run_from(self, layer: int, resid: "torch.Tensor", *, edits: Mapping[SiteKey, Edit] | None = None,
-                 positions: Sequence[int] | None = None) -> "torch.Tensor":
+    def run_from(
+        self,
+        layer: int,
+        resid: torch.Tensor,
+        *,
+        edits: Mapping[SiteKey, Edit] | None = None,
+        positions: Sequence[int] | None = None,
+    ) -> torch.Tensor:
         """Logits (at `positions` only when given) of the run whose residual entering `layer` is `resid`;
         layers before it do not run. Needs an earlier `run` on inputs of the same length."""
         ...
 
-    def clean_run(self, tokens: "torch.Tensor") -> "CleanCache":
+    def clean_run(self, tokens: torch.Tensor) -> CleanCache:
         """One pass keeping every node's output and the residual at every port."""
         ...
 
-    def run_layer(self, layer: int, q_in: "torch.Tensor", k_in: "torch.Tensor", v_in: "torch.Tensor",
-                  mlp_in: "torch.Tensor | None") -> tuple["torch.Tensor", "torch.Tensor | None"]:
+    def run_layer(
+        self, layer: int, q_in: torch.Tensor, k_in: torch.Tensor, v_in: torch.Tensor, mlp_in: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Layer `layer` alone, its heads' ports set: (RESULT [R, P, H, D], MLP_OUT or None)."""
         ...
 
-    def run_mlp(self, layer: int, mlp_in: "torch.Tensor") -> "torch.Tensor":
+    def run_mlp(self, layer: int, mlp_in: torch.Tensor) -> torch.Tensor:
         """MLP_OUT of `layer` when its MLP_IN is `mlp_in`."""
         ...
 
-    def unembed(self, resid_final: "torch.Tensor") -> "torch.Tensor":
+    def unembed(self, resid_final: torch.Tensor) -> torch.Tensor:
         """Logits from residuals leaving the last layer: everything the model does after its last block."""
         ...
 
-    def unembed_matrix(self) -> "torch.Tensor":
+    def unembed_matrix(self) -> torch.Tensor:
         """W_U [D, V] (float)."""
         ...
 
-    def grad_run(self, tokens: "torch.Tensor", objective: Callable[["torch.Tensor"], "torch.Tensor"], *,
-                 grads: Iterable[SiteKey], capture: Iterable[SiteKey] = (), edits: Mapping[SiteKey, Edit] | None = None
-                 ) -> tuple[float, dict, dict]:
+    def grad_run(
+        self,
+        tokens: torch.Tensor,
+        objective: Callable[[torch.Tensor], torch.Tensor],
+        *,
+        grads: Iterable[SiteKey],
+        capture: Iterable[SiteKey] = (),
+        edits: Mapping[SiteKey, Edit] | None = None,
+    ) -> tuple[float, dict, dict]:
         """One forward pass with gradients on (and `edits` applied), then one backward pass of the scalar
         `objective(logits)`: (its value, {site key: d objective / d activation there}, {site key: captured
         activation, detached}). Each site in `grads` is exposed as a leaf (the activation plus a zero

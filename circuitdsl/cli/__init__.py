@@ -23,14 +23,22 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("graph", "circuitdsl.cli.graph", "draw a compiled hypothesis (DOT, SVG, PNG)"),
     ("check", "circuitdsl.cli.check", "check a hypothesis against its model by causal scrubbing"),
     ("report", "circuitdsl.cli.report", "turn a check's JSON result into a self-contained HTML report"),
-    ("measure", "circuitdsl.cli.measure", "the behaviour itself: accuracy, logit difference, probability, margin on a dataset"),
+    (
+        "measure",
+        "circuitdsl.cli.measure",
+        "the behaviour itself: accuracy, logit difference, probability, margin on a dataset",
+    ),
     ("tokens", "circuitdsl.cli.tokens", "show how a dataset tokenizes: each row's tokens and named positions"),
     ("patch", "circuitdsl.cli.patch", "activation/path patching sweeps: ranked table and heatmap"),
     ("discover", "circuitdsl.cli.discover", "turn a patching sweep into a starting .circuit file"),
     ("falsify", "circuitdsl.cli.falsify", "search the dataset family for inputs that break a hypothesis"),
     ("curve", "circuitdsl.cli.curve", "faithfulness curve of an edge ranking: f(k), CPR and CMD (as MIB)"),
     ("mib", "circuitdsl.cli.mib", "import and export circuits as MIB circuit-track JSON"),
-    ("attribute", "circuitdsl.cli.attribute", "edge attribution patching (EAP, EAP-IG): score every edge, write a .circuit"),
+    (
+        "attribute",
+        "circuitdsl.cli.attribute",
+        "edge attribution patching (EAP, EAP-IG): score every edge, write a .circuit",
+    ),
 )
 
 

@@ -31,32 +31,72 @@ def add_parser(sub, name: str, help: str):
     p.add_argument("--format", choices=("text", "json"), default="text", help="report format on stdout (default text)")
     p.add_argument("--seed", type=int, default=None, help="override the file's `set seed`")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--batch-size", type=int, default=None, help="rows per block run (default 64); results do not depend on it")
-    p.add_argument("--clean-cache", type=int, default=None, metavar="MIB",
-                   help="clean activations kept in memory, in MiB (default 4096); the rest go to a temporary file "
-                        "($CIRCUITDSL_SPILL_DIR or the temp dir), removed afterwards; results do not depend on it")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="rows per block run (default 64); results do not depend on it"
+    )
+    p.add_argument(
+        "--clean-cache",
+        type=int,
+        default=None,
+        metavar="MIB",
+        help="clean activations kept in memory, in MiB (default 4096); the rest go to a temporary file "
+        "($CIRCUITDSL_SPILL_DIR or the temp dir), removed afterwards; results do not depend on it",
+    )
     p.add_argument("--no-completeness", action="store_true", help="skip the completeness search")
-    p.add_argument("--no-minimality", action="store_true",
-                   help="skip the minimality removals (one scrub per claimed node; the slow part of a large backbone)")
-    p.add_argument("--only", metavar="PHASES", default=None,
-                   help="run only these phases, comma-separated: scores,minimality,completeness,tests (scores always run); "
-                        "the JSON's `phases` says which ran")
+    p.add_argument(
+        "--no-minimality",
+        action="store_true",
+        help="skip the minimality removals (one scrub per claimed node; the slow part of a large backbone)",
+    )
+    p.add_argument(
+        "--only",
+        metavar="PHASES",
+        default=None,
+        help="run only these phases, comma-separated: scores,minimality,completeness,tests (scores always run); "
+        "the JSON's `phases` says which ran",
+    )
     tests = p.add_mutually_exclusive_group()
-    tests.add_argument("--tests", type=int, nargs="?", const=0, default=None, metavar="R",
-                       help="run every statistical test (sufficiency, necessity, equivalence, per-node minimality) with R "
-                            "null draws (default: the file's `set tests.r`, else 100); each draw is a scrub")
-    tests.add_argument("--no-tests", action="store_true",
-                       help="run no statistical test, not even those the file or its expect clauses ask for")
-    p.add_argument("--tests-seed", type=int, default=None, metavar="N",
-                   help="seed of the tests' random circuits and node sets (default: the file's `set tests.seed`, else the check's seed)")
-    p.add_argument("--seeds", default=None, metavar="SEEDS",
-                   help="check once per seed (`0..9`, `0,3,7`) and report each score's spread and which expect clauses "
-                        "hold on every seed; exit 1 unless every clause holds on every seed")
-    p.add_argument("--vary-data", action="store_true",
-                   help="with --seeds: also shift the `seed` of every generated dataset by the seed (new examples per seed)")
+    tests.add_argument(
+        "--tests",
+        type=int,
+        nargs="?",
+        const=0,
+        default=None,
+        metavar="R",
+        help="run every statistical test (sufficiency, necessity, equivalence, per-node minimality) with R "
+        "null draws (default: the file's `set tests.r`, else 100); each draw is a scrub",
+    )
+    tests.add_argument(
+        "--no-tests",
+        action="store_true",
+        help="run no statistical test, not even those the file or its expect clauses ask for",
+    )
+    p.add_argument(
+        "--tests-seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed of the tests' random circuits and node sets (default: the file's `set tests.seed`, else the check's seed)",
+    )
+    p.add_argument(
+        "--seeds",
+        default=None,
+        metavar="SEEDS",
+        help="check once per seed (`0..9`, `0,3,7`) and report each score's spread and which expect clauses "
+        "hold on every seed; exit 1 unless every clause holds on every seed",
+    )
+    p.add_argument(
+        "--vary-data",
+        action="store_true",
+        help="with --seeds: also shift the `seed` of every generated dataset by the seed (new examples per seed)",
+    )
     p.add_argument("--json-out", metavar="PATH", default=None, help="also write the JSON result here (atomically)")
-    p.add_argument("--html", metavar="PATH", default=None,
-                   help="also write a self-contained HTML report (with several files: PATH gets each file's name as a suffix)")
+    p.add_argument(
+        "--html",
+        metavar="PATH",
+        default=None,
+        help="also write a self-contained HTML report (with several files: PATH gets each file's name as a suffix)",
+    )
     return p
 
 
@@ -88,8 +128,15 @@ def _progress_ctx(enabled: bool):
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}"),
-                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
 
 
 def run(args) -> int:
@@ -121,13 +168,23 @@ def run(args) -> int:
         except ValueError as e:
             return refuse([Diagnostic("E902", f"--seeds: {e}")])
         if args.seed is not None:
-            return refuse([Diagnostic("E902", "--seed and --seeds cannot be used together", hint="--seeds 3 checks seed 3 alone")])
+            return refuse(
+                [Diagnostic("E902", "--seed and --seeds cannot be used together", hint="--seeds 3 checks seed 3 alone")]
+            )
     if getattr(args, "vary_data", False) and seeds is None:
-        return refuse([Diagnostic("E902", "--vary-data needs --seeds (it shifts each generated dataset's seed by the check's seed)")])
+        return refuse(
+            [
+                Diagnostic(
+                    "E902", "--vary-data needs --seeds (it shifts each generated dataset's seed by the check's seed)"
+                )
+            ]
+        )
     # Outputs are checked before any work: an input is never overwritten, two outputs never share a
     # file, and an unwritable path is found now, not after the check.
     html_paths = report_names(args.html, args.files) if args.html else []
-    outputs = ([Output("--json-out", args.json_out)] if args.json_out else []) + [Output("--html", p) for p in html_paths]
+    outputs = ([Output("--json-out", args.json_out)] if args.json_out else []) + [
+        Output("--html", p) for p in html_paths
+    ]
     bad = check_outputs(outputs, list(args.files))
     if bad:
         return refuse(bad)
@@ -152,7 +209,7 @@ def run(args) -> int:
                 with _progress_ctx(sys.stderr.isatty()) as prog:
                     task = prog.add_task(f"{f}: starting", total=None) if prog else None
 
-                    def progress(label, done, total, prog=prog, task=task):
+                    def progress(label, done, total, prog=prog, task=task, f=f):
                         if prog is not None:
                             prog.update(task, description=f"{f}: {label}", completed=done, total=total or None)
 
@@ -160,9 +217,17 @@ def run(args) -> int:
 
                     def one(hh, seed, progress=progress):
                         more = {"minimality": False} if getattr(args, "no_minimality", False) else {}
-                        return run_check(hh, seed=seed, device=args.device, batch_size=args.batch_size, progress=progress,
-                                         completeness=not args.no_completeness, tests=test_plan(hh, args),
-                                         clean_cache_bytes=None if args.clean_cache is None else args.clean_cache << 20, **more)
+                        return run_check(
+                            hh,
+                            seed=seed,
+                            device=args.device,
+                            batch_size=args.batch_size,
+                            progress=progress,
+                            completeness=not args.no_completeness,
+                            tests=test_plan(hh, args),
+                            clean_cache_bytes=None if args.clean_cache is None else args.clean_cache << 20,
+                            **more,
+                        )
 
                     if seeds is None:
                         r = one(h, args.seed)
@@ -207,8 +272,10 @@ def run(args) -> int:
     from circuitdsl.report.build import write_report
     from circuitdsl.results import write_json_atomic
 
-    writes = [(path, lambda path=path, r=r, h=h, st=st: write_report(path, r, h, device=args.device, stability=st))
-              for path, r, h, st in reports]
+    writes = [
+        (path, lambda path=path, r=r, h=h, st=st: write_report(path, r, h, device=args.device, stability=st))
+        for path, r, h, st in reports
+    ]
     if args.json_out:
         writes.append((args.json_out, lambda: write_json_atomic(args.json_out, payload)))
     for path, write in writes:
@@ -250,11 +317,13 @@ def test_plan(h, args):
 
     plan = h.tests
     if getattr(args, "no_tests", False):
-        return dataclasses.replace(plan, sufficiency=False, necessity=False, equivalence=False, minimality=False,
-                                   follow_expects=False)
+        return dataclasses.replace(
+            plan, sufficiency=False, necessity=False, equivalence=False, minimality=False, follow_expects=False
+        )
     if getattr(args, "tests", None) is not None:
-        plan = dataclasses.replace(plan, sufficiency=True, necessity=True, equivalence=True, minimality=True,
-                                   r=args.tests or plan.r)
+        plan = dataclasses.replace(
+            plan, sufficiency=True, necessity=True, equivalence=True, minimality=True, r=args.tests or plan.r
+        )
     if getattr(args, "tests_seed", None) is not None:
         plan = dataclasses.replace(plan, seed=args.tests_seed)
     return plan
@@ -287,19 +356,32 @@ def render_text(r, path: str, console=None) -> None:
     t.add_row("F(model)", _f(r.f_model), unit)
     t.add_row("F(scrubbed)", _f(r.f_scrubbed), unit)
     t.add_row("F(baseline)", _f(r.f_baseline), unit)
-    gap = (f"gap F(model) - F(baseline) = {_f(rec.gap)} {unit}, standard error {_f(rec.gap_se)}"
-           if rec.gap is not None else "")
-    t.add_row("recovered", _f(rec.value), f"[{_f(rec.lower)}, {_f(rec.upper)}] ({rec.resamples} bootstrap resamples); {gap}"
-              if rec.value is not None else "; ".join(x for x in (rec.undefined_reason or "", gap) if x))
-    t.add_row("mean |delta|", _f(r.mean_abs_delta), f"median {_f(r.median_abs_delta)}, p90 {_f(r.p90_abs_delta)} {unit}")
+    gap = (
+        f"gap F(model) - F(baseline) = {_f(rec.gap)} {unit}, standard error {_f(rec.gap_se)}"
+        if rec.gap is not None
+        else ""
+    )
+    t.add_row(
+        "recovered",
+        _f(rec.value),
+        f"[{_f(rec.lower)}, {_f(rec.upper)}] ({rec.resamples} bootstrap resamples); {gap}"
+        if rec.value is not None
+        else "; ".join(x for x in (rec.undefined_reason or "", gap) if x),
+    )
+    t.add_row(
+        "mean |delta|", _f(r.mean_abs_delta), f"median {_f(r.median_abs_delta)}, p90 {_f(r.p90_abs_delta)} {unit}"
+    )
     t.add_row("KL(model||scrubbed)", _f(r.kl), f"nats (baseline {_f(r.kl_baseline)})")
     c = r.completeness
     if c.worst is not None:
-        t.add_row("incompleteness", _f(c.worst.incompleteness),
-                  f"worst K={{{', '.join(c.worst.nodes)}}}: F(C\\K)={_f(c.worst.f_c_minus_k)}, F(M\\K)={_f(c.worst.f_m_minus_k)}; "
-                  f"{len(c.trials)} K tried (sizes {list(c.sizes)}"
-                  + (f" searched as {list(c.searched_sizes)}" if c.searched_sizes and c.searched_sizes != c.sizes else "")
-                  + f", {c.samples} samples, {c.greedy_steps} greedy)")
+        t.add_row(
+            "incompleteness",
+            _f(c.worst.incompleteness),
+            f"worst K={{{', '.join(c.worst.nodes)}}}: F(C\\K)={_f(c.worst.f_c_minus_k)}, F(M\\K)={_f(c.worst.f_m_minus_k)}; "
+            f"{len(c.trials)} K tried (sizes {list(c.sizes)}"
+            + (f" searched as {list(c.searched_sizes)}" if c.searched_sizes and c.searched_sizes != c.sizes else "")
+            + f", {c.samples} samples, {c.greedy_steps} greedy)",
+        )
     else:
         t.add_row("incompleteness", "not run", c.skipped or "")
     if getattr(r.minimality, "skipped", None):
@@ -309,7 +391,9 @@ def render_text(r, path: str, console=None) -> None:
     con.print(t)
     if r.minimality.removals:
         m = Table(title="minimality: F(C) - F(C \\ {v})")
-        m.add_column("node"); m.add_column(f"raw ({unit})"); m.add_column("fraction")
+        m.add_column("node")
+        m.add_column(f"raw ({unit})")
+        m.add_column("fraction")
         for x in r.minimality.removals:
             m.add_row(x.node, _f(x.raw), _f(x.fraction) + (" (changed nothing)" if x.changed_nothing else ""))
         con.print(m)
@@ -331,7 +415,10 @@ def render_text(r, path: str, console=None) -> None:
     for x in r.expects:
         mark = "[green]PASS[/green]" if x.passed else "[red]FAIL[/red]"
         where = f" (line {x.line})" if x.line else ""
-        con.print(f"{mark} expect {x.score} {x.op} {x.threshold:g}{where}: value {_f(x.value)}" + (f" - {x.reason}" if x.reason else ""))
+        con.print(
+            f"{mark} expect {x.score} {x.op} {x.threshold:g}{where}: value {_f(x.value)}"
+            + (f" - {x.reason}" if x.reason else "")
+        )
     if not r.expects:
         con.print("no expect clauses")
     con.print()

@@ -25,8 +25,9 @@ def shown_diagnostics(diags) -> list:
     quiet = {c.strip().upper() for c in os.environ.get(QUIET_ENV, "").split(",") if c.strip()}
     out, first, extra = [], {}, {}
     for d in diags:
-        if d.severity is not Severity.ERROR and (d.code.upper() in quiet or
-                                                 (d.severity is Severity.NOTE and "NOTES" in quiet)):
+        if d.severity is not Severity.ERROR and (
+            d.code.upper() in quiet or (d.severity is Severity.NOTE and "NOTES" in quiet)
+        ):
             continue
         if d.severity is Severity.NOTE:
             key = (d.code, d.span.file if d.span is not None else None)
@@ -40,7 +41,7 @@ def shown_diagnostics(diags) -> list:
         more = f"({k} more {d.code} note{'s' * (k != 1)} in this file; {QUIET_ENV}={d.code} silences them)"
         out[first[key]] = dataclasses.replace(d, hint=f"{d.hint} {more}" if d.hint else more)
     if first and not extra:
-        for key, i in first.items():
+        for i in first.values():
             d = out[i]
             tip = f"({QUIET_ENV}={d.code} silences this note)"
             out[i] = dataclasses.replace(d, hint=f"{d.hint} {tip}" if d.hint else tip)

@@ -42,18 +42,33 @@ def add_parser(sub, name: str, help: str):
     p.set_defaults(positions=None)
     p.add_argument("-o", "--output", metavar="FILE", required=True, help="the .circuit file to write")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    p.add_argument("--json", metavar="PATH", default=None, help="also save the sweeps' numbers (reusable with --from-json)")
-    p.add_argument("--from-json", metavar="PATH", default=None,
-                   help="build the file from saved sweeps (discover --json, or a `patch --json` head sweep); runs no model")
+    p.add_argument(
+        "--json", metavar="PATH", default=None, help="also save the sweeps' numbers (reusable with --from-json)"
+    )
+    p.add_argument(
+        "--from-json",
+        metavar="PATH",
+        default=None,
+        help="build the file from saved sweeps (discover --json, or a `patch --json` head sweep); runs no model",
+    )
     p.add_argument("--min-layer", type=int, default=0, help="sweep only layers >= this (saves time; default 0)")
     p.add_argument("--top", type=int, default=4, help="at most this many heads per role (default 4)")
     p.add_argument("--threshold", type=float, default=0.05, help="smallest normalised effect kept (default 0.05)")
-    p.add_argument("--end", default=None,
-                   help="the position heads are patched at (default: END or end if the dataset names it, else every position)")
-    p.add_argument("--no-backbone", action="store_true",
-                   help="do not keep the embeddings and MLPs: let unclaimed MLPs be replaced like unclaimed heads")
-    p.add_argument("--roles", action="store_true",
-                   help="IOI-shaped roles: movers, inhibition (path into movers.q), duplicate (path into inhibition.k/v at --s2)")
+    p.add_argument(
+        "--end",
+        default=None,
+        help="the position heads are patched at (default: END or end if the dataset names it, else every position)",
+    )
+    p.add_argument(
+        "--no-backbone",
+        action="store_true",
+        help="do not keep the embeddings and MLPs: let unclaimed MLPs be replaced like unclaimed heads",
+    )
+    p.add_argument(
+        "--roles",
+        action="store_true",
+        help="IOI-shaped roles: movers, inhibition (path into movers.q), duplicate (path into inhibition.k/v at --s2)",
+    )
     p.add_argument("--s2", default="S2", help="with --roles: where duplicate information is read (default S2)")
     return p
 
@@ -79,7 +94,9 @@ def pick_roles(sweeps: dict, k: int, threshold: float) -> Roles:
     taken = {n for n, _ in movers}
     inh = tuple(x for x in _top(sweeps.get("path_movers_q", {}), k + len(taken), threshold) if x[0] not in taken)[:k]
     taken |= {n for n, _ in inh}
-    dup = tuple(x for x in _top(sweeps.get("path_inhibition_kv", {}), k + len(taken), threshold) if x[0] not in taken)[:k]
+    dup = tuple(x for x in _top(sweeps.get("path_inhibition_kv", {}), k + len(taken), threshold) if x[0] not in taken)[
+        :k
+    ]
     return Roles(movers, inh, dup)
 
 
@@ -138,7 +155,9 @@ def render_generic(sweeps: dict, heads, *, model: str, datasets: list[str], end:
         f"# heads: each head's output patched {where} ({_fmt_effects(heads) or 'none above threshold'})",
     ]
     if backbone:
-        lines.append(f"# backbone: {', '.join(backbone)} kept (never replaced); `discover --no-backbone` leaves them out.")
+        lines.append(
+            f"# backbone: {', '.join(backbone)} kept (never replaced); `discover --no-backbone` leaves them out."
+        )
     else:
         lines.append("# no backbone: every unclaimed MLP is replaced like an unclaimed head.")
     if note:
@@ -189,13 +208,22 @@ def render_circuit(sweeps: dict, roles: Roles, *, model: str, dataset: str, corr
         f"# movers: heads patched at {end} ({_fmt_effects(roles.movers) or 'none above threshold'})",
     ]
     if roles.inhibition:
-        lines.append(f"# inhibition: path patching into the movers' queries at {end} ({_fmt_effects(roles.inhibition)})")
+        lines.append(
+            f"# inhibition: path patching into the movers' queries at {end} ({_fmt_effects(roles.inhibition)})"
+        )
     if roles.duplicate:
-        lines.append(f"# duplicate: path patching into the inhibition heads' k/v at {s2} ({_fmt_effects(roles.duplicate)})")
+        lines.append(
+            f"# duplicate: path patching into the inhibition heads' k/v at {s2} ({_fmt_effects(roles.duplicate)})"
+        )
     if backbone:
-        lines.append(f"# backbone: {', '.join(backbone)} kept (never replaced); `discover --no-backbone` leaves them out.")
+        lines.append(
+            f"# backbone: {', '.join(backbone)} kept (never replaced); `discover --no-backbone` leaves them out."
+        )
     if datasets is None:
-        datasets = [f"dataset clean = {dataset}(n = {n}, seed = {seed})", f"dataset corrupt = {corrupt}(n = {n}, seed = {seed})"]
+        datasets = [
+            f"dataset clean = {dataset}(n = {n}, seed = {seed})",
+            f"dataset corrupt = {corrupt}(n = {n}, seed = {seed})",
+        ]
     lines += [
         "",
         f"model {model}",
@@ -221,7 +249,11 @@ def render_circuit(sweeps: dict, roles: Roles, *, model: str, dataset: str, corr
     if roles.duplicate:
         lines.append(f"node duplicate at {s2} depends on input")
     if backbone:
-        groups = ["backbone", "movers"] + (["inhibition"] if roles.inhibition else []) + (["duplicate"] if roles.duplicate else [])
+        groups = (
+            ["backbone", "movers"]
+            + (["inhibition"] if roles.inhibition else [])
+            + (["duplicate"] if roles.duplicate else [])
+        )
         lines += ["", "# Every forward edge among the claimed nodes (edit to state who reads whom).",
                   f"wire {', '.join(groups)}, out"]  # fmt: skip
         if any(m.startswith("m") for m in backbone):
@@ -295,12 +327,14 @@ def _run_sweeps(args) -> dict:
 
 
 def run(args) -> int:
-    from circuitdsl.cli.patch import _Usage, _parse_args_kv, usage_error, write_atomic
+    from circuitdsl.cli.patch import _parse_args_kv, _Usage, usage_error, write_atomic
     from circuitdsl.diagnostics import CircuitError, render
 
     out = Path(args.output)
     if out.exists() and not args.force:
-        return usage_error("E904", f"{out} exists: not overwriting it", "pass --force to replace it, or choose another -o")
+        return usage_error(
+            "E904", f"{out} exists: not overwriting it", "pass --force to replace it, or choose another -o"
+        )
     if args.top < 1:
         return usage_error("E902", f"--top must be >= 1, not {args.top}")
     from circuitdsl.cli.outputs import Output, refused
@@ -352,7 +386,9 @@ def run(args) -> int:
             print(f"{role:>10}: {_fmt_effects(getattr(roles, role)) or '-'}")
     else:
         print(f"     heads: {_fmt_effects(heads) or '-'}")
-    print(f"  backbone: {', '.join(backbone) + ' (kept; --no-backbone to leave it out)' if backbone else 'none (--no-backbone)'}")
+    print(
+        f"  backbone: {', '.join(backbone) + ' (kept; --no-backbone to leave it out)' if backbone else 'none (--no-backbone)'}"
+    )
     print(f"wrote {out}", file=sys.stderr)
     return _lint_written(out)
 

@@ -21,9 +21,13 @@ def add_parser(sub, name: str, help: str):
     p.add_argument("file", metavar="FILE", help="a .circuit file")
     p.add_argument("--max-examples", type=int, default=50, help="inputs generated per search run (default 50)")
     p.add_argument("--seed", type=int, default=0, help="seed of the search and of the scrub's draws (default 0)")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="|m(scrubbed) - m(model)| that makes an input a counterexample, in the metric's raw units "
-                        "(default: half of |F(model) - F(baseline)| on the file's dataset)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="|m(scrubbed) - m(model)| that makes an input a counterexample, in the metric's raw units "
+        "(default: half of |F(model) - F(baseline)| on the file's dataset)",
+    )
     p.add_argument("--n", type=int, default=None, help="override the sample count of the file's generator datasets")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     return p

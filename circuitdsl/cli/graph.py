@@ -29,7 +29,10 @@ def run(args) -> int:
 
     out = Path(args.output)
     if out.suffix.lower() not in SUFFIXES:
-        print(f"circuitdsl graph: error: cannot draw to `{out}`: the suffix must be one of {', '.join(SUFFIXES)}", file=sys.stderr)
+        print(
+            f"circuitdsl graph: error: cannot draw to `{out}`: the suffix must be one of {', '.join(SUFFIXES)}",
+            file=sys.stderr,
+        )
         return int(ExitCode.USAGE)
     if not out.parent.is_dir():
         print(f"circuitdsl graph: error: folder `{out.parent}` does not exist", file=sys.stderr)

@@ -19,7 +19,9 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub, name: str, help: str):
     p = sub.add_parser(name, help=help, description=help)
     p.add_argument("files", nargs="+", metavar="FILE", help=".circuit files")
-    p.add_argument("--format", choices=("full", "concise", "json"), default="full", help="diagnostic format (default full)")
+    p.add_argument(
+        "--format", choices=("full", "concise", "json"), default="full", help="diagnostic format (default full)"
+    )
     return p
 
 

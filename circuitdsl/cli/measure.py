@@ -30,15 +30,27 @@ METRICS = ("accuracy", "logit_diff", "prob", "prob_diff", "margin", "logprob")
 
 def add_parser(sub, name: str, help: str):
     p = sub.add_parser(name, help=help, description=help)
-    p.add_argument("--model", default="smollm2-135m", help="registry name or Hugging Face directory (default smollm2-135m)")
+    p.add_argument(
+        "--model", default="smollm2-135m", help="registry name or Hugging Face directory (default smollm2-135m)"
+    )
     p.add_argument("--dataset", required=True, help="a registered generator or a JSONL file")
     p.add_argument("--corrupt", default=None, help="its paired corruption (a generator or a JSONL file), optional")
-    p.add_argument("--n", type=int, default=None, help="examples (default: 32 from a generator, every row of a JSONL file)")
+    p.add_argument(
+        "--n", type=int, default=None, help="examples (default: 32 from a generator, every row of a JSONL file)"
+    )
     p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
-    p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", help="extra generator argument (JSON value)")
-    p.add_argument("--show", type=int, default=10, metavar="N", help="examples in the per-example table (default 10; 0: none)")
-    p.add_argument("--json-out", metavar="PATH", default=None, help="write every number (aggregate and per example) as JSON")
-    p.add_argument("--batch-size", type=int, default=32, help="rows per forward pass (default 32); results do not depend on it")
+    p.add_argument(
+        "--arg", action="append", default=[], metavar="KEY=VALUE", help="extra generator argument (JSON value)"
+    )
+    p.add_argument(
+        "--show", type=int, default=10, metavar="N", help="examples in the per-example table (default 10; 0: none)"
+    )
+    p.add_argument(
+        "--json-out", metavar="PATH", default=None, help="write every number (aggregate and per example) as JSON"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=32, help="rows per forward pass (default 32); results do not depend on it"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     return p

@@ -27,13 +27,29 @@ def add_parser(sub, name: str, help: str):
     ex = inner.add_parser("export", help="write a .circuit file's circuit as MIB circuit-track JSON")
     ex.add_argument("file", metavar="FILE", help=".circuit file")
     ex.add_argument("-o", "--output", required=True, metavar="GRAPH.json", help="where to write the MIB JSON")
-    ex.add_argument("--scores", action="append", default=[], metavar="SCORES",
-                    help="edge scores to export (formats as `circuitdsl curve --scores`); default 1 in the circuit, 0 elsewhere")
+    ex.add_argument(
+        "--scores",
+        action="append",
+        default=[],
+        metavar="SCORES",
+        help="edge scores to export (formats as `circuitdsl curve --scores`); default 1 in the circuit, 0 elsewhere",
+    )
     im = inner.add_parser("import", help="turn MIB circuit-track JSON into a .circuit file")
     im.add_argument("graph", metavar="GRAPH.json", help="MIB circuit-track JSON")
-    im.add_argument("--like", required=True, metavar="FILE", help=".circuit file whose model, datasets, metric, ablation and settings to use")
+    im.add_argument(
+        "--like",
+        required=True,
+        metavar="FILE",
+        help=".circuit file whose model, datasets, metric, ablation and settings to use",
+    )
     im.add_argument("-o", "--output", required=True, metavar="OUT.circuit", help="where to write the .circuit file")
-    im.add_argument("--top", type=int, default=None, metavar="N", help="take the N edges of largest |score| instead of the in_graph flags")
+    im.add_argument(
+        "--top",
+        type=int,
+        default=None,
+        metavar="N",
+        help="take the N edges of largest |score| instead of the in_graph flags",
+    )
     return p
 
 
@@ -50,8 +66,11 @@ def run(args) -> int:
     from circuitdsl.mib import RankingError, circuit_text, load_mib, model_edges, read_rankings, to_mib
 
     if args.mib_command not in ("export", "import"):
-        return _fail("E902", "say what to do: `circuitdsl mib export FILE -o GRAPH.json` or "
-                             "`circuitdsl mib import GRAPH.json --like FILE -o OUT.circuit`")
+        return _fail(
+            "E902",
+            "say what to do: `circuitdsl mib export FILE -o GRAPH.json` or "
+            "`circuitdsl mib import GRAPH.json --like FILE -o OUT.circuit`",
+        )
     inputs = [args.file, *args.scores] if args.mib_command == "export" else [args.graph, args.like]
     if refused([Output("-o", args.output)], inputs):
         return int(ExitCode.USAGE)
@@ -106,18 +125,27 @@ def run(args) -> int:
     else:
         edges = sorted(ranking.in_graph)
         if not edges:
-            return _fail("E920", f"`{args.graph}` flags no edge as in_graph", hint="--top N takes the N edges of largest |score|")
-    text = circuit_text(edges, h.source_text, h.source_path or args.like,
-                        comment=f"Imported from MIB circuit-track JSON {args.graph} by `circuitdsl mib import`:\n"
-                                f"{len(edges)} edges, every node with the identity feature.")
+            return _fail(
+                "E920", f"`{args.graph}` flags no edge as in_graph", hint="--top N takes the N edges of largest |score|"
+            )
+    text = circuit_text(
+        edges,
+        h.source_text,
+        h.source_path or args.like,
+        comment=f"Imported from MIB circuit-track JSON {args.graph} by `circuitdsl mib import`:\n"
+        f"{len(edges)} edges, every node with the identity feature.",
+    )
     from circuitdsl.compiler import compile_source
 
     check = compile_source(text, args.output)
     if check.hypothesis is None:
         print(check.render("full"), file=sys.stderr)
-        return _fail("E920", f"the file written from `{args.graph}` would not compile at `{args.output}`",
-                     hint=f"the setup statements come from `{args.like}`: relative paths in them (JSONL datasets) are "
-                          "relative to the folder of the file; write OUT next to it")
+        return _fail(
+            "E920",
+            f"the file written from `{args.graph}` would not compile at `{args.output}`",
+            hint=f"the setup statements come from `{args.like}`: relative paths in them (JSONL datasets) are "
+            "relative to the folder of the file; write OUT next to it",
+        )
     write_text(args.output, text)
     print(f"wrote {args.output}: {len(edges)} edges, {len(check.hypothesis.claims)} nodes", file=sys.stderr)
     return int(ExitCode.OK)

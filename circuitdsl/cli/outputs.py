@@ -103,7 +103,7 @@ def report_names(base: str, sources: list[str]) -> list[str]:
         p = Path(os.path.abspath(s))
         parts.append([*[q for q in p.parent.parts if q not in (os.sep, "")], p.stem])
     tails: list[str] = []
-    for i, ps in enumerate(parts):
+    for _i, ps in enumerate(parts):
         k = 1
         while k < len(ps) and any(other != ps and other[-k:] == ps[-k:] for other in parts):
             k += 1

@@ -19,7 +19,17 @@ from typing import Any
 
 from circuitdsl.cli.exitcodes import ExitCode
 
-__all__ = ["add_parser", "run", "SweepSpec", "load_inputs", "run_sweep", "write_atomic", "usage_error", "heatmap_png", "print_table"]
+__all__ = [
+    "add_parser",
+    "run",
+    "SweepSpec",
+    "load_inputs",
+    "run_sweep",
+    "write_atomic",
+    "usage_error",
+    "heatmap_png",
+    "print_table",
+]
 
 
 def add_parser(sub, name: str, help: str):
@@ -42,19 +52,37 @@ def add_parser(sub, name: str, help: str):
 
 
 def add_common_arguments(p) -> None:
-    p.add_argument("--model", default="smollm2-135m", help="registry name or Hugging Face directory (default smollm2-135m)")
-    p.add_argument("--dataset", default="ioi", help="clean dataset: a registered generator or a JSONL file (default ioi)")
-    p.add_argument("--corrupt", default="ioi_abc",
-                   help="paired corruption: a generator or a JSONL file whose row i corrupts row i of --dataset (default ioi_abc)")
-    p.add_argument("--n", type=int, default=None, help="examples (default: 32 from a generator, every row of a JSONL file)")
+    p.add_argument(
+        "--model", default="smollm2-135m", help="registry name or Hugging Face directory (default smollm2-135m)"
+    )
+    p.add_argument(
+        "--dataset", default="ioi", help="clean dataset: a registered generator or a JSONL file (default ioi)"
+    )
+    p.add_argument(
+        "--corrupt",
+        default="ioi_abc",
+        help="paired corruption: a generator or a JSONL file whose row i corrupts row i of --dataset (default ioi_abc)",
+    )
+    p.add_argument(
+        "--n", type=int, default=None, help="examples (default: 32 from a generator, every row of a JSONL file)"
+    )
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     p.add_argument(
-        "--arg", action="append", default=[], metavar="KEY=VALUE", help="extra generator argument for both datasets (JSON value)"
+        "--arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra generator argument for both datasets (JSON value)",
     )
     p.add_argument(
-        "--positions", default=None, metavar="NAMES", help="patch only at these named positions (comma-separated), e.g. END"
+        "--positions",
+        default=None,
+        metavar="NAMES",
+        help="patch only at these named positions (comma-separated), e.g. END",
     )
-    p.add_argument("--max-rows", type=int, default=96, help="rows per forward pass (default 96); results do not depend on it")
+    p.add_argument(
+        "--max-rows", type=int, default=96, help="rows per forward pass (default 96); results do not depend on it"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
@@ -152,7 +180,10 @@ def boot(model_name: str, device: str):
 
 def model_limits(model) -> dict[str, Any]:
     """vocab_size / n_ctx for reading a JSONL file for this model (rows checked at their line)."""
-    return {"vocab_size": getattr(getattr(model, "shape", None), "vocab_size", None), "n_ctx": getattr(model, "n_ctx", None)}
+    return {
+        "vocab_size": getattr(getattr(model, "shape", None), "vocab_size", None),
+        "n_ctx": getattr(model, "n_ctx", None),
+    }
 
 
 def parse_layers(text: str | None, n_layers: int) -> list[int] | None:
@@ -222,7 +253,9 @@ def print_table(result, top: int, file=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    what = {"heads": "head outputs", "mlps": "MLP outputs", "path": f"paths into {', '.join(result.receivers)}"}[result.kind]
+    what = {"heads": "head outputs", "mlps": "MLP outputs", "path": f"paths into {', '.join(result.receivers)}"}[
+        result.kind
+    ]
     where = f" at {', '.join(result.positions)}" if result.positions else ""
     t = Table(
         title=f"Patching {what}{where}: {result.dataset} <- {result.corruption} (n={result.n})",

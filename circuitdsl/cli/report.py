@@ -22,13 +22,21 @@ def add_parser(sub, name: str, help: str):
     p = sub.add_parser(name, help=help, description=help)
     p.add_argument("result", metavar="RESULT.json", help="the JSON written by `circuitdsl check --json`")
     p.add_argument("-o", "--output", required=True, metavar="PATH", help="the HTML file to write")
-    p.add_argument("--circuit", metavar="FILE", help="the .circuit file checked: draws the graph and computes the model's sections")
+    p.add_argument(
+        "--circuit", metavar="FILE", help="the .circuit file checked: draws the graph and computes the model's sections"
+    )
     p.add_argument("--no-model", action="store_true", help="with --circuit: do not load the model (no attention/DLA)")
-    p.add_argument("--examples", type=int, default=2, metavar="N", help="examples to show attention patterns on (default 2)")
+    p.add_argument(
+        "--examples", type=int, default=2, metavar="N", help="examples to show attention patterns on (default 2)"
+    )
     p.add_argument("--device", default="cpu", help="torch device for the model's sections (default cpu)")
-    p.add_argument("--pick", metavar="NAME|INDEX", default=None,
-                   help="when RESULT.json holds several results (`check A B --json-out`), the one to report: "
-                        "its hypothesis name or its 0-based index")
+    p.add_argument(
+        "--pick",
+        metavar="NAME|INDEX",
+        default=None,
+        help="when RESULT.json holds several results (`check A B --json-out`), the one to report: "
+        "its hypothesis name or its 0-based index",
+    )
     return p
 
 
@@ -46,8 +54,9 @@ def _one_result(data, pick: str | None, path: str):
     if pick is None:
         if len(items) == 1:
             return items[0], None
-        return None, (f"`{path}` holds {len(items)} results ({', '.join(names)}): choose one with --pick NAME or "
-                      f"--pick INDEX")
+        return None, (
+            f"`{path}` holds {len(items)} results ({', '.join(names)}): choose one with --pick NAME or --pick INDEX"
+        )
     if pick.isdigit() and int(pick) < len(items):
         return items[int(pick)], None
     if pick in names:
@@ -116,9 +125,16 @@ def run(args) -> int:
         hypothesis, source_text = _from_recorded_source(result)
     model_sections = bool(args.circuit) and not args.no_model
     try:
-        why = write_report(out, result, hypothesis, source_text=source_text, model_sections=model_sections,
-                           unavailable="--no-model was given." if args.circuit and args.no_model else None,
-                           device=args.device, n_attention=args.examples)
+        why = write_report(
+            out,
+            result,
+            hypothesis,
+            source_text=source_text,
+            model_sections=model_sections,
+            unavailable="--no-model was given." if args.circuit and args.no_model else None,
+            device=args.device,
+            n_attention=args.examples,
+        )
     except OSError as e:
         return _err(f"cannot write `{out}`: {e.strerror or e}")
     parts = ["graph" if hypothesis is not None else None, "model sections" if model_sections and why is None else None]

@@ -25,6 +25,7 @@ class Terminated(BaseException):
     files) run before the process exits. A BaseException, like KeyboardInterrupt: `except Exception`
     does not swallow it."""
 
+
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 REPORT_HOW = "please report this circuitdsl bug with that file, the command line and (if you can share it) the input"
@@ -45,7 +46,7 @@ def _on_int(signum, frame):
     raise KeyboardInterrupt()
 
 
-class signals_handled:  # noqa: N801 - used as a context manager, like a function
+class signals_handled:
     """SIGTERM -> Terminated, SIGINT -> KeyboardInterrupt inside the block (main thread only); the
     previous handlers come back afterwards. A class, not @contextmanager: importing contextlib would
     be more time before the handlers are in."""

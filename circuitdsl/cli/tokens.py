@@ -27,7 +27,9 @@ def add_parser(sub, name: str, help: str):
     p.add_argument("--rows", type=int, default=5, metavar="N", help="rows shown (default 5; 0: all)")
     p.add_argument("--n", type=int, default=None, help="generator: examples to make (default 32)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
-    p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", help="extra generator argument (JSON value)")
+    p.add_argument(
+        "--arg", action="append", default=[], metavar="KEY=VALUE", help="extra generator argument (JSON value)"
+    )
     p.add_argument("--json-out", metavar="PATH", default=None, help="write every row's tokens and positions as JSON")
     return p
 
@@ -81,7 +83,10 @@ def _tokenizer_only(model: str):
         from circuitdsl.backends.base import TokenizerAdapter
 
         n_ctx = next((int(cfg[k]) for k in ("n_positions", "max_position_embeddings", "n_ctx") if k in cfg), None)
-        return TokenizerAdapter(AutoTokenizer.from_pretrained(str(d))), {"vocab_size": cfg.get("vocab_size"), "n_ctx": n_ctx}
+        return TokenizerAdapter(AutoTokenizer.from_pretrained(str(d))), {
+            "vocab_size": cfg.get("vocab_size"),
+            "n_ctx": n_ctx,
+        }
     except Exception:  # anything unusual: the full load says what is wrong, with its diagnostics
         return None, None
 
@@ -115,7 +120,9 @@ def run(args) -> int:
     for r in shown:
         where = f"line {r['line']}" if r["line"] is not None else f"example {r['id']}"
         print(f"{where}: {len(r['tokens'])} tokens" + (f"  {r['text']!r}" if r["text"] is not None else ""))
-        print("  " + "  ".join(f"{i}:{t.rsplit(' (', 1)[0] if tok is not None else t}" for i, t in enumerate(r["tokens"])))
+        print(
+            "  " + "  ".join(f"{i}:{t.rsplit(' (', 1)[0] if tok is not None else t}" for i, t in enumerate(r["tokens"]))
+        )
         for name, items in r["positions"].items():
             print(f"  {name:>10} -> " + ", ".join(f"{x['index']} {x['token']}" for x in items))
         for s in r["scored"]:

@@ -202,7 +202,7 @@ def resolve_edges(u: Unit) -> Unit:
                 for n in nodes:
                     mentioned.setdefault(n, t.node.span)
             resolved.append(row)
-        for t, nodes, _ in resolved[0]:
+        for t, _nodes, _ in resolved[0]:
             if t.port is not None:
                 diags.append(diag("E206", f"`{t.text}`: a sender has no port", t.port.span, label="ports belong to receivers",
                                   hint=f"write `{t.node.text}` on the left of `->`"))  # fmt: skip

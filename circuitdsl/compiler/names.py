@@ -53,16 +53,24 @@ def resolve_builtin(ref: ast.NodeRef, model: ModelRef | None) -> tuple[NodeId | 
         if layer >= s.n_layers:
             cands = [f"a{s.n_layers - 1}.{h}" for h in range(s.n_heads)]
             return None, [
-                diag("E202", f"unknown layer in `{ref.text}`: the model has {s.n_layers} layers", sp,
-                     label=f"`{model.name}` has layers {_range(s.n_layers)}",
-                     hint=did_you_mean(ref.text, cands, cutoff=0.0))  # fmt: skip
+                diag(
+                    "E202",
+                    f"unknown layer in `{ref.text}`: the model has {s.n_layers} layers",
+                    sp,
+                    label=f"`{model.name}` has layers {_range(s.n_layers)}",
+                    hint=did_you_mean(ref.text, cands, cutoff=0.0),
+                )  # fmt: skip
             ]
         if head >= s.n_heads:
             cands = [f"a{layer}.{h}" for h in range(s.n_heads)]
             return None, [
-                diag("E201", f"unknown attention head `{ref.text}`", sp,
-                     label=f"layer {layer} has heads {_range(s.n_heads)}",
-                     hint=did_you_mean(ref.text, cands, cutoff=0.0))  # fmt: skip
+                diag(
+                    "E201",
+                    f"unknown attention head `{ref.text}`",
+                    sp,
+                    label=f"layer {layer} has heads {_range(s.n_heads)}",
+                    hint=did_you_mean(ref.text, cands, cutoff=0.0),
+                )  # fmt: skip
             ]
         return NodeId(NodeKind.HEAD, layer, head), []
     if name in ("embed", "out"):
@@ -70,9 +78,13 @@ def resolve_builtin(ref: ast.NodeRef, model: ModelRef | None) -> tuple[NodeId | 
     if name == "pos":
         if model is not None and model.shape.pos_embed != "learned":
             return None, [
-                diag("E204", f"`pos` does not exist in `{model.name}`", sp,
-                     label=f"this model has {model.shape.pos_embed} positions, no position embedding",
-                     hint="claim `embed` only: position information enters through the attention itself")  # fmt: skip
+                diag(
+                    "E204",
+                    f"`pos` does not exist in `{model.name}`",
+                    sp,
+                    label=f"this model has {model.shape.pos_embed} positions, no position embedding",
+                    hint="claim `embed` only: position information enters through the attention itself",
+                )  # fmt: skip
             ]
         return NodeId(NodeKind.POS), []
     m = _MLP.fullmatch(name)
@@ -83,21 +95,34 @@ def resolve_builtin(ref: ast.NodeRef, model: ModelRef | None) -> tuple[NodeId | 
         s = model.shape
         if not s.has_mlp:
             return None, [
-                diag("E205", f"`{name}` does not exist: `{model.name}` is attention-only", sp,
-                     label="this model has no MLPs", hint="only heads `aL.H`, `embed`, `pos` and `out` exist")  # fmt: skip
+                diag(
+                    "E205",
+                    f"`{name}` does not exist: `{model.name}` is attention-only",
+                    sp,
+                    label="this model has no MLPs",
+                    hint="only heads `aL.H`, `embed`, `pos` and `out` exist",
+                )  # fmt: skip
             ]
         if layer >= s.n_layers:
             return None, [
-                diag("E202", f"unknown layer in `{name}`: the model has {s.n_layers} layers", sp,
-                     label=f"`{model.name}` has layers {_range(s.n_layers)}",
-                     hint=f"did you mean `m{s.n_layers - 1}`?")  # fmt: skip
+                diag(
+                    "E202",
+                    f"unknown layer in `{name}`: the model has {s.n_layers} layers",
+                    sp,
+                    label=f"`{model.name}` has layers {_range(s.n_layers)}",
+                    hint=f"did you mean `m{s.n_layers - 1}`?",
+                )  # fmt: skip
             ]
         return NodeId(NodeKind.MLP, layer), []
     m = _HEAD.fullmatch(name)
     if m:
         n_heads = model.shape.n_heads if model else None
-        hint = f"a head is written `{name}.H` with H in {_range(n_heads)}" if n_heads else f"a head is written `{name}.H`"
-        return None, [diag("E203", f"`{name}` is not a node: a head needs its index", sp, label="head index missing", hint=hint)]
+        hint = (
+            f"a head is written `{name}.H` with H in {_range(n_heads)}" if n_heads else f"a head is written `{name}.H`"
+        )
+        return None, [
+            diag("E203", f"`{name}` is not a node: a head needs its index", sp, label="head index missing", hint=hint)
+        ]
     return None, []
 
 
@@ -113,7 +138,9 @@ _KIND_WORD = {NodeKind.HEAD: "a head", NodeKind.MLP: "an MLP", NodeKind.EMBED: "
 _RANGE_HELP = "a range runs from head to head (`a8.0..a9.8`) or from MLP to MLP (`m3..m7`)"
 
 
-def _endpoint(ref: ast.NodeRef, rng: ast.NodeRange, model: ModelRef | None, group_names) -> tuple[NodeId | None, list[Diagnostic]]:
+def _endpoint(
+    ref: ast.NodeRef, rng: ast.NodeRange, model: ModelRef | None, group_names
+) -> tuple[NodeId | None, list[Diagnostic]]:
     node, diags = resolve_builtin(ref, model)
     if diags:
         d = diags[0]
@@ -130,7 +157,9 @@ def _endpoint(ref: ast.NodeRef, rng: ast.NodeRange, model: ModelRef | None, grou
     return node, []
 
 
-def resolve_range(rng: ast.NodeRange, model: ModelRef | None, group_names=()) -> tuple[tuple[NodeId, ...], list[Diagnostic]]:
+def resolve_range(
+    rng: ast.NodeRange, model: ModelRef | None, group_names=()
+) -> tuple[tuple[NodeId, ...], list[Diagnostic]]:
     """Every node of `a8.0..a9.8` / `m3..m7` in model order (heads by layer then index), inclusive.
     Empty on error (E216 kinds, E217 reversed, E218 missing endpoint)."""
     a, da = _endpoint(rng.start, rng, model, group_names)
@@ -186,4 +215,16 @@ def resolve_ref(
     hint = did_you_mean(ref.text, cands) or (
         "node names are `embed`, `pos`, `out`, `aL.H` (head H of layer L), `mL` (MLP of layer L) or a group name"
     )
-    return (), (), [diag("E203", f"unknown node or group `{ref.text}`", ref.span, label="no node or group of this name", hint=hint)]
+    return (
+        (),
+        (),
+        [
+            diag(
+                "E203",
+                f"unknown node or group `{ref.text}`",
+                ref.span,
+                label="no node or group of this name",
+                hint=hint,
+            )
+        ],
+    )

@@ -108,8 +108,13 @@ def resolve_model(u: Unit) -> Unit:
     models = u.of(ast.Model)
     if not models:
         return u.add(
-            diag("E502", "no `model` statement", u.first_span(), label="the hypothesis needs a model",
-                 hint="add a line such as `model smollm2-135m` or `model \"path/to/model_dir\"`")  # fmt: skip
+            diag(
+                "E502",
+                "no `model` statement",
+                u.first_span(),
+                label="the hypothesis needs a model",
+                hint='add a line such as `model smollm2-135m` or `model "path/to/model_dir"`',
+            )  # fmt: skip
         )
     m = models[0]
     try:
@@ -177,7 +182,9 @@ def resolve_datasets(u: Unit) -> Unit:
             if info is None:
                 known = registry.names()
                 hint = did_you_mean(gen, known) or (
-                    "registered generators: " + ", ".join(f"`{n}`" for n in known) if known else "no generators are registered"
+                    "registered generators: " + ", ".join(f"`{n}`" for n in known)
+                    if known
+                    else "no generators are registered"
                 )
                 diags.append(diag("E402", f"unknown dataset generator `{gen}`", s.generator.span,
                                   label="no generator of this name", hint=hint))  # fmt: skip
@@ -194,7 +201,14 @@ def resolve_datasets(u: Unit) -> Unit:
                     ok = False
                     continue
                 if a.key.text in args:
-                    diags.append(_dup("argument", a.key.text, a.key.span, next(x.key.span for x in s.args if x.key.text == a.key.text)))
+                    diags.append(
+                        _dup(
+                            "argument",
+                            a.key.text,
+                            a.key.span,
+                            next(x.key.span for x in s.args if x.key.text == a.key.text),
+                        )
+                    )
                     ok = False
                     continue
                 v, err = _check_arg(gen, a, params[a.key.text])
@@ -209,7 +223,11 @@ def resolve_datasets(u: Unit) -> Unit:
             path = (base_dir(s.span.file) / s.path).resolve()
             if not path.is_file():
                 why = "is a directory" if path.is_dir() else "does not exist"
-                shown = os.path.normpath(os.path.join(os.path.dirname(s.span.file), s.path)) if not s.span.file.startswith("<") else s.path
+                shown = (
+                    os.path.normpath(os.path.join(os.path.dirname(s.span.file), s.path))
+                    if not s.span.file.startswith("<")
+                    else s.path
+                )
                 diags.append(diag("E404", f"dataset file `{s.path}` {why}", s.path_span,
                                   label=f"looked for {shown}", hint="JSONL paths are relative to the .circuit file that names them"))  # fmt: skip
                 schemas.append((s.name.text, None, None))
@@ -220,14 +238,20 @@ def resolve_datasets(u: Unit) -> Unit:
                 diags.extend(e.diagnostics)
                 schemas.append((s.name.text, None, None))
                 continue
-            except Exception as e:  # noqa: BLE001 - any failure to read the file is the user's to fix
+            except Exception as e:
                 diags.append(diag("E404", f"cannot read dataset file `{s.path}`: {e}", s.path_span,
                                   label="unreadable", hint="each line must be one JSON object (docs/DATASETS.md)"))  # fmt: skip
                 schemas.append((s.name.text, None, None))
                 continue
             specs.append(DatasetSpec(s.name.text, DatasetKind.FILE, str(path), (), s.span))
             fields, positions = schema if schema is not None else (None, None)
-            schemas.append((s.name.text, None if fields is None else tuple(fields), None if positions is None else tuple(positions)))
+            schemas.append(
+                (
+                    s.name.text,
+                    None if fields is None else tuple(fields),
+                    None if positions is None else tuple(positions),
+                )
+            )
     declared = [name for name, _, _ in schemas]
     main = declared[0] if declared else None
     ons = u.of(ast.On)
@@ -244,7 +268,9 @@ def resolve_datasets(u: Unit) -> Unit:
 
 def _unknown_dataset(ident: ast.Ident, declared) -> Diagnostic:
     hint = did_you_mean(ident.text, declared) or (
-        "declared datasets: " + ", ".join(f"`{d}`" for d in declared) if declared else "declare it with `dataset NAME = ...`"
+        "declared datasets: " + ", ".join(f"`{d}`" for d in declared)
+        if declared
+        else "declare it with `dataset NAME = ...`"
     )
     return diag("E207", f"unknown dataset `{ident.text}`", ident.span, label="not a declared dataset", hint=hint)
 
@@ -295,7 +321,11 @@ def resolve_groups(u: Unit) -> Unit:
             gname = ref_group_name(ref)
             if gname is not None and gname in defs and not is_builtin_name(gname):
                 if gname in stack or gname == name:
-                    path = " -> ".join(stack[stack.index(gname):] + (name, gname)) if gname in stack else f"{name} -> {name}"
+                    path = (
+                        " -> ".join(stack[stack.index(gname) :] + (name, gname))
+                        if gname in stack
+                        else f"{name} -> {name}"
+                    )
                     diags.append(diag("E307", f"group `{name}` contains itself ({path})", ref.span,
                                       label="leads back to the group being defined", hint="a group may contain other groups, not itself"))  # fmt: skip
                     ok = False
@@ -358,7 +388,11 @@ def resolve_settings(u: Unit) -> Unit:
             continue
         v, want = _setting_value(key, s.value)
         if want:
-            diags.append(diag("E213", f"`{key}` must be {want}", s.value.span, label=f"got {_type_name(_literal_value(s.value))}"))
+            diags.append(
+                diag(
+                    "E213", f"`{key}` must be {want}", s.value.span, label=f"got {_type_name(_literal_value(s.value))}"
+                )
+            )
             continue
         values.setdefault(key, v)
     return u.add(*diags, settings=tuple(sorted(values.items())))
@@ -381,7 +415,11 @@ def resolve_expects(u: Unit) -> Unit:
     return u.add(*diags, expects=tuple(expects))
 
 
-_READS = {"minimality": "minimality.enabled", "minimality.p": "minimality.enabled", "incompleteness": "completeness.enabled"}
+_READS = {
+    "minimality": "minimality.enabled",
+    "minimality.p": "minimality.enabled",
+    "incompleteness": "completeness.enabled",
+}
 
 
 def _turned_off(u: Unit, score: str):

@@ -63,7 +63,7 @@ class Unit:
     settings: tuple[tuple[str, Any], ...] = ()
     expects: tuple[Expect, ...] = ()
 
-    def add(self, *diags: Diagnostic, **changes) -> "Unit":
+    def add(self, *diags: Diagnostic, **changes) -> Unit:
         return replace(self, diagnostics=self.diagnostics + tuple(diags), **changes)
 
     def of(self, *types) -> tuple:

@@ -35,9 +35,14 @@ def check_cycles(u: Unit) -> Unit:
         spans_c = [g.edges[a, b]["span"] for a, b in cycle]
         first = min(spans_c)
         diags.append(
-            diag("E305", f"the claimed edges form a cycle: {names}", first, label="this edge is on the cycle",
-                 hint="claimed edges run from embeddings towards `out`; remove the backwards edge",
-                 related=tuple(Label(sp, "also on the cycle") for sp in sorted(set(spans_c)) if sp != first))  # fmt: skip
+            diag(
+                "E305",
+                f"the claimed edges form a cycle: {names}",
+                first,
+                label="this edge is on the cycle",
+                hint="claimed edges run from embeddings towards `out`; remove the backwards edge",
+                related=tuple(Label(sp, "also on the cycle") for sp in sorted(set(spans_c)) if sp != first),
+            )  # fmt: skip
         )
     return u.add(*diags)
 

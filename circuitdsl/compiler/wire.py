@@ -35,13 +35,7 @@ def ports_of(node: NodeId) -> tuple[Port, ...]:
 def wire_edges(nodes, parallel: bool) -> tuple[EdgeId, ...]:
     """Every forward edge among `nodes` (each sender into every port of each reader), in model order."""
     uniq = sorted(set(nodes))
-    edges = [
-        EdgeId(s, r, p)
-        for s in uniq
-        for r in uniq
-        if s != r and upstream_ok(s, r, parallel)
-        for p in ports_of(r)
-    ]
+    edges = [EdgeId(s, r, p) for s in uniq for r in uniq if s != r and upstream_ok(s, r, parallel) for p in ports_of(r)]
     return tuple(sorted(edges, key=edge_key))
 
 

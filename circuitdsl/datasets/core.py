@@ -133,7 +133,7 @@ class Example:
         text: str | None = None,
         id: str = "",
         targets=(),
-    ) -> "Example":
+    ) -> Example:
         """Build an Example from plain Python values (lists, dicts). An answer (or wrong answer) at a scored
         position may be a list of tokens, a set (metrics logit_diff, prob_diff)."""
         answers, answer_sets = _answer_sets(answers)
@@ -148,7 +148,10 @@ class Example:
             scored=tuple(int(s) for s in scored),
             wrongs=wrongs,
             positions=tuple(
-                sorted((k, (int(v),) if isinstance(v, int) else tuple(int(i) for i in v)) for k, v in (positions or {}).items())
+                sorted(
+                    (k, (int(v),) if isinstance(v, int) else tuple(int(i) for i in v))
+                    for k, v in (positions or {}).items()
+                )
             ),
             fields=tuple(sorted((k, _freeze(v)) for k, v in (fields or {}).items())),
             text=text,

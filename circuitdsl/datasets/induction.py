@@ -177,7 +177,8 @@ def repeat(*, tokenizer: Any = None, n: int, seed: int, length: int, vocab: int)
     vocab_ids = _vocabulary("repeat", tokenizer, vocab, 2 * length)
     if length > len(vocab_ids):
         raise _param_error(
-            "repeat", f"`length` = {length} needs {length} distinct tokens but vocab has {len(vocab_ids)}",
+            "repeat",
+            f"`length` = {length} needs {length} distinct tokens but vocab has {len(vocab_ids)}",
             "lower `length` or raise `vocab`",
         )
     rng = random.Random(f"repeat/{seed}")

@@ -29,7 +29,19 @@ from typing import Any
 from circuitdsl.datasets.core import Example
 from circuitdsl.datasets.registry import register
 
-__all__ = ["BABA_TEMPLATES", "NAMES", "PLACES", "OBJECTS", "POSITIONS", "FIELDS", "ioi", "ioi_abc", "IOIError", "vocabulary", "prompt"]
+__all__ = [
+    "BABA_TEMPLATES",
+    "NAMES",
+    "PLACES",
+    "OBJECTS",
+    "POSITIONS",
+    "FIELDS",
+    "ioi",
+    "ioi_abc",
+    "IOIError",
+    "vocabulary",
+    "prompt",
+]
 
 # Wang et al. 2022 (BABA_TEMPLATES of the paper's code); the ABBA versions swap the first [A]/[B].
 # Template 0 is the example of the task statement: "When Mary and John went to the store, ...".
@@ -253,8 +265,17 @@ def vocabulary(tokenizer: Any, names: int = 0) -> tuple[tuple[str, ...], tuple[s
     return tuple(_pool(name_tok, names)), tuple(sorted(place_tok)), tuple(sorted(object_tok))
 
 
-def prompt(tokenizer: Any, *, template: int, order: str, io: str, s: str, place: str, object: str,
-           abc: tuple[str, str, str] | None = None) -> Example:
+def prompt(
+    tokenizer: Any,
+    *,
+    template: int,
+    order: str,
+    io: str,
+    s: str,
+    place: str,
+    object: str,
+    abc: tuple[str, str, str] | None = None,
+) -> Example:
     """One IOI example as the generators build it: template `template` (an index into BABA_TEMPLATES) in
     order "ABBA" or "BABA", with io/s/place/object filled in. abc: the ABC corruption, three names for
     the IO, S1 and S2 slots (the answers stay io and s)."""

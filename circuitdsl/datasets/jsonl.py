@@ -117,7 +117,9 @@ def _read_text(path: Path) -> str:
         ) from None
     except (OSError, ValueError) as e:
         why = getattr(e, "strerror", None) or str(e)
-        raise CircuitError([Diagnostic("E429", f"cannot read dataset file {path}: {why}", hint="give the path of a JSONL file")]) from None
+        raise CircuitError(
+            [Diagnostic("E429", f"cannot read dataset file {path}: {why}", hint="give the path of a JSONL file")]
+        ) from None
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:
@@ -149,10 +151,20 @@ def _read_rows(path: Path, col: _Collector) -> list[_Row]:
             col.error("E420", f"invalid JSON: {e}", "each line of a JSONL file is one complete JSON object", line=n)
             continue
         except RecursionError:
-            col.error("E420", "invalid JSON: arrays or objects nested too deep", "a row's values nest a few levels at most", line=n)
+            col.error(
+                "E420",
+                "invalid JSON: arrays or objects nested too deep",
+                "a row's values nest a few levels at most",
+                line=n,
+            )
             continue
         if not isinstance(obj, dict):
-            col.error("E421", f"a row must be a JSON object, not {type(obj).__name__}", 'write e.g. {"tokens": [1, 2], "answer": 3}', line=n)
+            col.error(
+                "E421",
+                f"a row must be a JSON object, not {type(obj).__name__}",
+                'write e.g. {"tokens": [1, 2], "answer": 3}',
+                line=n,
+            )
             continue
         rows.append(_Row(n, raw, obj))
     if not rows and not col.diags:
@@ -164,15 +176,29 @@ def _row_fields(row: _Row, col: _Collector) -> dict[str, Any]:
     out = {k: v for k, v in row.obj.items() if k not in RESERVED_KEYS}
     nested = row.obj.get("fields", {})
     if not isinstance(nested, dict):
-        col.error("E421", "`fields` must be an object of feature values", 'write "fields": {"name": value}', row, "fields")
+        col.error(
+            "E421", "`fields` must be an object of feature values", 'write "fields": {"name": value}', row, "fields"
+        )
         nested = {}
     for k, v in nested.items():
         if k in out:
-            col.error("E421", f"field `{k}` is given twice (at the top level and under `fields`)", "keep one of them", row, "fields")
+            col.error(
+                "E421",
+                f"field `{k}` is given twice (at the top level and under `fields`)",
+                "keep one of them",
+                row,
+                "fields",
+            )
         out[k] = v
     for k in list(out):
         if not _NAME.match(k):
-            col.error("E421", f"field name `{k}` is not an identifier", "field names look like `io_name` (letters, digits, _)", row, k)
+            col.error(
+                "E421",
+                f"field name `{k}` is not an identifier",
+                "field names look like `io_name` (letters, digits, _)",
+                row,
+                k,
+            )
             del out[k]
     return out
 
@@ -182,11 +208,23 @@ def _row_positions(row: _Row, col: _Collector) -> dict[str, Any]:
     markers (their values are the _Mark objects, resolved to token indices by `_resolve_marks`)."""
     pos = row.obj.get("positions", {})
     if not isinstance(pos, dict):
-        col.error("E421", "`positions` must be an object {name: index or [indices]}", 'write "positions": {"end": -1}', row, "positions")
+        col.error(
+            "E421",
+            "`positions` must be an object {name: index or [indices]}",
+            'write "positions": {"end": -1}',
+            row,
+            "positions",
+        )
         pos = {}
     for k in list(pos):
         if not _NAME.match(k):
-            col.error("E421", f"position name `{k}` is not an identifier", "position names look like `S2` (letters, digits, _)", row, "positions")
+            col.error(
+                "E421",
+                f"position name `{k}` is not an identifier",
+                "position names look like `S2` (letters, digits, _)",
+                row,
+                "positions",
+            )
             pos = {kk: vv for kk, vv in pos.items() if kk != k}
     _, marks = _split_marks(row, col)
     if marks:
@@ -236,14 +274,14 @@ def _split_marks(row: _Row, col: _Collector) -> tuple[str | None, tuple[_Mark, .
             if close < 0:
                 bad = (f"marker `[[{m.group(1)}:` is never closed with `]]`", m.start())
                 break
-            inner = text[m.end():close]
+            inner = text[m.end() : close]
             if "[[" in inner:
                 bad = (f"marker `[[{m.group(1)}:` contains another `[[` (markers do not nest)", m.start())
                 break
             if not inner:
                 bad = (f"marker `[[{m.group(1)}:]]` names an empty span", m.start())
                 break
-            plain.append(text[i:m.start()])
+            plain.append(text[i : m.start()])
             n_plain += m.start() - i
             rc = row.raw.find(f"[[{m.group(1)}:", raw_from)
             raw_from = rc + 1 if rc >= 0 else raw_from
@@ -256,8 +294,12 @@ def _split_marks(row: _Row, col: _Collector) -> tuple[str | None, tuple[_Mark, .
         if bad is not None:
             rc = row.raw.find("[[")
             col.bad_marks.add(key)
-            col.error("E430", f"`text`: {bad[0]}", "write a named span as [[NAME:text]], e.g. \"Days: Monday,[[END: Tuesday,]]\"",
-                      span=Span(col.file, row.line, rc + 1 if rc >= 0 else 1, row.line, (rc + 3) if rc >= 0 else 2))
+            col.error(
+                "E430",
+                f"`text`: {bad[0]}",
+                'write a named span as [[NAME:text]], e.g. "Days: Monday,[[END: Tuesday,]]"',
+                span=Span(col.file, row.line, rc + 1 if rc >= 0 else 1, row.line, (rc + 3) if rc >= 0 else 2),
+            )
             result = (None, ())
         elif both:
             col.bad_marks.add(key)
@@ -288,10 +330,13 @@ def _resolve_marks(row: _Row, toks: list[int], tokenizer: Any, col: _Collector) 
     for mk in marks:
         first = next((i for i, e in enumerate(ends) if e > mk.start), None)
         last = next((i for i, e in enumerate(ends) if e == mk.end), None)
-        good_start = first is not None and (starts[first] == mk.start or plain[starts[first]:mk.start].isspace())
+        good_start = first is not None and (starts[first] == mk.start or plain[starts[first] : mk.start].isspace())
         if not good_start or last is None or last < (first or 0):
             lo = max(0, (first if first is not None else 0) - 2)
-            hi = min(len(toks), (last if last is not None else next((i for i, e in enumerate(ends) if e >= mk.end), len(toks) - 1)) + 3)
+            hi = min(
+                len(toks),
+                (last if last is not None else next((i for i, e in enumerate(ends) if e >= mk.end), len(toks) - 1)) + 3,
+            )
             pieces = " ".join(repr(tokenizer.decode([t])) for t in toks[lo:hi])
             col.error("E430", f"span `{mk.name}` ({plain[mk.start:mk.end]!r}) does not fall on token boundaries: "
                       f"around it the text is the tokens {pieces}",
@@ -313,7 +358,10 @@ def _schema(rows: list[_Row], col: _Collector) -> tuple[tuple[str, ...], tuple[s
         _split_marks(row, col)
         if id(row) in col.bad_marks:
             continue
-        for what, mine, ref in (("fields", set(_row_fields(row, col)), f0), ("positions", set(_row_positions(row, col)), p0)):
+        for what, mine, ref in (
+            ("fields", set(_row_fields(row, col)), f0),
+            ("positions", set(_row_positions(row, col)), p0),
+        ):
             if mine != ref:
                 diff = []
                 if ref - mine:
@@ -354,7 +402,13 @@ def _token(value: Any, tokenizer: Any, row: _Row, key: str, col: _Collector, voc
         return value
     if isinstance(value, str):
         if tokenizer is None:
-            col.error("E424", f"`{key}` is a string but this model has no tokenizer", "give the token id (an integer)", row, key)
+            col.error(
+                "E424",
+                f"`{key}` is a string but this model has no tokenizer",
+                "give the token id (an integer)",
+                row,
+                key,
+            )
             return None
         ids = list(tokenizer.encode(value))
         if len(ids) != 1:
@@ -368,7 +422,13 @@ def _token(value: Any, tokenizer: Any, row: _Row, key: str, col: _Collector, voc
             )
             return None
         return int(ids[0])
-    col.error("E421", f"`{key}` must be a token string or id (or a list of them), got {type(value).__name__}", 'write e.g. "answer": " Mary"', row, key)
+    col.error(
+        "E421",
+        f"`{key}` must be a token string or id (or a list of them), got {type(value).__name__}",
+        'write e.g. "answer": " Mary"',
+        row,
+        key,
+    )
     return None
 
 
@@ -380,7 +440,13 @@ def _tokens(row: _Row, tokenizer: Any, col: _Collector, vocab_size: int | None) 
     if has_tokens:
         toks = row.obj["tokens"]
         if not isinstance(toks, list) or not toks or not all(_is_int(t) for t in toks):
-            col.error("E421", "`tokens` must be a non-empty list of token ids", 'write e.g. "tokens": [4, 17, 4]', row, "tokens")
+            col.error(
+                "E421",
+                "`tokens` must be a non-empty list of token ids",
+                'write e.g. "tokens": [4, 17, 4]',
+                row,
+                "tokens",
+            )
             return None
         bad = [t for t in toks if t < 0 or (vocab_size is not None and t >= vocab_size)]
         if bad:
@@ -398,7 +464,13 @@ def _tokens(row: _Row, tokenizer: Any, col: _Collector, vocab_size: int | None) 
             col.error("E421", "`text` must be a non-empty string", 'write e.g. "text": "The cat sat"', row, "text")
             return None
         if tokenizer is None:
-            col.error("E422", "this model has no tokenizer, so rows need `tokens`, not `text`", "give token ids: \"tokens\": [...]", row, "text")
+            col.error(
+                "E422",
+                "this model has no tokenizer, so rows need `tokens`, not `text`",
+                'give token ids: "tokens": [...]',
+                row,
+                "text",
+            )
             return None
         toks = [int(t) for t in tokenizer.encode(text)]
         if not toks:
@@ -411,16 +483,30 @@ def _tokens(row: _Row, tokenizer: Any, col: _Collector, vocab_size: int | None) 
 
 def _index(v: Any, n: int, row: _Row, key: str, what: str, col: _Collector) -> int | None:
     if not _is_int(v):
-        col.error("E421", f"{what} must be an integer index, got {v!r}", "indices are ints; negative ones count from the end", row, key)
+        col.error(
+            "E421",
+            f"{what} must be an integer index, got {v!r}",
+            "indices are ints; negative ones count from the end",
+            row,
+            key,
+        )
         return None
     i = v + n if v < 0 else v
     if not 0 <= i < n:
-        col.error("E423", f"{what} {v} is out of range for a row of {n} tokens", f"indices run from 0 to {n - 1} (or -{n} to -1)", row, key)
+        col.error(
+            "E423",
+            f"{what} {v} is out of range for a row of {n} tokens",
+            f"indices run from 0 to {n - 1} (or -{n} to -1)",
+            row,
+            key,
+        )
         return None
     return i
 
 
-def _answers(key: str, row: _Row, n_scored: int, tokenizer, col: _Collector, vocab_size) -> list[int | list[int]] | None:
+def _answers(
+    key: str, row: _Row, n_scored: int, tokenizer, col: _Collector, vocab_size
+) -> list[int | list[int]] | None:
     """One entry per scored position: a token, or a list of tokens (an answer set, for logit_diff/prob_diff)."""
     value = row.obj[key]
     values = value if isinstance(value, list) else [value]
@@ -428,7 +514,7 @@ def _answers(key: str, row: _Row, n_scored: int, tokenizer, col: _Collector, voc
         col.error(
             "E421",
             f"`{key}` has {len(values)} token(s) but the row scores {n_scored} position(s)",
-            f"give one `{key}` per scored position; a set of tokens at one position is a nested list, e.g. [[\" 1801\", \" 1802\"]]",
+            f'give one `{key}` per scored position; a set of tokens at one position is a nested list, e.g. [[" 1801", " 1802"]]',
             row,
             key,
         )
@@ -437,13 +523,21 @@ def _answers(key: str, row: _Row, n_scored: int, tokenizer, col: _Collector, voc
     for v in values:
         if isinstance(v, list):
             if not v or any(isinstance(m, list) for m in v):
-                col.error("E421", f"a set of `{key}` tokens must be a non-empty list of tokens", 'write e.g. [[" 1801", " 1802"]]', row, key)
+                col.error(
+                    "E421",
+                    f"a set of `{key}` tokens must be a non-empty list of tokens",
+                    'write e.g. [[" 1801", " 1802"]]',
+                    row,
+                    key,
+                )
                 return None
             members = [_token(m, tokenizer, row, key, col, vocab_size) for m in v]
             if any(t is None for t in members):
                 return None
             if len(set(members)) != len(members):
-                col.error("E421", f"a set of `{key}` tokens lists a token twice", "list each token of a set once", row, key)
+                col.error(
+                    "E421", f"a set of `{key}` tokens lists a token twice", "list each token of a set once", row, key
+                )
                 return None
             out.append(members)  # type: ignore[arg-type]
         else:
@@ -460,8 +554,13 @@ def _targets(row: _Row, n_scored: int, col: _Collector) -> list[float] | None:
     values = value if isinstance(value, list) else [value]
     ok = all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values)
     if not ok or len(values) != n_scored:
-        col.error("E421", f"`target` must be a finite number, or one per scored position ({n_scored})",
-                  'write e.g. "target": 3.5', row, "target")
+        col.error(
+            "E421",
+            f"`target` must be a finite number, or one per scored position ({n_scored})",
+            'write e.g. "target": 3.5',
+            row,
+            "target",
+        )
         return None
     return [float(v) for v in values]
 
@@ -495,7 +594,9 @@ def load(path: Path, tokenizer: Any, name: str, *, vocab_size: int | None = None
         if _is_int(scored_raw):
             scored_raw = [scored_raw]
         if not isinstance(scored_raw, list) or not scored_raw:
-            col.error("E421", "`scored` must be a non-empty list of positions", 'write e.g. "scored": [-1]', row, "scored")
+            col.error(
+                "E421", "`scored` must be a non-empty list of positions", 'write e.g. "scored": [-1]', row, "scored"
+            )
             continue
         scored = [_index(s, n, row, "scored", "scored position", col) for s in scored_raw]
         if any(s is None for s in scored):
@@ -504,8 +605,12 @@ def load(path: Path, tokenizer: Any, name: str, *, vocab_size: int | None = None
             col.error("E421", "`scored` lists a position twice", "list each scored position once", row, "scored")
             continue
         if "answer" not in row.obj and "target" not in row.obj:
-            col.error("E422", "the row has no `answer`", 'add "answer": a token string or id (one per scored position), '
-                      'or "target": a number (metric mse)', row)
+            col.error(
+                "E422",
+                "the row has no `answer`",
+                'add "answer": a token string or id (one per scored position), or "target": a number (metric mse)',
+                row,
+            )
             continue
         answers = _answers("answer", row, len(scored), tokenizer, col, None) if "answer" in row.obj else []
         wrongs: list | None = []
@@ -526,7 +631,9 @@ def load(path: Path, tokenizer: Any, name: str, *, vocab_size: int | None = None
                 continue
             vals = pv if isinstance(pv, list) else [pv]
             if not vals:
-                col.error("E421", f"position `{pname}` lists no index", "give an index or a non-empty list", row, "positions")
+                col.error(
+                    "E421", f"position `{pname}` lists no index", "give an index or a non-empty list", row, "positions"
+                )
                 ok = False
                 continue
             idx = [_index(v, n, row, "positions", f"position `{pname}`", col) for v in vals]
@@ -537,10 +644,14 @@ def load(path: Path, tokenizer: Any, name: str, *, vocab_size: int | None = None
         rid = row.obj.get("id", "")
         if "id" in row.obj:
             if not (isinstance(rid, str) and rid) and not _is_int(rid):
-                col.error("E421", "`id` must be a non-empty string or an integer", 'write e.g. "id": "ex-17"', row, "id")
+                col.error(
+                    "E421", "`id` must be a non-empty string or an integer", 'write e.g. "id": "ex-17"', row, "id"
+                )
                 ok = False
             elif str(rid) in ids:
-                col.error("E426", f"id {str(rid)!r} was already used on line {ids[str(rid)]}", "ids must be unique", row, "id")
+                col.error(
+                    "E426", f"id {str(rid)!r} was already used on line {ids[str(rid)]}", "ids must be unique", row, "id"
+                )
                 ok = False
             else:
                 ids[str(rid)] = row.line
@@ -565,7 +676,13 @@ def load(path: Path, tokenizer: Any, name: str, *, vocab_size: int | None = None
             examples[i] = dataclasses.replace(ex, id=f"{ex.id}-{seen[ex.id]}")
         else:
             seen.setdefault(ex.id, 0)
-    return Dataset(name=name, examples=tuple(examples), field_names=field_names, position_names=position_names, description=f"JSONL file {path}")
+    return Dataset(
+        name=name,
+        examples=tuple(examples),
+        field_names=field_names,
+        position_names=position_names,
+        description=f"JSONL file {path}",
+    )
 
 
 MAX_VALUE_DEPTH = 32

@@ -119,7 +119,11 @@ def name_pools(tokenizer: Any) -> tuple[tuple[tuple[str, int], ...], tuple[tuple
 
 def _params(gen: str, tokenizer: Any, n: Any, seed: Any, templates: Any, names: Any):
     if tokenizer is None:
-        raise _error(gen, "this dataset needs a text tokenizer (a model with a vocabulary)", "use it with smollm2-135m or an HF model")
+        raise _error(
+            gen,
+            "this dataset needs a text tokenizer (a model with a vocabulary)",
+            "use it with smollm2-135m or an HF model",
+        )
     _check_int(gen, "n", n, 1)
     _check_int(gen, "seed", seed, 0)
     _check_int(gen, "templates", templates, 1, len(TEMPLATES))
@@ -131,7 +135,9 @@ def _params(gen: str, tokenizer: Any, n: Any, seed: Any, templates: Any, names: 
         female, male = female[:names], male[:names]
     if len(female) < 2 or len(male) < 2:
         raise _error(
-            gen, f"this tokenizer has too few single-token names ({len(female)} female, {len(male)} male)", "use a JSONL dataset"
+            gen,
+            f"this tokenizer has too few single-token names ({len(female)} female, {len(male)} male)",
+            "use a JSONL dataset",
         )
     return female, male, pron
 
@@ -147,7 +153,9 @@ def _rows(n: int, seed: int, templates: int, female, male) -> list[tuple[int, st
     return rows
 
 
-def _example(tokenizer: Any, template: int, name: str, gender: str, clean_name: str, clean_gender: str, pron) -> Example:
+def _example(
+    tokenizer: Any, template: int, name: str, gender: str, clean_name: str, clean_gender: str, pron
+) -> Example:
     text_t = TEMPLATES[template]
     head, tail = text_t.split(" [NAME]")
     head_ids = list(tokenizer.encode(head))
@@ -156,7 +164,11 @@ def _example(tokenizer: Any, template: int, name: str, gender: str, clean_name: 
     tokens = head_ids + name_ids + tail_ids
     text = head + " " + name + tail
     if len(name_ids) != 1 or tokens != list(tokenizer.encode(text)):
-        raise _error("pronoun", f"template {template} does not tokenize piecewise with this tokenizer: {text!r}", "use a JSONL dataset")
+        raise _error(
+            "pronoun",
+            f"template {template} does not tokenize piecewise with this tokenizer: {text!r}",
+            "use a JSONL dataset",
+        )
     other = "male" if clean_gender == "female" else "female"
     p = len(head_ids)
     return Example.make(

@@ -76,8 +76,15 @@ def dataset_from_arg(
     except CircuitError:
         raise
     except Exception as e:  # a generator's own error: a dataset error, not a traceback
-        raise CircuitError([Diagnostic("E410", f"{option} {spec}: the dataset could not be generated: {type(e).__name__}: {e}",
-                                       hint="check the generator's arguments (docs/DATASETS.md)")]) from None
+        raise CircuitError(
+            [
+                Diagnostic(
+                    "E410",
+                    f"{option} {spec}: the dataset could not be generated: {type(e).__name__}: {e}",
+                    hint="check the generator's arguments (docs/DATASETS.md)",
+                )
+            ]
+        ) from None
 
 
 def _from_file(spec, tokenizer, *, n, args, name, option, vocab_size, n_ctx) -> Dataset:
@@ -114,8 +121,12 @@ def paired_from_args(
     """A clean dataset and its paired corruption (row i of `corrupt` is the corruption of row i of
     `clean`): the same size and, row by row, the same layout (token length and named positions);
     E428 at the corrupted row otherwise."""
-    a = dataset_from_arg(clean, tokenizer, n=n, seed=seed, args=args, option="--dataset", vocab_size=vocab_size, n_ctx=n_ctx)
-    b = dataset_from_arg(corrupt, tokenizer, n=n, seed=seed, args=args, option="--corrupt", vocab_size=vocab_size, n_ctx=n_ctx)
+    a = dataset_from_arg(
+        clean, tokenizer, n=n, seed=seed, args=args, option="--dataset", vocab_size=vocab_size, n_ctx=n_ctx
+    )
+    b = dataset_from_arg(
+        corrupt, tokenizer, n=n, seed=seed, args=args, option="--corrupt", vocab_size=vocab_size, n_ctx=n_ctx
+    )
     if len(a) != len(b):
         raise CircuitError([Diagnostic(
             "E428", f"the corruption `{corrupt}` has {len(b)} examples and the clean dataset `{clean}` {len(a)}",

@@ -17,7 +17,8 @@ SHARED_DRAWS_NOTE = (
     "APPROXIMATION: this file sets `treeify.shared_draws = true`: copies of a node reached through identity-feature "
     "nodes or through different ports of one receiver share one set of draws, where causal scrubbing gives each its "
     "own (SEMANTICS.md section 3). Exact when no draw lies below the shared copies; otherwise scores can differ "
-    "(by up to 0.07 of the gap on compiled circuits with known mechanisms)")
+    "(by up to 0.07 of the gap on compiled circuits with known mechanisms)"
+)
 
 Progress = Callable[[str, float, float], None]
 """progress(task description, completed, total); total 0 means unknown."""
@@ -61,8 +62,18 @@ def run_check(
     timings["datasets"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    with torch.no_grad(), Engine(backend, datasets, h.main_dataset, h.ablation, seed=seed, batch_size=batch_size,
-                                 clean_bytes=clean_cache_bytes) as engine:
+    with (
+        torch.no_grad(),
+        Engine(
+            backend,
+            datasets,
+            h.main_dataset,
+            h.ablation,
+            seed=seed,
+            batch_size=batch_size,
+            clean_bytes=clean_cache_bytes,
+        ) as engine,
+    ):
         _check_names(h, ds)
         fwd: dict[str, float] = {}
         fwd_at = [0.0]
@@ -92,7 +103,9 @@ def run_check(
         timings["scrub"] = time.perf_counter() - t
         fwd_mark("scrub")
 
-        rec = scores.recovered(m_model, m_scrub, m_base, resamples=h.bootstrap, seed=seed, ids=[e.id for e in ds.examples])
+        rec = scores.recovered(
+            m_model, m_scrub, m_base, resamples=h.bootstrap, seed=seed, ids=[e.id for e in ds.examples]
+        )
         gap = None if rec.undefined_reason else rec.gap
         mean_d, med_d, p90_d = scores.abs_delta_stats(m_model, m_scrub)
 
@@ -126,7 +139,9 @@ def run_check(
         else:
             b = h.budget
             why = "--no-completeness" if h.budget.enabled else "`set completeness.enabled = false` in the file"
-            comp = Completeness(tuple(b.sizes), b.samples, b.greedy_steps, (), None, 0, f"completeness search disabled ({why})")
+            comp = Completeness(
+                tuple(b.sizes), b.samples, b.greedy_steps, (), None, 0, f"completeness search disabled ({why})"
+            )
         timings["completeness"] = time.perf_counter() - t
         fwd_mark("completeness")
 
@@ -136,8 +151,20 @@ def run_check(
         if test_names:
             t = time.perf_counter()
             test_result = nulltests.run_tests(
-                h, test_names, plan=plan, seed=seed if plan.seed is None else plan.seed, scrub=engine.scrub, m_of=m_of, m_model=m_model,
-                m_scrub=m_scrub, m_base=m_base, rec=rec, minimality=mini, engine=engine, progress=say)
+                h,
+                test_names,
+                plan=plan,
+                seed=seed if plan.seed is None else plan.seed,
+                scrub=engine.scrub,
+                m_of=m_of,
+                m_model=m_model,
+                m_scrub=m_scrub,
+                m_base=m_base,
+                rec=rec,
+                minimality=mini,
+                engine=engine,
+                progress=say,
+            )
             timings["tests"] = time.perf_counter() - t
             fwd_mark("tests")
 
@@ -147,17 +174,43 @@ def run_check(
         for e, a, b_, c in zip(ds.examples, m_model, m_scrub, m_base)
     )
     partial = CheckResult(
-        name=h.name, source_path=h.source_path, model=h.model.name, metric=h.metric.kind.value, ablation=str(h.ablation),
-        dataset=h.main_dataset, seed=seed, n=len(ds), f_model=float(m_model.mean()), f_scrubbed=float(m_scrub.mean()),
-        f_baseline=float(m_base.mean()), recovered=rec, mean_abs_delta=mean_d, median_abs_delta=med_d, p90_abs_delta=p90_d,
-        kl=float(kl.mean()), kl_baseline=float(kl_base.mean()), reused_class_of_one=sc.reused, class_draws=sc.class_draws,
-        completeness=comp, minimality=mini, expects=(), examples=rows, timings=(), notes=notes,
-        treeify="shared draws" if sc.shared_draws else "exact", tree_nodes=sc.tree_nodes, tests=test_result,
+        name=h.name,
+        source_path=h.source_path,
+        model=h.model.name,
+        metric=h.metric.kind.value,
+        ablation=str(h.ablation),
+        dataset=h.main_dataset,
+        seed=seed,
+        n=len(ds),
+        f_model=float(m_model.mean()),
+        f_scrubbed=float(m_scrub.mean()),
+        f_baseline=float(m_base.mean()),
+        recovered=rec,
+        mean_abs_delta=mean_d,
+        median_abs_delta=med_d,
+        p90_abs_delta=p90_d,
+        kl=float(kl.mean()),
+        kl_baseline=float(kl_base.mean()),
+        reused_class_of_one=sc.reused,
+        class_draws=sc.class_draws,
+        completeness=comp,
+        minimality=mini,
+        expects=(),
+        examples=rows,
+        timings=(),
+        notes=notes,
+        treeify="shared draws" if sc.shared_draws else "exact",
+        tree_nodes=sc.tree_nodes,
+        tests=test_result,
     )
     expects = tuple(_expect(partial, x) for x in h.expects)
     timings["total"] = time.perf_counter() - t0
-    cost = (("forward_passes", engine.forward_passes), ("block_runs", engine.block_runs),
-            ("clean_bytes_in_memory", engine.clean_held), ("clean_bytes_spilled", engine.clean_spilled))
+    cost = (
+        ("forward_passes", engine.forward_passes),
+        ("block_runs", engine.block_runs),
+        ("clean_bytes_in_memory", engine.clean_held),
+        ("clean_bytes_spilled", engine.clean_spilled),
+    )
     cost += tuple((f"forward_equiv.{k}", v) for k, v in fwd.items())
     if test_result is not None and test_result.scrubs:
         cost += (("test_scrubs", test_result.scrubs), ("test_block_runs", test_result.block_runs))
@@ -177,7 +230,9 @@ def _expect(r: CheckResult, x) -> ExpectResult:
         if x.score.endswith(".p"):
             reason = _test_reason(r, x.score.split(".", 1)[0])
         return ExpectResult(x.score, x.op.value, x.threshold, None, False, f"undefined: {reason}", line)
-    return ExpectResult(x.score, x.op.value, x.threshold, float(value), bool(x.op.holds(value, x.threshold)), None, line)
+    return ExpectResult(
+        x.score, x.op.value, x.threshold, float(value), bool(x.op.holds(value, x.threshold)), None, line
+    )
 
 
 def _test_reason(r: CheckResult, name: str) -> str:
@@ -194,8 +249,14 @@ def _check_names(h: Hypothesis, ds) -> None:
         for p in c.positions or ():
             if p not in known:
                 raise CircuitError(
-                    [Diagnostic("E240", f"position `{p}` (claimed for {c.node.name}) is not a named position of dataset `{ds.name}`", c.span,
-                                hint=f"named positions: {', '.join(sorted(known)) or 'none'}")]
+                    [
+                        Diagnostic(
+                            "E240",
+                            f"position `{p}` (claimed for {c.node.name}) is not a named position of dataset `{ds.name}`",
+                            c.span,
+                            hint=f"named positions: {', '.join(sorted(known)) or 'none'}",
+                        )
+                    ]
                 )
 
 
@@ -209,9 +270,14 @@ def _notes(h, rec, mini, sc, m_model, m_base) -> tuple[str, ...]:
         notes.append(f"{sc.reused} of {sc.class_draws} class draws found a class holding only x itself; x was reused")
     unchanged = [r.node for r in mini.removals if r.changed_nothing]
     if unchanged:
-        extra = (" (a component that computes only a function of length or position is invisible to resampling "
-                 "within a layout; `ablate unclaimed by zero` shows such components)") if h.ablation.kind in (
-            AblationKind.RESAMPLE, AblationKind.RESAMPLE_FROM) else ""
+        extra = (
+            (
+                " (a component that computes only a function of length or position is invisible to resampling "
+                "within a layout; `ablate unclaimed by zero` shows such components)"
+            )
+            if h.ablation.kind in (AblationKind.RESAMPLE, AblationKind.RESAMPLE_FROM)
+            else ""
+        )
         notes.append(f"removing {', '.join(unchanged)} changed no example's metric{extra}")
     if mini.redundancy_note:
         notes.append(mini.redundancy_note)

@@ -83,7 +83,7 @@ class Curve:
         return clean(d)
 
     @staticmethod
-    def from_json(d: dict[str, Any]) -> "Curve":
+    def from_json(d: dict[str, Any]) -> Curve:
         if d.get("schema") != SCHEMA:
             raise ValueError(f"not a {SCHEMA} result (schema {d.get('schema')!r})")
         return Curve(**{**d, "ranking": tuple(d["ranking"]), "points": tuple(CurvePoint(**p) for p in d["points"])})
@@ -99,7 +99,9 @@ def curve_hypothesis(h: Hypothesis, edges: Iterable[EdgeId], label: str) -> Hypo
 
 
 @contextlib.contextmanager
-def engine_for(h: Hypothesis, *, seed: int, device: str = "cpu", batch_size: int | None = None) -> Iterator[tuple[Any, Callable, Any]]:
+def engine_for(
+    h: Hypothesis, *, seed: int, device: str = "cpu", batch_size: int | None = None
+) -> Iterator[tuple[Any, Callable, Any]]:
     """(engine, m_of, dataset) for scrubbing variants of h, set up as `run_check` does (model contract,
     dataset validation, metric checks); diagnostics are raised as CircuitError."""
     import torch
@@ -110,7 +112,10 @@ def engine_for(h: Hypothesis, *, seed: int, device: str = "cpu", batch_size: int
     backend = prepare.load_model(h, device)
     datasets = prepare.load_datasets(h, backend)
     ds = datasets[h.main_dataset]
-    with torch.no_grad(), Engine(backend, datasets, h.main_dataset, h.ablation, seed=seed, batch_size=batch_size) as engine:
+    with (
+        torch.no_grad(),
+        Engine(backend, datasets, h.main_dataset, h.ablation, seed=seed, batch_size=batch_size) as engine,
+    ):
         clean = engine.clean_logits()
         finite.check_finite(backend, ds, clean, h.model.span)
 
@@ -175,10 +180,26 @@ def faithfulness_curve(
     elif any(p.f is None for p in points):
         undefined = "; ".join(f"k = {p.k}: {p.reason}" for p in points if p.f is None)
     return Curve(
-        name=h.name, source_path=h.source_path, model=h.model.name, metric=h.metric.kind.value, ablation=str(h.ablation),
-        dataset=h.main_dataset, n=len(ds), seed=seed, n_edges=len(all_edges), ranking=tuple(ranking.sources), signed=signed,
-        points=tuple(points), f_model=f_model, f_baseline=f_base, circuit_fraction=len(h.edges) / len(all_edges),
-        circuit_f=circuit_f, undefined_reason=undefined, scrubs=n_scrubs, seconds=time.perf_counter() - t0, **areas,
+        name=h.name,
+        source_path=h.source_path,
+        model=h.model.name,
+        metric=h.metric.kind.value,
+        ablation=str(h.ablation),
+        dataset=h.main_dataset,
+        n=len(ds),
+        seed=seed,
+        n_edges=len(all_edges),
+        ranking=tuple(ranking.sources),
+        signed=signed,
+        points=tuple(points),
+        f_model=f_model,
+        f_baseline=f_base,
+        circuit_fraction=len(h.edges) / len(all_edges),
+        circuit_f=circuit_f,
+        undefined_reason=undefined,
+        scrubs=n_scrubs,
+        seconds=time.perf_counter() - t0,
+        **areas,
     )
 
 
@@ -202,8 +223,15 @@ def plot_curve(curve: Curve, path: str, *, dpi: int = 130) -> None:
     ax.axhline(1.0, color="#7f7f7f", linestyle="--", linewidth=1)
     ax.axhline(0.0, color="#bbbbbb", linestyle=":", linewidth=1)
     if curve.circuit_f is not None and curve.circuit_fraction:
-        ax.scatter([curve.circuit_fraction], [curve.circuit_f], marker="*", s=160, color="#d62728", zorder=5,
-                   label=f"{curve.name} (its own features)")
+        ax.scatter(
+            [curve.circuit_fraction],
+            [curve.circuit_f],
+            marker="*",
+            s=160,
+            color="#d62728",
+            zorder=5,
+            label=f"{curve.name} (its own features)",
+        )
     ax.set_xscale("log")
     ax.set_xlabel(f"fraction of the model graph's {curve.n_edges:,} edges")
     ax.set_ylabel(f"f(k) = recovered ({curve.metric})")

@@ -12,6 +12,7 @@ __all__ = ["model_nodes", "empty", "full", "remove", "OUT", "edge_key"]
 def edge_key(e: EdgeId) -> tuple:
     return (e.sender.sort_key(), e.receiver.sort_key(), e.port.value)
 
+
 OUT = NodeId(NodeKind.OUT)
 
 
@@ -37,7 +38,9 @@ def upstream(v: NodeId, shape: ModelShape) -> tuple[NodeId, ...]:
             out.append(s)
         elif v.kind is NodeKind.HEAD and s.layer < v.layer:
             out.append(s)
-        elif v.kind is NodeKind.MLP and (s.layer < v.layer or (s.layer == v.layer and s.kind is NodeKind.HEAD and not shape.parallel_attn_mlp)):
+        elif v.kind is NodeKind.MLP and (
+            s.layer < v.layer or (s.layer == v.layer and s.kind is NodeKind.HEAD and not shape.parallel_attn_mlp)
+        ):
             out.append(s)
     return tuple(out)
 

@@ -86,11 +86,20 @@ class FeatureIndex:
                     vals.append(feature_value_key(fn(e)))
                 except KeyError as err:
                     raise CircuitError(
-                        [Diagnostic("E412", f"feature `{feature}` needs {err} which example `{e.id}` of dataset `{self.ds.name}` lacks")]
+                        [
+                            Diagnostic(
+                                "E412",
+                                f"feature `{feature}` needs {err} which example `{e.id}` of dataset `{self.ds.name}` lacks",
+                            )
+                        ]
                     ) from None
                 except Exception as err:  # a user function failed: report, never a traceback
                     raise CircuitError(
-                        [Diagnostic("E413", f"feature `{feature}` failed on example `{e.id}`: {type(err).__name__}: {err}")]
+                        [
+                            Diagnostic(
+                                "E413", f"feature `{feature}` failed on example `{e.id}`: {type(err).__name__}: {err}"
+                            )
+                        ]
                     ) from None
             self._values[feature] = vals
         return vals[i]

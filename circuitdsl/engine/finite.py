@@ -66,7 +66,7 @@ def first_nonfinite_module(backend: Any, tokens: Sequence[int]) -> str | None:
             if name:
                 handles.append(module.register_forward_hook(watch(name)))
         backend._forward(backend.tokens([list(tokens)]))
-    except Exception:  # noqa: BLE001 - locating is a courtesy: the diagnostic stands without it
+    except Exception:
         return found[0] if found else None
     finally:
         for h in handles:
@@ -87,7 +87,9 @@ def check_finite(backend: Any, ds: Any, clean_logits: Sequence[torch.Tensor], sp
         msg += f"; on example `{ex.id}` they first appear at `{where}`{_layer_of(where)}"
     if weights:
         shown = ", ".join(f"`{w}`" for w in weights[:3]) + (f" and {len(weights) - 3} more" if len(weights) > 3 else "")
-        hint = f"these weights hold NaN or infinite values: {shown}; the weights file is damaged or the training diverged"
+        hint = (
+            f"these weights hold NaN or infinite values: {shown}; the weights file is damaged or the training diverged"
+        )
     else:
         hint = "the weights are finite: the values overflow (try float32) or the input reaches a position the model cannot take"
     raise CircuitError([Diagnostic("E511", msg, span, hint=hint)])

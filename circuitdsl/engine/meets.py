@@ -62,8 +62,10 @@ def _why_dead(edge: EdgeId, ps, pt, e: Example, causal: bool) -> str | None:
         return f"{s} is claimed at {s_desc} and {t} at {t_desc}: a {edge.port.value} edge carries {s} only where both are claimed"
     if not causal or not s_idx or not t_idx or min(s_idx) <= max(t_idx):
         return None
-    return (f"{s} is claimed at {s_desc}, after every query position of {t} ({t_desc}): under causal attention "
-            f"a {edge.port.value} edge is read only by queries at or after the key")
+    return (
+        f"{s} is claimed at {s_desc}, after every query position of {t} ({t_desc}): under causal attention "
+        f"a {edge.port.value} edge is read only by queries at or after the key"
+    )
 
 
 def dead_edges(h: Hypothesis, examples: Sequence[Example], *, causal: bool = True) -> list[DeadEdge]:
@@ -96,9 +98,14 @@ def check_edges(h: Hypothesis, examples: Sequence[Example], *, causal: bool = Tr
     for d in dead_edges(h, examples, causal=causal):
         span, how = origins.get(d.edge, (None, "edge"))
         if d.n_dead == d.n and how != "wire":
-            errors.append(Diagnostic(
-                "E242", f"edge `{d.edge}` never carries anything: {d.why} (on every example; e.g. `{d.example}`)", span,
-                hint="claim the two nodes at positions that meet, or remove the edge (SEMANTICS.md, appendix: position masks)"))
+            errors.append(
+                Diagnostic(
+                    "E242",
+                    f"edge `{d.edge}` never carries anything: {d.why} (on every example; e.g. `{d.example}`)",
+                    span,
+                    hint="claim the two nodes at positions that meet, or remove the edge (SEMANTICS.md, appendix: position masks)",
+                )
+            )
         else:
             where = "every example" if d.n_dead == d.n else f"{d.n_dead} of {d.n} examples"
             via = " (claimed by `wire`)" if how == "wire" else ""

@@ -23,36 +23,62 @@ def _refuse(code: str, message: str, hint: str, span: Span | None) -> CircuitErr
     return CircuitError([Diagnostic(code, message, span, hint=hint)])
 
 
-def check_metric(kind: MetricKind, examples: Sequence[Example], *, d_vocab_out: int | None = None,
-                 span: Span | None = None) -> None:
+def check_metric(
+    kind: MetricKind, examples: Sequence[Example], *, d_vocab_out: int | None = None, span: Span | None = None
+) -> None:
     """Refuse, with a diagnostic, a dataset or model that cannot give `kind` what it needs."""
     name = kind.value
     if kind is MetricKind.MSE:
         if d_vocab_out is not None and d_vocab_out != 1:
-            raise _refuse("E432", f"metric mse reads the model's single output unit, but this model has {d_vocab_out} outputs",
-                          "mse is for models with a numerical output (d_vocab_out = 1); use logit_diff, margin, loss... "
-                          "for token outputs", span)
+            raise _refuse(
+                "E432",
+                f"metric mse reads the model's single output unit, but this model has {d_vocab_out} outputs",
+                "mse is for models with a numerical output (d_vocab_out = 1); use logit_diff, margin, loss... "
+                "for token outputs",
+                span,
+            )
         for e in examples:
             if len(e.targets) != len(e.scored_positions):
-                raise _refuse("E432", f"metric mse needs a numeric target at each scored position; example `{e.id}` has "
-                              f"{len(e.targets)} for {len(e.scored_positions)}",
-                              'give each JSONL row a `target` (a number, or one per scored position)', e.origin or span)
+                raise _refuse(
+                    "E432",
+                    f"metric mse needs a numeric target at each scored position; example `{e.id}` has "
+                    f"{len(e.targets)} for {len(e.scored_positions)}",
+                    "give each JSONL row a `target` (a number, or one per scored position)",
+                    e.origin or span,
+                )
         return
     if kind in (MetricKind.MARGIN, MetricKind.ACCURACY) and d_vocab_out is not None and d_vocab_out < 2:
-        raise _refuse("E432", f"metric {name} compares the answer with the other output tokens, but this model has "
-                      f"{d_vocab_out} output", "use metric mse for a model with one numerical output", span)
+        raise _refuse(
+            "E432",
+            f"metric {name} compares the answer with the other output tokens, but this model has {d_vocab_out} output",
+            "use metric mse for a model with one numerical output",
+            span,
+        )
     if kind is MetricKind.KL:
         return
     for e in examples:
         if len(e.answers) != len(e.scored_positions):
-            raise _refuse("E416", f"metric {name} needs an answer at each scored position; example `{e.id}` has "
-                          f"{len(e.answers)} for {len(e.scored_positions)}", "give each row an `answer`", e.origin or span)
+            raise _refuse(
+                "E416",
+                f"metric {name} needs an answer at each scored position; example `{e.id}` has "
+                f"{len(e.answers)} for {len(e.scored_positions)}",
+                "give each row an `answer`",
+                e.origin or span,
+            )
         if kind.needs_wrong and len(e.wrongs) != len(e.scored_positions):
-            raise _refuse("E419", f"metric {name} needs a wrong answer at each scored position; example `{e.id}` has {len(e.wrongs)}",
-                          "use `metric logprob`, `margin` or `loss`, or give the dataset wrong answers", e.origin or span)
+            raise _refuse(
+                "E419",
+                f"metric {name} needs a wrong answer at each scored position; example `{e.id}` has {len(e.wrongs)}",
+                "use `metric logprob`, `margin` or `loss`, or give the dataset wrong answers",
+                e.origin or span,
+            )
         if not kind.answer_sets and any(len(s) != 1 for s in e.answer_sets + e.wrong_sets):
-            raise _refuse("E431", f"metric {name} takes one answer token per scored position; example `{e.id}` gives a set",
-                          "answer sets are for `metric logit_diff` and `metric prob_diff`", e.origin or span)
+            raise _refuse(
+                "E431",
+                f"metric {name} takes one answer token per scored position; example `{e.id}` gives a set",
+                "answer sets are for `metric logit_diff` and `metric prob_diff`",
+                e.origin or span,
+            )
 
 
 def kl_values(model: Sequence[torch.Tensor], other: Sequence[torch.Tensor]) -> np.ndarray:
@@ -98,8 +124,9 @@ def _values(kind: MetricKind, lg: torch.Tensor, e: Example) -> torch.Tensor:
     raise ValueError(f"no per-position rule for metric {kind.value}")
 
 
-def metric_values(kind: MetricKind, logits: Sequence[torch.Tensor], examples: Sequence[Example],
-                  model_logits: Sequence[torch.Tensor]) -> np.ndarray:
+def metric_values(
+    kind: MetricKind, logits: Sequence[torch.Tensor], examples: Sequence[Example], model_logits: Sequence[torch.Tensor]
+) -> np.ndarray:
     """m(x) per example: the metric averaged over the example's scored positions. `logits[i]` holds the
     evaluated run's logits at example i's scored positions; `model_logits` the model's own (for kl)."""
     if kind is MetricKind.KL:

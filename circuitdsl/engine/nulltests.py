@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 from circuitdsl.engine import derive, randcirc, stats
-from circuitdsl.ir import Hypothesis, NodeId, NodeKind, TEST_NAMES, TestPlan
+from circuitdsl.ir import TEST_NAMES, Hypothesis, NodeId, NodeKind, TestPlan
 from circuitdsl.results import EquivalenceTest, MinimalityTest, NodeTest, NullTest, Recovered, Tests
 
 __all__ = ["wanted_tests", "run_tests", "equivalence_test", "TIE_RTOL"]
@@ -47,8 +47,16 @@ def equivalence_test(m_model: np.ndarray, m_scrub: np.ndarray, eps: float) -> Eq
     ties = len(m_model) - above - below
     n = above + below
     if n == 0:
-        return EquivalenceTest(eps, 0, 0, ties, None, None, None,
-                               f"on all {ties} examples m(scrubbed, x) equals m(model, x): no untied example to test")
+        return EquivalenceTest(
+            eps,
+            0,
+            0,
+            ties,
+            None,
+            None,
+            None,
+            f"on all {ties} examples m(scrubbed, x) equals m(model, x): no untied example to test",
+        )
     lo, hi, p = stats.equivalence_p(above, n, eps)
     return EquivalenceTest(eps, n, above, ties, lo, hi, p)
 
@@ -99,8 +107,10 @@ def run_tests(
         if not hh.treeify.shared_draws:
             n, _ = count(hh)
             if n > hh.treeify.max_nodes:
-                raise _TooLarge(f"`{hh.name}` needs {n:,} distinct computations per example, more than "
-                                f"treeify.max_nodes = {hh.treeify.max_nodes:,} (E601)")
+                raise _TooLarge(
+                    f"`{hh.name}` needs {n:,} distinct computations per example, more than "
+                    f"treeify.max_nodes = {hh.treeify.max_nodes:,} (E601)"
+                )
         try:
             so = scrub(hh)
         except TreeTooLarge as e:
@@ -164,16 +174,27 @@ def run_tests(
         if reason is None:
             raw_p = [stats.p_value(sign * x.raw, nulls[by_name[x.node].kind], "greater") for x in removals]
             adj = stats.holm(raw_p)
-            nodes = [NodeTest(x.node, by_name[x.node].kind.value, sign * x.raw + 0.0, p, a)
-                     for x, p, a in zip(removals, raw_p, adj)]
+            nodes = [
+                NodeTest(x.node, by_name[x.node].kind.value, sign * x.raw + 0.0, p, a)
+                for x, p, a in zip(removals, raw_p, adj)
+            ]
             p_all = max(adj)
         else:
             nodes = [NodeTest(x.node, by_name[x.node].kind.value, sign * x.raw + 0.0, None, None) for x in removals]
         n_scr, secs = scrubs[0] - s0, time.perf_counter() - t0
         if "sufficiency" in names:  # the random circuits' own scrubs are the sufficiency test's
             n_scr, secs = n_scr - circ_cost[0], secs - circ_cost[1]
-        out["minimality"] = MinimalityTest(tuple(nodes), tuple((k.value, tuple(v)) for k, v in nulls.items()), R, p_all,
-                                           seed, n_scr, secs, reason, h.metric.kind.unit)
+        out["minimality"] = MinimalityTest(
+            tuple(nodes),
+            tuple((k.value, tuple(v)) for k, v in nulls.items()),
+            R,
+            p_all,
+            seed,
+            n_scr,
+            secs,
+            reason,
+            h.metric.kind.unit,
+        )
 
     if "sufficiency" in names:
         t0, c0 = time.perf_counter(), tuple(circ_cost)
@@ -191,17 +212,30 @@ def run_tests(
                 reason = f"a random circuit cannot be scrubbed exactly: {e}"
         p = None if reason else stats.p_value(rec.value, null, "closer_to_1")  # type: ignore[arg-type]
         # scrubs and seconds of every random circuit (some were scrubbed by the minimality test, before this one)
-        out["sufficiency"] = NullTest("sufficiency", stat, "closer_to_1", rec.value, tuple(null), R, p, seed,
-                                      circ_cost[0], circ_cost[1] + (time.perf_counter() - t0) - (circ_cost[1] - c0[1]),
-                                      reason, "recovered")
+        out["sufficiency"] = NullTest(
+            "sufficiency",
+            stat,
+            "closer_to_1",
+            rec.value,
+            tuple(null),
+            R,
+            p,
+            seed,
+            circ_cost[0],
+            circ_cost[1] + (time.perf_counter() - t0) - (circ_cost[1] - c0[1]),
+            reason,
+            "recovered",
+        )
 
     if "necessity" in names:
         t0, s0 = time.perf_counter(), scrubs[0]
         kinds = (NodeKind.HEAD, NodeKind.MLP)
         c_nodes = frozenset(v for v in h.claimed_nodes if v.kind in kinds)
         direction = "greater" if lower_better else "less"
-        stat = (f"F(M \\ X) in {h.metric.kind.unit}: the full model with the outgoing edges of X's nodes removed; "
-                "X = C's heads and MLPs, null: random sets of as many heads and MLPs")
+        stat = (
+            f"F(M \\ X) in {h.metric.kind.unit}: the full model with the outgoing edges of X's nodes removed; "
+            "X = C's heads and MLPs, null: random sets of as many heads and MLPs"
+        )
         reason = None
         obs = None
         null = []
@@ -220,19 +254,44 @@ def run_tests(
             except _TooLarge as e:
                 reason = f"M \\ X cannot be scrubbed exactly: {e}"
             if gap and obs is not None:
-                notes = (f"F(M \\ C) = {obs:.4g} is {(obs - f_base) / gap:.3g} of the gap F(model) - F(baseline) above the baseline",)
+                notes = (
+                    f"F(M \\ C) = {obs:.4g} is {(obs - f_base) / gap:.3g} of the gap F(model) - F(baseline) above the baseline",
+                )
         p = None if reason or obs is None else stats.p_value(obs, null, direction)
-        out["necessity"] = NullTest("necessity", stat, direction, obs, tuple(null), R, p, seed,
-                                    scrubs[0] - s0, time.perf_counter() - t0, reason, h.metric.kind.unit, notes)
+        out["necessity"] = NullTest(
+            "necessity",
+            stat,
+            direction,
+            obs,
+            tuple(null),
+            R,
+            p,
+            seed,
+            scrubs[0] - s0,
+            time.perf_counter() - t0,
+            reason,
+            h.metric.kind.unit,
+            notes,
+        )
 
     parts = [randcirc.describe(h)] if any(t in names for t in ("sufficiency", "minimality")) else []
     counts = randcirc.node_counts(h, (NodeKind.HEAD, NodeKind.MLP))
     if "necessity" in names and any(counts.values()):
-        parts.append("necessity: random sets of " + ", ".join(
-            f"{n} {k.value}{'s' if n != 1 else ''}" for k, n in counts.items() if n))
+        parts.append(
+            "necessity: random sets of "
+            + ", ".join(f"{n} {k.value}{'s' if n != 1 else ''}" for k, n in counts.items() if n)
+        )
     return Tests(
-        r=R, seed=seed, sufficiency=out.get("sufficiency"), necessity=out.get("necessity"),  # type: ignore[arg-type]
-        equivalence=out.get("equivalence"), minimality=out.get("minimality"),  # type: ignore[arg-type]
-        random_circuits="; ".join(parts), scrubs=scrubs[0], rows=rows[0], pass_nodes=_pass_nodes(h),
-        block_runs=getattr(engine, "block_runs", 0) - runs0, seconds=time.perf_counter() - t_all,
+        r=R,
+        seed=seed,
+        sufficiency=out.get("sufficiency"),
+        necessity=out.get("necessity"),  # type: ignore[arg-type]
+        equivalence=out.get("equivalence"),
+        minimality=out.get("minimality"),  # type: ignore[arg-type]
+        random_circuits="; ".join(parts),
+        scrubs=scrubs[0],
+        rows=rows[0],
+        pass_nodes=_pass_nodes(h),
+        block_runs=getattr(engine, "block_runs", 0) - runs0,
+        seconds=time.perf_counter() - t_all,
     )

@@ -25,10 +25,16 @@ def load_model(h: Hypothesis, device: str = "cpu"):
         raise CircuitError([model_diagnostic(h, e)]) from None
     except _unreadable_weights() as e:  # a truncated or damaged weights file is the model's fault, not a bug
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CircuitError([Diagnostic(
-            "E510", f"model `{h.model.name}` cannot be loaded: a weights file cannot be read ({type(e).__name__}: {why})",
-            h.model.span, hint="the file is truncated or damaged (model.safetensors, ...): copy or convert it again",
-        )]) from None
+        raise CircuitError(
+            [
+                Diagnostic(
+                    "E510",
+                    f"model `{h.model.name}` cannot be loaded: a weights file cannot be read ({type(e).__name__}: {why})",
+                    h.model.span,
+                    hint="the file is truncated or damaged (model.safetensors, ...): copy or convert it again",
+                )
+            ]
+        ) from None
 
 
 def load_datasets(h: Hypothesis, backend, metric=None) -> dict:
@@ -40,10 +46,13 @@ def load_datasets(h: Hypothesis, backend, metric=None) -> dict:
 
     datasets = data_mod.materialise_all(h, backend.tokenizer, vocab_size=backend.shape.vocab_size, n_ctx=backend.n_ctx)
     for spec in h.datasets:
-        data_mod.validate(datasets[spec.name], backend.n_ctx, backend.shape.vocab_size, spec.span,
-                          vocab_out=backend.d_vocab_out)
+        data_mod.validate(
+            datasets[spec.name], backend.n_ctx, backend.shape.vocab_size, spec.span, vocab_out=backend.d_vocab_out
+        )
     main = h.dataset(h.main_dataset)
-    metrics.check_metric(metric or h.metric.kind, datasets[h.main_dataset].examples, d_vocab_out=backend.d_vocab_out, span=main.span)
+    metrics.check_metric(
+        metric or h.metric.kind, datasets[h.main_dataset].examples, d_vocab_out=backend.d_vocab_out, span=main.span
+    )
     return datasets
 
 

@@ -75,7 +75,9 @@ def stratum(e: EdgeId) -> tuple[str, str, str]:
     return (e.sender.kind.value, e.receiver.kind.value, e.port.value)
 
 
-def random_nodes(h: Hypothesis, rng: np.random.Generator, kinds: Iterable[NodeKind] = COUNTED_KINDS) -> tuple[NodeId, ...]:
+def random_nodes(
+    h: Hypothesis, rng: np.random.Generator, kinds: Iterable[NodeKind] = COUNTED_KINDS
+) -> tuple[NodeId, ...]:
     """As many nodes of each kind as C claims, drawn uniformly without replacement from the model graph."""
     counts = node_counts(h, kinds)
     graph = derive.model_nodes(h.model.shape)
@@ -135,11 +137,15 @@ def random_circuit(h: Hypothesis, rng: np.random.Generator, label: str = "random
 def describe(h: Hypothesis) -> str:
     """The rule used for h's random circuits, in words (for reports)."""
     counts = node_counts(h)
-    parts = [f"{n} {k.value}{'s' if n != 1 and k in (NodeKind.HEAD, NodeKind.MLP) else ''}" for k, n in counts.items() if n]
+    parts = [
+        f"{n} {k.value}{'s' if n != 1 and k in (NodeKind.HEAD, NodeKind.MLP) else ''}" for k, n in counts.items() if n
+    ]
     what = ", ".join(parts) or "no nodes"
     if is_wired(h):
         wiring = "every forward edge among them (C is wired)"
     else:
-        wiring = (f"{len(h.edges)} edges drawn uniformly among their forward edges, as many as C has per "
-                  "(sender kind, receiver kind, port)")
+        wiring = (
+            f"{len(h.edges)} edges drawn uniformly among their forward edges, as many as C has per "
+            "(sender kind, receiver kind, port)"
+        )
     return f"{what} drawn uniformly from the model graph; {wiring}; identity features, C's ablation"

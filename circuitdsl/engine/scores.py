@@ -56,13 +56,22 @@ def undefined_reason(m_model: np.ndarray, m_base: np.ndarray) -> str | None:
     if math.isnan(se):
         return f"F(model) - F(baseline) = {gap:.3g} on one example: its standard error is unknown"
     if abs(gap) < SE_MULTIPLE * se:
-        return (f"F(model) - F(baseline) = {gap:.3g} is within {SE_MULTIPLE:g} standard errors ({se:.3g} each) of 0: "
-                "the gap is not distinguishable from noise, so the ratio is meaningless")
+        return (
+            f"F(model) - F(baseline) = {gap:.3g} is within {SE_MULTIPLE:g} standard errors ({se:.3g} each) of 0: "
+            "the gap is not distinguishable from noise, so the ratio is meaningless"
+        )
     return None
 
 
-def recovered(m_model: np.ndarray, m_scrub: np.ndarray, m_base: np.ndarray, *, resamples: int, seed: int,
-              ids: Sequence[str] | None = None) -> Recovered:
+def recovered(
+    m_model: np.ndarray,
+    m_scrub: np.ndarray,
+    m_base: np.ndarray,
+    *,
+    resamples: int,
+    seed: int,
+    ids: Sequence[str] | None = None,
+) -> Recovered:
     """(F(scrubbed) - F(baseline)) / (F(model) - F(baseline)) with a percentile bootstrap 95% interval.
 
     ids: the examples' ids. The examples are put in id order first, and the bootstrap draws its

@@ -27,7 +27,15 @@ from circuitdsl.backends.base import Backend, CleanCache
 from circuitdsl.datasets.core import Dataset, Layout
 from circuitdsl.diagnostics import CircuitError, Diagnostic
 from circuitdsl.engine.draws import CLASS, OTHER, FeatureIndex, pick
-from circuitdsl.engine.spill import SPILL_DIR_ENV, SpillDir, SpilledHeads, SpilledTensor, is_spilled, release_free_memory, rows_of
+from circuitdsl.engine.spill import (
+    SPILL_DIR_ENV,
+    SpillDir,
+    SpilledHeads,
+    SpilledTensor,
+    is_spilled,
+    release_free_memory,
+    rows_of,
+)
 from circuitdsl.engine.treeify import TNode, Tree, treeify
 from circuitdsl.ir import Ablation, AblationKind, Hypothesis, NodeId, NodeKind, Port
 
@@ -137,7 +145,7 @@ class _Struct(tuple):
     """A node's struct (see `Engine._struct`) as a tuple whose hash is computed once: it keys the memo
     and the port plans, and can hold hundreds of edges."""
 
-    def __new__(cls, items: tuple) -> "_Struct":
+    def __new__(cls, items: tuple) -> _Struct:
         self = super().__new__(cls, items)
         self._h = tuple.__hash__(self)
         return self
@@ -180,7 +188,15 @@ _WEIGHTS: dict[int, np.ndarray] = {}
 
 def _fields(c: CleanCache) -> list:
     """The activation fields of a cache in a fixed order (the full logits excluded)."""
-    return [c.embed, *([c.pos] if c.pos is not None else []), *c.resid_pre, *c.result, *c.resid_mid, *c.mlp_out, c.resid_final]
+    return [
+        c.embed,
+        *([c.pos] if c.pos is not None else []),
+        *c.resid_pre,
+        *c.result,
+        *c.resid_mid,
+        *c.mlp_out,
+        c.resid_final,
+    ]
 
 
 def _cache_nbytes(c: CleanCache) -> int:
@@ -198,7 +214,10 @@ def _spilled_like(part: CleanCache, n: int, d: SpillDir, tag: str) -> CleanCache
         embed=one(part.embed, "embed"),
         pos=None if part.pos is None else one(part.pos, "pos"),
         resid_pre=tuple(one(t, f"resid_pre{L}") for L, t in enumerate(part.resid_pre)),
-        result=tuple(SpilledHeads.create(d, f"{tag}-result{L}", (n, *t.shape[1:]), t.dtype, dev) for L, t in enumerate(part.result)),
+        result=tuple(
+            SpilledHeads.create(d, f"{tag}-result{L}", (n, *t.shape[1:]), t.dtype, dev)
+            for L, t in enumerate(part.result)
+        ),
         resid_mid=tuple(one(t, f"resid_mid{L}") for L, t in enumerate(part.resid_mid)),
         mlp_out=tuple(one(t, f"mlp_out{L}") for L, t in enumerate(part.mlp_out)),
         resid_final=one(part.resid_final, "resid_final"),
@@ -340,7 +359,9 @@ class Engine:
             try:
                 require(backend)
             except Exception as e:
-                raise CircuitError([Diagnostic(getattr(e, "code", "E540"), str(e), hint=getattr(e, "hint", ""))]) from None
+                raise CircuitError(
+                    [Diagnostic(getattr(e, "code", "E540"), str(e), hint=getattr(e, "hint", ""))]
+                ) from None
         for layout in self.ds.layouts():
             self._layout(layout)
 
@@ -365,7 +386,9 @@ class Engine:
                 need = _cache_nbytes(part) * len(pool) // max(1, part.n)
                 if i == 0 and self.clean_held + need > self.clean_bytes:
                     try:
-                        spilled = _spilled_like(part, len(pool), self._spill_dir(), f"{ds.name}-{len(self._clean_cache)}")
+                        spilled = _spilled_like(
+                            part, len(pool), self._spill_dir(), f"{ds.name}-{len(self._clean_cache)}"
+                        )
                     except OSError as e:
                         raise self._spill_error(e, need) from None
                 if spilled is not None:
@@ -388,10 +411,16 @@ class Engine:
 
     def _spill_error(self, e: OSError, need: int) -> CircuitError:
         where = self.spill_dir or os.environ.get(SPILL_DIR_ENV) or tempfile.gettempdir()
-        return CircuitError([Diagnostic(
-            "E530", f"cannot write clean activations to a spill file under `{where}`: {e.strerror or e}",
-            hint=f"this layout needs about {need / 2**30:.1f} GiB there: set {SPILL_DIR_ENV} to a directory with room, "
-                 f"or keep more in memory with a larger --clean-cache (now {self.clean_bytes >> 20} MiB)")])
+        return CircuitError(
+            [
+                Diagnostic(
+                    "E530",
+                    f"cannot write clean activations to a spill file under `{where}`: {e.strerror or e}",
+                    hint=f"this layout needs about {need / 2**30:.1f} GiB there: set {SPILL_DIR_ENV} to a directory with room, "
+                    f"or keep more in memory with a larger --clean-cache (now {self.clean_bytes >> 20} MiB)",
+                )
+            ]
+        )
 
     def _spill_dir(self) -> SpillDir:
         if self._spill is None or self._spill.closed:
@@ -407,7 +436,7 @@ class Engine:
         if self._spill is not None:
             self._spill.close()
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -429,15 +458,25 @@ class Engine:
         elif kind is AblationKind.PAIRED:
             if len(other) < len(self.ds):
                 raise CircuitError(
-                    [Diagnostic("E417", f"`paired {other.name}` needs a row for each of the {len(self.ds)} examples of `{self.ds.name}`; it has {len(other)}")]
+                    [
+                        Diagnostic(
+                            "E417",
+                            f"`paired {other.name}` needs a row for each of the {len(self.ds)} examples of `{self.ds.name}`; it has {len(other)}",
+                        )
+                    ]
                 )
             paired = {}
             needed = {}
             for j, i in enumerate(pool):
                 if other.examples[i].layout != layout:
                     raise CircuitError(
-                        [Diagnostic("E417", f"row {i} of `{other.name}` does not have the layout (length and named positions) of row {i} of `{self.ds.name}`",
-                                    hint="paired datasets must match token length and named positions row by row")]
+                        [
+                            Diagnostic(
+                                "E417",
+                                f"row {i} of `{other.name}` does not have the layout (length and named positions) of row {i} of `{self.ds.name}`",
+                                hint="paired datasets must match token length and named positions row by row",
+                            )
+                        ]
                     )
                 needed[j] = i
             opool, ocache, _ = self._clean(other, layout)
@@ -470,8 +509,13 @@ class Engine:
 
     def _layout_error(self, other: Dataset, layout: Layout) -> CircuitError:
         return CircuitError(
-            [Diagnostic("E417", f"dataset `{other.name}` has no example with the layout of `{self.ds.name}`'s examples of length {layout[0]}",
-                        hint="draws are made within a layout: the ablation dataset needs matching lengths and named positions")]
+            [
+                Diagnostic(
+                    "E417",
+                    f"dataset `{other.name}` has no example with the layout of `{self.ds.name}`'s examples of length {layout[0]}",
+                    hint="draws are made within a layout: the ablation dataset needs matching lengths and named positions",
+                )
+            ]
         )
 
     def clean_logits(self) -> tuple[torch.Tensor, ...]:
@@ -564,7 +608,9 @@ class Engine:
         if got is None:
             ids = [self.ds.examples[i].id for i in data.pool]
             pool = data.abl.pool
-            got = data.other_draws[path] = np.array([pick(pool, self.seed, i, path, OTHER) for i in ids], dtype=np.int64)
+            got = data.other_draws[path] = np.array(
+                [pick(pool, self.seed, i, path, OTHER) for i in ids], dtype=np.int64
+            )
         return got
 
     def _scrub_layout(self, tree: Tree, data: LayoutData) -> tuple[list[torch.Tensor], int, int, int]:
@@ -621,7 +667,9 @@ class Engine:
                 pending: list[_Pending] = []
                 for v in phase:
                     idx, t0, struct, x_v, a_v, kids = nodes[v]
-                    sig = np.concatenate([x_v[:, None, c0:c1], a_v[:, None, c0:c1], rows[kids]], axis=1)  # [T, 2 + E, m]
+                    sig = np.concatenate(
+                        [x_v[:, None, c0:c1], a_v[:, None, c0:c1], rows[kids]], axis=1
+                    )  # [T, 2 + E, m]
                     sig = np.ascontiguousarray(sig.transpose(0, 2, 1)).reshape(len(idx) * m, -1)
                     uniq, inv = _unique_rows(sig)
                     memo = data.memo.setdefault((v, struct), {}) if self.use_memo else {}
@@ -641,7 +689,9 @@ class Engine:
                             new_rows.append(u)
                         gid[u] = g
                     if new_rows:
-                        g0 = store.reserve(len(new_rows), (P, self.backend.shape.d_model), self._dtype(data), self.backend.device)
+                        g0 = store.reserve(
+                            len(new_rows), (P, self.backend.shape.d_model), self._dtype(data), self.backend.device
+                        )
                         pending.append(_Pending(v, struct, uniq[new_rows], t0, g0))
                     rows[idx] = gid[inv].reshape(len(idx), m)
                 if pending:
@@ -700,7 +750,9 @@ class Engine:
         m = torch.zeros(data.layout[0], dtype=self._dtype(data), device=self.backend.device)
         for nm in names:
             if nm not in data.positions:
-                raise CircuitError([Diagnostic("E240", f"position `{nm}` is not a named position of dataset `{self.ds.name}`")])
+                raise CircuitError(
+                    [Diagnostic("E240", f"position `{nm}` is not a named position of dataset `{self.ds.name}`")]
+                )
             m[list(data.positions[nm])] = 1.0
         data.masks[names] = m
         return m
@@ -722,7 +774,9 @@ class Engine:
             return c.embed[torch.from_numpy(idx)]
         if s.kind is NodeKind.POS:
             if c.pos is None:
-                raise CircuitError([Diagnostic("E241", "`pos` names the learned position embedding, which this model lacks")])
+                raise CircuitError(
+                    [Diagnostic("E241", "`pos` names the learned position embedding, which this model lacks")]
+                )
             return c.pos[torch.from_numpy(idx)]
         clean = idx < 0
         if not clean.any():
@@ -730,8 +784,11 @@ class Engine:
         if clean.all():
             return self._clean_out(s, data, torch.from_numpy(-idx - 1))
         st = data.outputs.get(s)
-        out = torch.empty((len(idx), *self._clean_out(s, data, torch.zeros(1, dtype=torch.long)).shape[1:]), dtype=self._dtype(data),
-                          device=self.backend.device)
+        out = torch.empty(
+            (len(idx), *self._clean_out(s, data, torch.zeros(1, dtype=torch.long)).shape[1:]),
+            dtype=self._dtype(data),
+            device=self.backend.device,
+        )
         ci = np.nonzero(clean)[0]
         si = np.nonzero(~clean)[0]
         out[torch.from_numpy(ci)] = self._clean_out(s, data, torch.from_numpy(-idx[ci] - 1))
@@ -791,13 +848,19 @@ class Engine:
                 plan[p] = (("x", base, desc), np.array(cols, dtype=np.int64))
                 full = full and len(claimed) == len(up)
             else:
-                plan[p] = (("a", base, tuple((s, mk) for s, mk, _ in es)), np.array([1] + [c for _, _, c in es], dtype=np.int64))
+                plan[p] = (
+                    ("a", base, tuple((s, mk) for s, mk, _ in es)),
+                    np.array([1] + [c for _, _, c in es], dtype=np.int64),
+                )
                 full = False
         # a node whose every port reads every upstream sender, unmasked: rows whose children are all the
         # clean rows of their input x compute exactly the clean activation (no block run)
         clean_cols = None
         if full:
-            clean_cols = tuple((2 + col, edge.sender.kind in (NodeKind.EMBED, NodeKind.POS)) for col, (edge, _) in enumerate(struct[:-1]))
+            clean_cols = tuple(
+                (2 + col, edge.sender.kind in (NodeKind.EMBED, NodeKind.POS))
+                for col, (edge, _) in enumerate(struct[:-1])
+            )
         got = self._plans[key] = (plan, clean_cols)
         return got
 
@@ -849,7 +912,7 @@ class Engine:
     def _dtype(self, data: LayoutData) -> torch.dtype:
         return data.cache.resid_pre[0].dtype if data.cache.resid_pre else data.cache.embed.dtype
 
-    def _compute_phase(self, pending: list["_Pending"], data: LayoutData, P: int) -> None:
+    def _compute_phase(self, pending: list[_Pending], data: LayoutData, P: int) -> None:
         """Compute the new rows of one phase (the heads of a layer, its MLP, or `out`).
 
         Port inputs are computed once per distinct (computation, signature values): the heads of a layer
@@ -982,7 +1045,7 @@ class Engine:
             self.block_rows += int(q.shape[0]) * self._half_block()
             # write each head's outputs to its store, grouped per pending item
             per_item: dict[int, tuple[list[int], list[int]]] = {}
-            for h, j, i, rr in reads:
+            for _h, j, i, rr in reads:
                 sel = per_item.setdefault(i, ([], []))
                 sel[0].append(j)
                 sel[1].append(rr)
@@ -992,10 +1055,16 @@ class Engine:
             if self.progress:
                 self.progress("rows", r, 0)
 
-    def _out_logits(self, root: TNode, grows: np.ndarray, data: LayoutData, pool: tuple[int, ...]) -> list[torch.Tensor]:
+    def _out_logits(
+        self, root: TNode, grows: np.ndarray, data: LayoutData, pool: tuple[int, ...]
+    ) -> list[torch.Tensor]:
         """The out rows of the roots `pool` (dataset indices): final residuals -> logits at each root's
         scored positions."""
-        resid = self._sender_out(root.node, data, grows) if (grows < 0).any() else data.outputs[root.node].data[torch.from_numpy(grows)]
+        resid = (
+            self._sender_out(root.node, data, grows)
+            if (grows < 0).any()
+            else data.outputs[root.node].data[torch.from_numpy(grows)]
+        )
         sel, sizes = [], []
         for j, i in enumerate(pool):
             sp = list(self.ds.examples[i].scored_positions)

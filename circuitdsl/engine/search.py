@@ -36,8 +36,10 @@ def searched_sizes(sizes, n_nodes: int) -> tuple[tuple[int, ...], tuple[str, ...
     for size in sizes:
         got = min(size, n_nodes)
         if got != size:
-            notes.append(f"completeness.sizes asks for K of size {size}, but the hypothesis has only {n_nodes} removable "
-                         f"node{'s' if n_nodes != 1 else ''} (claimed nodes with outgoing edges): searched size {got} instead")
+            notes.append(
+                f"completeness.sizes asks for K of size {size}, but the hypothesis has only {n_nodes} removable "
+                f"node{'s' if n_nodes != 1 else ''} (claimed nodes with outgoing edges): searched size {got} instead"
+            )
         if got >= 1 and got not in out:
             out.append(got)
     return tuple(out), tuple(notes)
@@ -94,11 +96,15 @@ def completeness(h: Hypothesis, score: Scorer, *, seed: int, progress=None) -> C
     trials = list(uniq.values())
     worst = max(trials, key=lambda t: t.incompleteness)
     if not any(t.nodes for t in trials):
-        why = ("the hypothesis has no removable node" if not nodes else
-               "completeness.samples and completeness.greedy are both 0")
+        why = (
+            "the hypothesis has no removable node"
+            if not nodes
+            else "completeness.samples and completeness.greedy are both 0"
+        )
         notes += (f"the search evaluated only the empty K ({why}): incompleteness is undefined",)
-    return Completeness(tuple(b.sizes), b.samples, b.greedy_steps, tuple(trials), worst, scrubs,
-                        searched_sizes=sizes, notes=notes)
+    return Completeness(
+        tuple(b.sizes), b.samples, b.greedy_steps, tuple(trials), worst, scrubs, searched_sizes=sizes, notes=notes
+    )
 
 
 def minimality(h: Hypothesis, score: Scorer, m_c: np.ndarray, gap: float | None, progress=None) -> Minimality:
@@ -118,12 +124,17 @@ def minimality(h: Hypothesis, score: Scorer, m_c: np.ndarray, gap: float | None,
     if len(inner) >= 2:
         joint = f_c - float(score(derive.remove(h, inner)).mean())
         # far apart: by over 25% of the larger, and (where the gap is defined) by over 5% of the gap
-        if abs(joint - total) > 0.25 * max(abs(joint), abs(total)) and (not gap or abs(joint - total) > 0.05 * abs(gap)):
+        if abs(joint - total) > 0.25 * max(abs(joint), abs(total)) and (
+            not gap or abs(joint - total) > 0.05 * abs(gap)
+        ):
             note = (
                 f"removing the claimed heads/MLPs one at a time costs {total:.4g} in total, but removing them together "
                 f"costs {joint:.4g}: "
-                + ("some of them back each other up (redundant/backup components look removable one at a time)"
-                   if abs(joint) > abs(total) else "single removals overlap (their effects are not additive)")
+                + (
+                    "some of them back each other up (redundant/backup components look removable one at a time)"
+                    if abs(joint) > abs(total)
+                    else "single removals overlap (their effects are not additive)"
+                )
             )
     fracs = [r.fraction for r in removals if r.fraction is not None]
     return Minimality(tuple(removals), min(fracs) if fracs else None, joint, total, note)

@@ -26,7 +26,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["SpillDir", "sweep_stale", "SpilledRows", "SpilledTensor", "SpilledHeads", "is_spilled", "rows_of", "release_free_memory"]
+__all__ = [
+    "SpillDir",
+    "sweep_stale",
+    "SpilledRows",
+    "SpilledTensor",
+    "SpilledHeads",
+    "is_spilled",
+    "rows_of",
+    "release_free_memory",
+]
 
 SPILL_DIR_ENV = "CIRCUITDSL_SPILL_DIR"
 """Environment variable naming the directory spill files are created in (default: the temp dir)."""
@@ -50,7 +59,9 @@ def sweep_stale(parent: str | os.PathLike | None = None) -> list[Path]:
     root = Path(parent or os.environ.get(SPILL_DIR_ENV) or tempfile.gettempdir())
     removed = []
     try:
-        candidates = [p for p in root.iterdir() if p.name.startswith("circuitdsl-spill-") and p.is_dir() and not p.is_symlink()]
+        candidates = [
+            p for p in root.iterdir() if p.name.startswith("circuitdsl-spill-") and p.is_dir() and not p.is_symlink()
+        ]
     except OSError:
         return removed
     for d in candidates:
@@ -130,7 +141,14 @@ def _remove(path: str, lock_fd: int | None) -> None:
 class SpilledRows:
     """n_rows slabs of shape `row_shape` and dtype `dtype`, in one file."""
 
-    def __init__(self, path: Path, n_rows: int, row_shape: tuple[int, ...], dtype: torch.dtype, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        path: Path,
+        n_rows: int,
+        row_shape: tuple[int, ...],
+        dtype: torch.dtype,
+        device: str | torch.device = "cpu",
+    ):
         self.path = Path(path)
         self.n_rows = int(n_rows)
         self.row_shape = tuple(int(s) for s in row_shape)
@@ -145,7 +163,9 @@ class SpilledRows:
     def write(self, start: int, values: torch.Tensor) -> None:
         """Rows start .. start + len(values) (values: [k, *row_shape])."""
         if tuple(values.shape[1:]) != self.row_shape or values.dtype != self.dtype:
-            raise ValueError(f"rows of shape {tuple(values.shape[1:])} {values.dtype} do not fit {self.row_shape} {self.dtype}")
+            raise ValueError(
+                f"rows of shape {tuple(values.shape[1:])} {values.dtype} do not fit {self.row_shape} {self.dtype}"
+            )
         if start < 0 or start + values.shape[0] > self.n_rows:
             raise IndexError(f"rows {start}..{start + values.shape[0]} are outside 0..{self.n_rows}")
         arr = values.detach().to("cpu").contiguous().numpy()  # written from its own buffer: no bytes copy
@@ -219,7 +239,7 @@ class SpilledTensor(_Spilled):
         self._rows = rows
 
     @classmethod
-    def create(cls, d: SpillDir, tag: str, shape: tuple[int, ...], dtype: torch.dtype, device="cpu") -> "SpilledTensor":
+    def create(cls, d: SpillDir, tag: str, shape: tuple[int, ...], dtype: torch.dtype, device="cpu") -> SpilledTensor:
         return cls(SpilledRows(d.new_file(tag), shape[0], tuple(shape[1:]), dtype, device))
 
     def write(self, start: int, values: torch.Tensor) -> None:
@@ -247,7 +267,7 @@ class SpilledHeads(_Spilled):
         self.n_heads = int(n_heads)
 
     @classmethod
-    def create(cls, d: SpillDir, tag: str, shape: tuple[int, ...], dtype: torch.dtype, device="cpu") -> "SpilledHeads":
+    def create(cls, d: SpillDir, tag: str, shape: tuple[int, ...], dtype: torch.dtype, device="cpu") -> SpilledHeads:
         B, P, H, D = shape
         return cls(SpilledRows(d.new_file(tag), B * H, (P, D), dtype, device), H)
 

@@ -86,8 +86,13 @@ def log_binom_pmf(k: int, n: int, theta: float) -> float:
         return 0.0 if k == 0 else -math.inf
     if theta >= 1.0:
         return 0.0 if k == n else -math.inf
-    return (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-            + k * math.log(theta) + (n - k) * math.log1p(-theta))
+    return (
+        math.lgamma(n + 1)
+        - math.lgamma(k + 1)
+        - math.lgamma(n - k + 1)
+        + k * math.log(theta)
+        + (n - k) * math.log1p(-theta)
+    )
 
 
 def _logsumexp(xs: list[float]) -> float:
@@ -147,8 +152,15 @@ def null_summary(null: Sequence[float]) -> dict[str, float | None]:
     if not len(arr):
         return {k: None for k in ("mean", "sd", "min", "q05", "median", "q95", "max")}
     q05, med, q95 = (float(x) for x in np.percentile(arr, [5, 50, 95]))
-    return {"mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if len(arr) > 1 else None,
-            "min": float(arr.min()), "q05": q05, "median": med, "q95": q95, "max": float(arr.max())}
+    return {
+        "mean": float(arr.mean()),
+        "sd": float(arr.std(ddof=1)) if len(arr) > 1 else None,
+        "min": float(arr.min()),
+        "q05": q05,
+        "median": med,
+        "q95": q95,
+        "max": float(arr.max()),
+    }
 
 
 GRID: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -187,4 +199,9 @@ def curve_areas(grid: Sequence[float], f: Sequence[float | None]) -> dict[str, f
     dev = [abs(1.0 - v) for v in vals]
     lx = [math.log(x) for x in xs]
     span = lx[-1] - lx[0]
-    return {"cpr": area(xs, vals), "cmd": area(xs, dev), "cpr_log": area(lx, vals) / span, "cmd_log": area(lx, dev) / span}
+    return {
+        "cpr": area(xs, vals),
+        "cmd": area(xs, dev),
+        "cpr_log": area(lx, vals) / span,
+        "cmd_log": area(lx, dev) / span,
+    }

@@ -129,10 +129,14 @@ class _Graph:
             f, p = (IDENTITY, None) if c is None or v.kind is NodeKind.OUT else (c.feature, c.positions)
             self.feature.append(f)
             self.positions.append(p)
-        self.identity = [v.kind is NodeKind.OUT or f.kind is FeatureKind.IDENTITY for v, f in zip(self.nodes, self.feature)]
+        self.identity = [
+            v.kind is NodeKind.OUT or f.kind is FeatureKind.IDENTITY for v, f in zip(self.nodes, self.feature)
+        ]
         resampling = h.ablation.kind in _RESAMPLING
         self.resampling = resampling
-        self.uses_other = [resampling and self._uses_other(i, len(upstream(v, shape))) for i, v in enumerate(self.nodes)]
+        self.uses_other = [
+            resampling and self._uses_other(i, len(upstream(v, shape))) for i, v in enumerate(self.nodes)
+        ]
         self.draws = [not a or b for a, b in zip(self.identity, self.uses_other)]
         """Whether a copy makes a draw of its own (a class draw, or an other-inputs draw)."""
         below: list[bool] = []  # whether some node under it draws
@@ -152,7 +156,9 @@ class _Graph:
         ports = (Port.Q, Port.K, Port.V) if v.kind is NodeKind.HEAD else (Port.IN,)
         claimed = dict.fromkeys(ports, 0)
         for e, s in zip(self.edges[i], self.senders[i]):
-            if self.positions[s] is not None or (own is not None and e.port in (Port.Q, Port.IN) and v.kind is not NodeKind.OUT):
+            if self.positions[s] is not None or (
+                own is not None and e.port in (Port.Q, Port.IN) and v.kind is not NodeKind.OUT
+            ):
                 return True
             claimed[e.port] += 1
         return any(k != n_up for k in claimed.values())  # the compiler admits only upstream senders
@@ -200,15 +206,19 @@ def treeify(h: Hypothesis) -> Tree:
 def _too_large(h: Hypothesis, n: int, paths: dict[NodeId, int]) -> TreeTooLarge:
     worst = sorted((v for v in paths if v != OUT), key=lambda v: (-paths[v], v.sort_key()))[:5]
     many = ", ".join(f"{v.name} ({_big(paths[v])} paths)" for v in worst)
-    return TreeTooLarge([Diagnostic(
-        "E601",
-        f"`{h.name}` treeifies to {_big(n)} distinct computations per example, more than treeify.max_nodes = "
-        f"{h.treeify.max_nodes:,}; the nodes reached along the most claimed paths: {many}",
-        hint="each claimed path is scrubbed with its own draws (SEMANTICS.md section 3). Options: raise the budget "
-             "(`set treeify.max_nodes = N`; cost grows with it); `set treeify.shared_draws = true` (an approximation "
-             "that every report names); `ablate unclaimed by paired D` / `mean` / `zero`, under which identity copies "
-             "share; claim fewer edges through identity nodes; or, for the completeness search's M \\ K, `--no-completeness`",
-    )])
+    return TreeTooLarge(
+        [
+            Diagnostic(
+                "E601",
+                f"`{h.name}` treeifies to {_big(n)} distinct computations per example, more than treeify.max_nodes = "
+                f"{h.treeify.max_nodes:,}; the nodes reached along the most claimed paths: {many}",
+                hint="each claimed path is scrubbed with its own draws (SEMANTICS.md section 3). Options: raise the budget "
+                "(`set treeify.max_nodes = N`; cost grows with it); `set treeify.shared_draws = true` (an approximation "
+                "that every report names); `ablate unclaimed by paired D` / `mean` / `zero`, under which identity copies "
+                "share; claim fewer edges through identity nodes; or, for the completeness search's M \\ K, `--no-completeness`",
+            )
+        ]
+    )
 
 
 def _big(n: int) -> str:
@@ -234,7 +244,11 @@ def _exact(g: _Graph, expect: int) -> Tree:
         es = g.edges[i]
         kids = tuple(visit(s, f"{path}/{names[s]}>{e.port.value}", x) for e, s in zip(es, g.senders[i]))
         other = path if g.uses_other[i] else None
-        built[key] = (TNode(g.nodes[i], path, g.feature[i], g.positions[i], tuple(map(TEdge, es, kids)), other), x, kids)
+        built[key] = (
+            TNode(g.nodes[i], path, g.feature[i], g.positions[i], tuple(map(TEdge, es, kids)), other),
+            x,
+            kids,
+        )
         found.append(key)
         return key
 
@@ -268,7 +282,11 @@ def _shared(g: _Graph) -> Tree:
         kids = tuple(visit(s, cctx) for s in g.senders[i])
         # as before SEMANTICS v3, every copy draws its x_r (keyed by its draw path) whether or not it uses it
         other = path if g.resampling else None
-        built[key] = (TNode(g.nodes[i], path, g.feature[i], g.positions[i], tuple(map(TEdge, es, kids)), other), ctx_draw[cctx], kids)
+        built[key] = (
+            TNode(g.nodes[i], path, g.feature[i], g.positions[i], tuple(map(TEdge, es, kids)), other),
+            ctx_draw[cctx],
+            kids,
+        )
         found.append(key)
         return key
 

@@ -110,9 +110,32 @@ def shape_from_config(cfg: dict) -> ModelShape:
 
 LEARNED_POSITIONS = frozenset({"gpt2", "gpt_neo", "opt", "gpt_bigcode", "openai-gpt", "bert", "biogpt", "xglm"})
 """Model types whose position embedding is a learned table added to the token embedding (a `pos` node)."""
-NO_LEARNED_POSITIONS = frozenset({"gptj", "codegen", "gpt_neox", "phi", "bloom", "falcon", "llama", "mistral", "qwen2", "qwen3",
-                                  "gemma", "gemma2", "gemma3_text", "olmo", "olmo2", "phi3", "stablelm", "cohere", "mixtral",
-                                  "starcoder2", "granite", "mpt"})
+NO_LEARNED_POSITIONS = frozenset(
+    {
+        "gptj",
+        "codegen",
+        "gpt_neox",
+        "phi",
+        "bloom",
+        "falcon",
+        "llama",
+        "mistral",
+        "qwen2",
+        "qwen3",
+        "gemma",
+        "gemma2",
+        "gemma3_text",
+        "olmo",
+        "olmo2",
+        "phi3",
+        "stablelm",
+        "cohere",
+        "mixtral",
+        "starcoder2",
+        "granite",
+        "mpt",
+    }
+)
 
 
 def is_parallel(cfg: dict) -> bool:

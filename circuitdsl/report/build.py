@@ -40,6 +40,13 @@ def write_report(
             print(f"circuitdsl: warning: {why}; writing the report without those sections", file=sys.stderr)
     if source_text is None and hypothesis is not None:
         source_text = hypothesis.source_text
-    write_html(out, result, source_text=source_text, hypothesis=hypothesis, extras=extras, extras_unavailable=why,
-               stability=stability)
+    write_html(
+        out,
+        result,
+        source_text=source_text,
+        hypothesis=hypothesis,
+        extras=extras,
+        extras_unavailable=why,
+        stability=stability,
+    )
     return why

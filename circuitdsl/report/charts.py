@@ -30,7 +30,9 @@ def _svg(fig) -> str:
     return text[text.index("<svg") :]
 
 
-def metric_histogram_svg(model: Sequence[float], scrubbed: Sequence[float], baseline: Sequence[float], *, metric: str) -> str:
+def metric_histogram_svg(
+    model: Sequence[float], scrubbed: Sequence[float], baseline: Sequence[float], *, metric: str
+) -> str:
     """Overlaid step histograms of the per-example metric under the model, the scrubbed hypothesis and
     the baseline, on shared bins, each with its mean marked."""
     series = {"model": list(model), "scrubbed": list(scrubbed), "baseline": list(baseline)}
@@ -58,8 +60,14 @@ def metric_histogram_svg(model: Sequence[float], scrubbed: Sequence[float], base
     return _svg(fig)
 
 
-def dla_bars_svg(labels: Sequence[str], values: Sequence[float], spreads: Sequence[tuple[float, float] | None],
-                 kinds: Sequence[str], *, direction: str) -> str:
+def dla_bars_svg(
+    labels: Sequence[str],
+    values: Sequence[float],
+    spreads: Sequence[tuple[float, float] | None],
+    kinds: Sequence[str],
+    *,
+    direction: str,
+) -> str:
     """Horizontal bars: mean direct logit attribution per component, with the 10th-90th percentile
     over examples as a whisker where given. `kinds`: 'claimed', 'unclaimed', 'rest' or 'total'."""
     color = {"claimed": "#d62728", "unclaimed": "#9e9e9e", "rest": "#c7c7c7", "total": "#1f77b4"}

@@ -114,7 +114,12 @@ def compute_extras(
     """Attention patterns of the claimed heads on `n_attention` examples (the worst example of
     `result` first, then the dataset's first examples), and DLA of every head on the first `n_dla`
     examples of the hypothesis' dataset. Raises ExtrasError with a reason when it cannot."""
-    for name, v, lo in (("n_attention", n_attention, 0), ("max_heads", max_heads, 0), ("n_dla", n_dla, 1), ("worst", worst, 0)):
+    for name, v, lo in (
+        ("n_attention", n_attention, 0),
+        ("max_heads", max_heads, 0),
+        ("n_dla", n_dla, 1),
+        ("worst", worst, 0),
+    ):
         if not isinstance(v, int) or v < lo:
             raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
     import torch
@@ -171,8 +176,13 @@ def compute_extras(
                 pat = cache[(Site.PATTERN, c.node.layer)][0, c.node.head].float().cpu()
                 attention.append(
                     AttentionMap(
-                        head=c.node.name, example_id=e.id, role=role, tokens=strs, positions=e.positions,
-                        claimed_at=c.positions, pattern=tuple(tuple(float(x) for x in row) for row in pat.tolist()),
+                        head=c.node.name,
+                        example_id=e.id,
+                        role=role,
+                        tokens=strs,
+                        positions=e.positions,
+                        claimed_at=c.positions,
+                        pattern=tuple(tuple(float(x) for x in row) for row in pat.tolist()),
                     )
                 )
 
@@ -233,6 +243,13 @@ def compute_extras(
     if norm:
         notes.append("the final norm's scale is frozen at its value on the clean run")
     return Extras(
-        model=h.model.name, direction=direction, n_dla_examples=len(dla_examples), total=total, heads=tuple(head_rows),
-        rest=rest, attention=tuple(attention), token_strings=token_strings, notes=tuple(notes),
+        model=h.model.name,
+        direction=direction,
+        n_dla_examples=len(dla_examples),
+        total=total,
+        heads=tuple(head_rows),
+        rest=rest,
+        attention=tuple(attention),
+        token_strings=token_strings,
+        notes=tuple(notes),
     )

@@ -67,14 +67,19 @@ def _section(sid: str, title: str, body: str, sub: str = "") -> str:
 
 
 def _needs_model(what: str, reason: str | None) -> str:
-    why = _e(reason) if reason else (
-        "this report was made from the JSON result alone. Run "
-        "<code>circuitdsl report RESULT.json -o REPORT.html --circuit FILE.circuit</code> to load the model and compute it."
+    why = (
+        _e(reason)
+        if reason
+        else (
+            "this report was made from the JSON result alone. Run "
+            "<code>circuitdsl report RESULT.json -o REPORT.html --circuit FILE.circuit</code> to load the model and compute it."
+        )
     )
     return f'<div class="needs" data-needs="model"><strong>{_e(what)} needs the model:</strong> {why}</div>'
 
 
 # ---- sections ---------------------------------------------------------------------------------------
+
 
 def failing_clauses(r: CheckResult) -> str:
     """`expect recovered >= 0.8 (line 21): 0.78; ...`: the clauses that failed, with their values."""
@@ -97,8 +102,10 @@ def _summary(r: CheckResult) -> str:
     rec = r.recovered
     gap = r.f_model - r.f_baseline
     if rec.value is None:
-        head = (f"recovered is <strong>undefined</strong>: {_e(rec.undefined_reason or 'no reason given')} "
-                f"(gap {_f(gap, '+.4g')} {_e(metric_unit(r.metric))}, standard error {_f(rec.gap_se)})")
+        head = (
+            f"recovered is <strong>undefined</strong>: {_e(rec.undefined_reason or 'no reason given')} "
+            f"(gap {_f(gap, '+.4g')} {_e(metric_unit(r.metric))}, standard error {_f(rec.gap_se)})"
+        )
     else:
         interval = f" (95% interval {_pct(rec.lower)} to {_pct(rec.upper)})" if rec.lower is not None else ""
         head = (
@@ -113,8 +120,11 @@ def _summary(r: CheckResult) -> str:
         ("F(scrubbed)", _f(r.f_scrubbed), r.metric),
         ("F(baseline)", _f(r.f_baseline), f"gap {_f(gap, '+.4g')}"),
         ("mean |Δm|", _f(r.mean_abs_delta), f"median {_f(r.median_abs_delta)}, p90 {_f(r.p90_abs_delta)}"),
-        ("incompleteness", _f(worst.incompleteness) if worst else "—",
-         ("K = {" + ", ".join(worst.nodes) + "}") if worst else _e(r.completeness.skipped or "not searched")),
+        (
+            "incompleteness",
+            _f(worst.incompleteness) if worst else "—",
+            ("K = {" + ", ".join(worst.nodes) + "}") if worst else _e(r.completeness.skipped or "not searched"),
+        ),
         ("KL(model‖scrubbed)", _f(r.kl), f"baseline {_f(r.kl_baseline)} nats"),
     ]
     tiles_html = "".join(
@@ -165,11 +175,19 @@ def _scores(r: CheckResult) -> str:
     rec = r.recovered
     unit = metric_unit(r.metric)
     rows = [
-        ("recovered", _f(rec.value, ".4f"), f"[{_f(rec.lower, '.4f')}, {_f(rec.upper, '.4f')}]",
-         f"(F(scrubbed) − F(baseline)) / (F(model) − F(baseline)); bootstrap over examples, {rec.resamples} resamples"
-         + (f"; undefined: {_e(rec.undefined_reason)}" if rec.undefined_reason else "")),
-        ("standard error of the gap", _f(rec.gap_se), "",
-         "sd / sqrt(n) of m(model, x) − m(baseline, x); recovered is undefined when |gap| is under 2 of them"),
+        (
+            "recovered",
+            _f(rec.value, ".4f"),
+            f"[{_f(rec.lower, '.4f')}, {_f(rec.upper, '.4f')}]",
+            f"(F(scrubbed) − F(baseline)) / (F(model) − F(baseline)); bootstrap over examples, {rec.resamples} resamples"
+            + (f"; undefined: {_e(rec.undefined_reason)}" if rec.undefined_reason else ""),
+        ),
+        (
+            "standard error of the gap",
+            _f(rec.gap_se),
+            "",
+            "sd / sqrt(n) of m(model, x) − m(baseline, x); recovered is undefined when |gap| is under 2 of them",
+        ),
         ("F(model)", _f(r.f_model), "", f"mean {_e(r.metric)} of the unmodified model ({unit})"),
         ("F(scrubbed)", _f(r.f_scrubbed), "", f"mean {_e(r.metric)} under the hypothesis ({unit})"),
         ("F(baseline)", _f(r.f_baseline), "", f"mean {_e(r.metric)} with every sender ablated ({unit})"),
@@ -179,11 +197,18 @@ def _scores(r: CheckResult) -> str:
         ("median_abs_delta", _f(r.median_abs_delta), "", "median of the same"),
         ("p90_abs_delta", _f(r.p90_abs_delta), "", "90th percentile of the same"),
         ("kl", _f(r.kl), "", f"mean KL(model ‖ scrubbed) at the scored positions (nats); baseline {_f(r.kl_baseline)}"),
-        ("incompleteness", _f(r.completeness.worst.incompleteness) if r.completeness.worst else _f(None), "",
-         "worst |F(C \\ K) − F(M \\ K)| found"),
+        (
+            "incompleteness",
+            _f(r.completeness.worst.incompleteness) if r.completeness.worst else _f(None),
+            "",
+            "worst |F(C \\ K) − F(M \\ K)| found",
+        ),
         ("minimality", _f(r.minimality.score), "", "smallest single-node removal cost, as a fraction of the gap"),
     ]
-    trs = "".join(f"<tr><th>{_e(a)}</th><td class='num'>{b}</td><td class='num'>{c}</td><td class='what'>{d}</td></tr>" for a, b, c, d in rows)
+    trs = "".join(
+        f"<tr><th>{_e(a)}</th><td class='num'>{b}</td><td class='num'>{c}</td><td class='what'>{d}</td></tr>"
+        for a, b, c, d in rows
+    )
     table = f'<table class="scores"><thead><tr><th>score</th><th>value</th><th>95% interval</th><th>meaning</th></tr></thead><tbody>{trs}</tbody></table>'
     ex = []
     for x in r.expects:
@@ -195,7 +220,9 @@ def _scores(r: CheckResult) -> str:
         )
     exp = (
         '<h3>expect clauses</h3><table class="expects"><thead><tr><th></th><th>clause</th><th>value</th><th>result</th><th>reason</th></tr>'
-        f'</thead><tbody>{"".join(ex)}</tbody></table>' if ex else '<p class="sub">The file makes no <code>expect</code> claims.</p>'
+        f"</thead><tbody>{''.join(ex)}</tbody></table>"
+        if ex
+        else '<p class="sub">The file makes no <code>expect</code> claims.</p>'
     )
     sub = f"metric <b>{_e(r.metric)}</b>, ablation <b>{_e(r.ablation)}</b>, dataset <b>{_e(r.dataset)}</b> (n = {r.n}). Raw numbers are in {unit}."
     return _section("scores", "Scores", table + exp, sub)
@@ -205,7 +232,10 @@ def _distribution(r: CheckResult) -> str:
     if not r.examples:
         return _section("distribution", "Per-example metric", "<p>The result holds no per-example rows.</p>")
     svg = metric_histogram_svg(
-        [x.m_model for x in r.examples], [x.m_scrubbed for x in r.examples], [x.m_baseline for x in r.examples], metric=r.metric
+        [x.m_model for x in r.examples],
+        [x.m_scrubbed for x in r.examples],
+        [x.m_baseline for x in r.examples],
+        metric=r.metric,
     )
     deltas = [x.abs_delta for x in r.examples]
     close = sum(1 for d in deltas if d <= 0.1 * max(1e-12, abs(r.f_model - r.f_baseline)))
@@ -215,9 +245,13 @@ def _distribution(r: CheckResult) -> str:
         f"p90 {_f(r.p90_abs_delta)}, max {_f(max(deltas))}. On {close} of {len(deltas)} examples the scrubbed metric is "
         "within 10% of |F(model) − F(baseline)| of the model's.</p>"
     )
-    return _section("distribution", "Per-example metric", body,
-                    "The distribution of m(x) per example under the model, the scrubbed hypothesis and the baseline (dashed: means). "
-                    "A hypothesis can match the mean while being wrong on many examples.")
+    return _section(
+        "distribution",
+        "Per-example metric",
+        body,
+        "The distribution of m(x) per example under the model, the scrubbed hypothesis and the baseline (dashed: means). "
+        "A hypothesis can match the mean while being wrong on many examples.",
+    )
 
 
 def _token_chips(tokens, strings) -> str:
@@ -246,11 +280,15 @@ def _worst(r: CheckResult, extras: Extras | None, k: int = 10) -> str:
     decoded = "decoded with the model's vocabulary" if extras else "as token ids (pass --circuit to decode them)"
     body = (
         '<table class="worst"><thead><tr><th>id</th><th>tokens</th><th>m(model)</th><th>m(scrubbed)</th><th>m(baseline)</th>'
-        f'<th>|Δm|</th></tr></thead><tbody>{"".join(trs)}</tbody></table>'
+        f"<th>|Δm|</th></tr></thead><tbody>{''.join(trs)}</tbody></table>"
     )
-    return _section("worst", "Worst examples", body,
-                    f"The {len(rows)} examples where the scrubbed metric is furthest from the model's; tokens {decoded}; "
-                    "the last position is outlined.")
+    return _section(
+        "worst",
+        "Worst examples",
+        body,
+        f"The {len(rows)} examples where the scrubbed metric is furthest from the model's; tokens {decoded}; "
+        "the last position is outlined.",
+    )
 
 
 def _attention(extras: Extras | None, reason: str | None) -> str:
@@ -269,6 +307,7 @@ def _attention(extras: Extras | None, reason: str | None) -> str:
             for i in idx:
                 marks[i] = (marks[i] + "," + name) if i in marks else name
         cell = 12 if len(first.tokens) <= 24 else max(4, int(290 / len(first.tokens)))
+
         def claimed_rows(a, first=first):
             """The query rows where a head claimed only at some positions is claimed (None: everywhere)."""
             if not a.claimed_at:
@@ -277,17 +316,23 @@ def _attention(extras: Extras | None, reason: str | None) -> str:
             return sorted({i for name, idx in first.positions if name in at for i in idx})
 
         heats = "".join(
-            f'<figure>{heatmap_svg(a.pattern, a.tokens, title=a.head + ((" @ " + ", ".join(a.claimed_at)) if a.claimed_at else ""), marks=marks, cell=cell, claimed_rows=claimed_rows(a), claimed_at=a.claimed_at or ())}</figure>'
+            f"<figure>{heatmap_svg(a.pattern, a.tokens, title=a.head + ((' @ ' + ', '.join(a.claimed_at)) if a.claimed_at else ''), marks=marks, cell=cell, claimed_rows=claimed_rows(a), claimed_at=a.claimed_at or ())}</figure>"
             for a in maps
         )
-        blocks.append(f'<h3>example <code>{_e(ex_id)}</code> <span class="sub">({_e(first.role)})</span></h3><div class="heats">{heats}</div>')
+        blocks.append(
+            f'<h3>example <code>{_e(ex_id)}</code> <span class="sub">({_e(first.role)})</span></h3><div class="heats">{heats}</div>'
+        )
     notes = "".join(f"<p class='sub'>{_e(n)}</p>" for n in extras.notes if "attention" in n)
-    return _section("attention", "Attention patterns", "".join(blocks) + notes,
-                    "Rows are query positions, columns key positions; darker blue is more attention. Named positions "
-                    "of the dataset are labelled; hover a cell for its weight. For a head claimed only at some positions, "
-                    "the claimed query rows are outlined and labelled clean (the hypothesis keeps its output there) and the "
-                    "other rows are greyed and labelled scrubbed (its output there is replaced per the ablation); "
-                    "every pattern is the clean run's.")
+    return _section(
+        "attention",
+        "Attention patterns",
+        "".join(blocks) + notes,
+        "Rows are query positions, columns key positions; darker blue is more attention. Named positions "
+        "of the dataset are labelled; hover a cell for its weight. For a head claimed only at some positions, "
+        "the claimed query rows are outlined and labelled clean (the hypothesis keeps its output there) and the "
+        "other rows are greyed and labelled scrubbed (its output there is replaced per the ablation); "
+        "every pattern is the clean run's.",
+    )
 
 
 def _dla(extras: Extras | None, reason: str | None) -> str:
@@ -332,17 +377,25 @@ def _dla(extras: Extras | None, reason: str | None) -> str:
         f"{extras.total:+.3f} directly ({share}); the rest arrives through unclaimed heads, the embeddings, MLPs and biases, "
         f"or indirectly. Averaged over the first {extras.n_dla_examples} examples.</p>{notes}"
     )
-    return _section("dla", "Direct logit attribution", body,
-                    "Each head's output at the scored positions projected on the unembedding direction "
-                    f"{_e(extras.direction)} (red: claimed heads; grey: the largest unclaimed heads).")
+    return _section(
+        "dla",
+        "Direct logit attribution",
+        body,
+        "Each head's output at the scored positions projected on the unembedding direction "
+        f"{_e(extras.direction)} (red: claimed heads; grey: the largest unclaimed heads).",
+    )
 
 
 def _minimality(r: CheckResult) -> str:
     m = r.minimality
     if getattr(m, "skipped", None):
-        return _section("minimality", "Minimality", f"<p class=\"undef\">Not run: {_e(m.skipped)}. The graph is left uncoloured.</p>")
+        return _section(
+            "minimality", "Minimality", f'<p class="undef">Not run: {_e(m.skipped)}. The graph is left uncoloured.</p>'
+        )
     if not m.removals:
-        return _section("minimality", "Minimality", "<p>No claimed node could be removed (none has outgoing claimed edges).</p>")
+        return _section(
+            "minimality", "Minimality", "<p>No claimed node could be removed (none has outgoing claimed edges).</p>"
+        )
     mx = max([abs(x.fraction) for x in m.removals if x.fraction is not None] + [1e-12])
     trs = []
     for x in sorted(m.removals, key=lambda x: -(x.fraction if x.fraction is not None else -1e9)):
@@ -351,21 +404,25 @@ def _minimality(r: CheckResult) -> str:
         trs.append(
             f'<tr><th>{_e(x.node)}</th><td class="num">{_f(x.f_without)}</td><td class="num">{_f(x.raw, "+.4g")}</td>'
             f'<td class="num">{_f(x.fraction, "+.3f")}</td><td class="barcell"><span class="bar {cls}" style="width:{w:.1f}%"></span></td>'
-            f'<td>{"changed no example" if x.changed_nothing else ""}</td></tr>'
+            f"<td>{'changed no example' if x.changed_nothing else ''}</td></tr>"
         )
     extra = (
         f'<p class="sub">Removing every claimed head/MLP together: {_f(m.joint_raw, "+.4g")} raw; the single removals sum to '
-        f'{_f(m.sum_single_raw, "+.4g")}.</p>'
+        f"{_f(m.sum_single_raw, '+.4g')}.</p>"
     )
     if m.redundancy_note:
         extra += f'<div class="callout">{_e(m.redundancy_note)}</div>'
     body = (
         '<table class="mini"><thead><tr><th>node v</th><th>F(C \\ {v})</th><th>F(C) − F(C \\ {v})</th><th>fraction of gap</th>'
-        f'<th></th><th></th></tr></thead><tbody>{"".join(trs)}</tbody></table>{extra}'
+        f"<th></th><th></th></tr></thead><tbody>{''.join(trs)}</tbody></table>{extra}"
     )
-    return _section("minimality", "Minimality", body,
-                    f"minimality score (smallest fraction): {_f(m.score, '+.3f')}. A node whose removal costs little may be unnecessary; "
-                    "redundant backup heads can each look removable on their own.")
+    return _section(
+        "minimality",
+        "Minimality",
+        body,
+        f"minimality score (smallest fraction): {_f(m.score, '+.3f')}. A node whose removal costs little may be unnecessary; "
+        "redundant backup heads can each look removable on their own.",
+    )
 
 
 def _completeness(r: CheckResult) -> str:
@@ -375,7 +432,9 @@ def _completeness(r: CheckResult) -> str:
         f"{len(c.trials)} subsets K tried, {c.scrubs} scrubs"
     )
     if c.skipped:
-        return _section("completeness", "Completeness", f'<div class="needs">Not searched: {_e(c.skipped)}</div>', budget)
+        return _section(
+            "completeness", "Completeness", f'<div class="needs">Not searched: {_e(c.skipped)}</div>', budget
+        )
     if not c.trials:
         return _section("completeness", "Completeness", "<p>No subset K was evaluated.</p>", budget)
     worst = ""
@@ -394,42 +453,59 @@ def _completeness(r: CheckResult) -> str:
             f'<td class="num">{_f(t.f_c_minus_k)}</td><td class="num">{_f(t.f_m_minus_k)}</td><td class="num strong">{_f(t.incompleteness)}</td></tr>'
         )
     body = (
-        worst + '<table class="kt"><thead><tr><th>K</th><th>found by</th><th>F(C \\ K)</th><th>F(M \\ K)</th><th>|difference|</th>'
-        f'</tr></thead><tbody>{"".join(trs)}</tbody></table>'
+        worst
+        + '<table class="kt"><thead><tr><th>K</th><th>found by</th><th>F(C \\ K)</th><th>F(M \\ K)</th><th>|difference|</th>'
+        f"</tr></thead><tbody>{''.join(trs)}</tbody></table>"
     )
-    return _section("completeness", "Completeness", body,
-                    "incompleteness(K) = |F(C \\ K) − F(M \\ K)|: knocking out K should hurt the hypothesis as much as the full model. "
-                    f"Budget: {budget}.")
+    return _section(
+        "completeness",
+        "Completeness",
+        body,
+        "incompleteness(K) = |F(C \\ K) − F(M \\ K)|: knocking out K should hurt the hypothesis as much as the full model. "
+        f"Budget: {budget}.",
+    )
 
 
 def _tests(r: CheckResult, stability=None) -> str:
     from circuitdsl.report.tests_view import stability_html, tests_section_html
 
     body = tests_section_html(r) + (stability_html(stability) if stability is not None else "")
-    return _section("tests", "Tests", body,
-                    "More than chance? (SEMANTICS.md section 5; docs/TESTS.md.) p = (1 + null draws at least as extreme) / "
-                    "(1 + R). The histograms show each null distribution with the observed value in red.")
+    return _section(
+        "tests",
+        "Tests",
+        body,
+        "More than chance? (SEMANTICS.md section 5; docs/TESTS.md.) p = (1 + null draws at least as extreme) / "
+        "(1 + R). The histograms show each null distribution with the observed value in red.",
+    )
 
 
 def _source(r: CheckResult, source_text: str | None, h: Hypothesis | None) -> str:
     if source_text is None:
-        return _section("source", "Source", '<div class="needs" data-needs="circuit">The .circuit source was not available.</div>')
+        return _section(
+            "source", "Source", '<div class="needs" data-needs="circuit">The .circuit source was not available.</div>'
+        )
     marks = {x.line: x.passed for x in r.expects if x.line}
     rows = []
     for i, line in enumerate(highlight_circuit(source_text), start=1):
         mark = ""
         if i in marks:
             mark = '<span class="ok">✓</span>' if marks[i] else '<span class="bad">✗</span>'
-        rows.append(f'<tr id="L{i}"><td class="ln">{i}</td><td class="mk">{mark}</td><td class="code">{line or " "}</td></tr>')
+        rows.append(
+            f'<tr id="L{i}"><td class="ln">{i}</td><td class="mk">{mark}</td><td class="code">{line or " "}</td></tr>'
+        )
     path = r.source_path or (h.source_path if h else None)
-    return _section("source", "Source", f'<div class="scroll"><table class="src">{"".join(rows)}</table></div>',
-                    f"{_e(path or '')} — expect lines are marked ✓ (holds) or ✗ (fails).")
+    return _section(
+        "source",
+        "Source",
+        f'<div class="scroll"><table class="src">{"".join(rows)}</table></div>',
+        f"{_e(path or '')} — expect lines are marked ✓ (holds) or ✗ (fails).",
+    )
 
 
 def _run(r: CheckResult) -> str:
     tim = "".join(f"<tr><th>{_e(k)}</th><td class='num'>{v:.2f} s</td></tr>" for k, v in r.timings)
     cost = "".join(f"<tr><th>{_e(k)}</th><td class='num'>{v}</td></tr>" for k, v in r.cost)
-    draws = (f"{r.reused_class_of_one} of {r.class_draws} class draws found a class holding only x itself (x reused)")
+    draws = f"{r.reused_class_of_one} of {r.class_draws} class draws found a class holding only x itself (x reused)"
     body = (
         f'<div class="two"><table class="small"><thead><tr><th colspan="2">timings</th></tr></thead><tbody>{tim}</tbody></table>'
         f'<table class="small"><thead><tr><th colspan="2">cost</th></tr></thead><tbody>{cost}</tbody></table></div>'
@@ -547,7 +623,7 @@ def render_html(
     status = "pass" if r.passed else "fail"
     script = _SCRIPT % json.dumps([sid for sid, _ in SECTIONS])
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta name="generator" content="circuitdsl report">'
         f"<title>{_e(r.name)} — circuitdsl report ({status}{': ' + _e(failing_clauses(r)) if not r.passed and r.expects else ''})</title><style>{_CSS}</style></head>"

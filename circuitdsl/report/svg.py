@@ -18,7 +18,13 @@ __all__ = ["COLLAPSE_OVER", "COST_STOPS", "PAGE_WIDTH", "cost_color", "graph_svg
 
 _DASH = {"solid": "", "dashed": "7,4", "dotted": "2,3"}
 # a sequential scale for "how much of the recoverable gap is lost when the node is removed"
-COST_STOPS = ((0.0, (255, 255, 255)), (0.25, (254, 224, 139)), (0.5, (253, 174, 97)), (0.75, (244, 109, 67)), (1.0, (215, 48, 39)))
+COST_STOPS = (
+    (0.0, (255, 255, 255)),
+    (0.25, (254, 224, 139)),
+    (0.5, (253, 174, 97)),
+    (0.75, (244, 109, 67)),
+    (1.0, (215, 48, 39)),
+)
 _NEG = (146, 197, 222)  # removing the node helps: a cool colour
 
 
@@ -27,7 +33,7 @@ def _esc(s: str) -> str:
 
 
 def _hex(rgb) -> str:
-    return "#%02x%02x%02x" % tuple(int(round(c)) for c in rgb)
+    return "#{:02x}{:02x}{:02x}".format(*tuple(int(round(c)) for c in rgb))
 
 
 def cost_color(frac: float | None, vmax: float) -> str:
@@ -92,9 +98,13 @@ def node_summary(nodes) -> str:
     runs: list[list[NodeId]] = []
     for n in sorted(set(nodes)):
         prev = runs[-1][-1] if runs else None
-        nxt = prev is not None and n.kind is prev.kind and (
-            (n.kind is NodeKind.MLP and n.layer == prev.layer + 1)
-            or (n.kind is NodeKind.HEAD and n.layer == prev.layer and n.head == prev.head + 1)
+        nxt = (
+            prev is not None
+            and n.kind is prev.kind
+            and (
+                (n.kind is NodeKind.MLP and n.layer == prev.layer + 1)
+                or (n.kind is NodeKind.HEAD and n.layer == prev.layer and n.head == prev.head + 1)
+            )
         )
         if nxt:
             runs[-1].append(n)
@@ -127,8 +137,13 @@ def _width(ncols: int) -> float:
     return 40 + ncols * COLW - (COLW - NW) + 40
 
 
-def graph_svg(h: Hypothesis, costs: dict[str, tuple[float | None, float | None, bool]], *, uid: str = "g",
-              max_width: int = PAGE_WIDTH) -> str:
+def graph_svg(
+    h: Hypothesis,
+    costs: dict[str, tuple[float | None, float | None, bool]],
+    *,
+    uid: str = "g",
+    max_width: int = PAGE_WIDTH,
+) -> str:
     """The claimed graph, model order left to right; nodes grouped as declared (dashed boxes), filled
     by `costs[name] = (fraction, raw, changed_nothing)`; edges styled by port. Includes its legend.
 
@@ -269,7 +284,7 @@ def graph_svg(h: Hypothesis, costs: dict[str, tuple[float | None, float | None, 
         parts.append(
             f'<g class="node" data-node="{_esc(n.name)}"><title>{_esc(chr(10).join(tip))}</title>'
             f'<rect x="{x}" y="{y}" width="{NW}" height="{NH}" rx="{shape_rx}" fill="{fill}"'
-            f'{dashed}/>'
+            f"{dashed}/>"
             f'<text x="{x + NW / 2}" y="{y + 17}" class="nname" fill="{tc}">{_esc(n.name + where)}</text>'
             f'<text x="{x + NW / 2}" y="{y + 31}" class="nfeat" fill="{tc}">{_esc(_short(feat, 22))}</text>'
             f'<text x="{x + NW / 2}" y="{y + 44}" class="ncost" fill="{tc}">{_esc(cost)}</text></g>'
@@ -282,7 +297,13 @@ def graph_svg(h: Hypothesis, costs: dict[str, tuple[float | None, float | None, 
         parts.append(f'<text class="pin" x="{x + 4}" y="{y + NH * pin_y[p] + 3.5:.1f}" fill="{color}">{p.value}</text>')
     # column captions
     for cx, cy, key in cap_at:
-        cap = "embeddings" if key == -1 else "output" if key == 1 << 20 else (f"layer {key // 2}" + (" MLP" if key % 2 else ""))
+        cap = (
+            "embeddings"
+            if key == -1
+            else "output"
+            if key == 1 << 20
+            else (f"layer {key // 2}" + (" MLP" if key % 2 else ""))
+        )
         parts.append(f'<text class="colcap" x="{cx}" y="{cy:.0f}">{cap}</text>')
     extra = ""
     if boxes:
@@ -293,26 +314,31 @@ def graph_svg(h: Hypothesis, costs: dict[str, tuple[float | None, float | None, 
     if n_paths > DENSE_EDGES:
         # many curves: fade them so that nodes stay readable; the hovered one stands out
         extra += " data-dense"
-        parts.insert(0, "<style>svg.graph[data-dense] .edge{opacity:.35;stroke-width:1.4}"
-                        "svg.graph[data-dense] .edge:hover{opacity:1;stroke-width:3.2}"
-                        "svg.graph[data-dense] .colcap,svg.graph[data-dense] .grp-label"
-                        "{paint-order:stroke;stroke:#fff;stroke-width:4px;stroke-linejoin:round}</style>")
+        parts.insert(
+            0,
+            "<style>svg.graph[data-dense] .edge{opacity:.35;stroke-width:1.4}"
+            "svg.graph[data-dense] .edge:hover{opacity:1;stroke-width:3.2}"
+            "svg.graph[data-dense] .colcap,svg.graph[data-dense] .grp-label"
+            "{paint-order:stroke;stroke:#fff;stroke-width:4px;stroke-linejoin:round}</style>",
+        )
     svg = (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" viewBox="0 0 {width:.0f} {height:.0f}" '
-        f'width="{width:.0f}" height="{height:.0f}" role="img" aria-label="hypothesis graph"{extra}>' + "".join(parts) + "</svg>"
+        f'width="{width:.0f}" height="{height:.0f}" role="img" aria-label="hypothesis graph"{extra}>'
+        + "".join(parts)
+        + "</svg>"
     )
     return svg + _legend(uid, vmax)
 
 
 def _cost_text(frac: float | None, raw: float | None, nothing: bool) -> str:
-    return (
-        f"{'n/a' if frac is None else f'{frac:+.3f}'} of the gap, raw {'n/a' if raw is None else f'{raw:+.4g}'}"
-        + ("; removing it changed no example" if nothing else "")
+    return f"{'n/a' if frac is None else f'{frac:+.3f}'} of the gap, raw {'n/a' if raw is None else f'{raw:+.4g}'}" + (
+        "; removing it changed no example" if nothing else ""
     )
 
 
 def _edge_title(s: NodeId | _Box, r: NodeId | _Box, p: Port, edges: list[EdgeId]) -> str:
     """`a5.6 -> a9.2.q`; for a collapsed end, how many claimed edges the curve stands for, and which."""
+
     def end(k: NodeId | _Box) -> str:
         return f"group {k.name}" if isinstance(k, _Box) else k.name
 
@@ -326,8 +352,15 @@ def _edge_title(s: NodeId | _Box, r: NodeId | _Box, p: Port, edges: list[EdgeId]
     return title
 
 
-def _box_svg(b: _Box, x: float, y: float, claims: dict[NodeId, Claim],
-             costs: dict[str, tuple[float | None, float | None, bool]], vmax: float, internal: int) -> str:
+def _box_svg(
+    b: _Box,
+    x: float,
+    y: float,
+    claims: dict[NodeId, Claim],
+    costs: dict[str, tuple[float | None, float | None, bool]],
+    vmax: float,
+    internal: int,
+) -> str:
     """A collapsed group: filled by its members' median cost (one critical member does not make the
     whole group look critical), labelled with the spread `median [min, max]`, and a strip under the box
     in the min / median / max colours; the tooltip lists each member, its claim and its cost, so that
@@ -354,13 +387,20 @@ def _box_svg(b: _Box, x: float, y: float, claims: dict[NodeId, Claim],
     ]
     strip = ""
     if med is not None:
-        spread = (f"removal cost over {len(finite)} of {len(b.members)} members: min {lo[0]:+.3f} ({lo[1].name}), "
-                  f"median {med:+.3f}, max {hi[0]:+.3f} ({hi[1].name})")
+        spread = (
+            f"removal cost over {len(finite)} of {len(b.members)} members: min {lo[0]:+.3f} ({lo[1].name}), "
+            f"median {med:+.3f}, max {hi[0]:+.3f} ({hi[1].name})"
+        )
         tip.append(f"filled by the median removal cost; label: median [min, max]; {spread}")
         w3 = NW / 3
-        strip = (f'<g class="spread"><title>{_esc(spread)}</title>' + "".join(
-            f'<rect x="{x + i * w3:.1f}" y="{y + NH + 5}" width="{w3:.1f}" height="5" fill="{cost_color(v, vmax)}" data-{k}="{v:+.3f}"/>'
-            for i, (k, v) in enumerate((("min", lo[0]), ("median", med), ("max", hi[0])))) + "</g>")
+        strip = (
+            f'<g class="spread"><title>{_esc(spread)}</title>'
+            + "".join(
+                f'<rect x="{x + i * w3:.1f}" y="{y + NH + 5}" width="{w3:.1f}" height="5" fill="{cost_color(v, vmax)}" data-{k}="{v:+.3f}"/>'
+                for i, (k, v) in enumerate((("min", lo[0]), ("median", med), ("max", hi[0])))
+            )
+            + "</g>"
+        )
     tip.append("members (removal cost):")
     for n in b.members:
         c = claims[n]
@@ -374,7 +414,7 @@ def _box_svg(b: _Box, x: float, y: float, claims: dict[NodeId, Claim],
         line2 += f", {next(iter(feats))}"
     return (
         f'<g class="node collapsed" data-group="{_esc(b.group)}" data-members="{_esc(" ".join(n.name for n in b.members))}">'
-        f'<title>{_esc(chr(10).join(tip))}</title>'
+        f"<title>{_esc(chr(10).join(tip))}</title>"
         f'<rect x="{x - 3}" y="{y - 3}" width="{NW + 6}" height="{NH + 6}" rx="8" fill="none" stroke="#444c56" stroke-width="1"/>'
         f'<rect x="{x}" y="{y}" width="{NW}" height="{NH}" rx="6" fill="{fill}"{dashed}/>'
         f'<text x="{x + NW / 2}" y="{y + 17}" class="nname" fill="{tc}" style="font-size:12px">{_esc(_short(label, 17))}</text>'
@@ -388,13 +428,9 @@ def _short(s: str, n: int) -> str:
 
 
 def _legend(uid: str, vmax: float) -> str:
-    stops = "".join(
-        f'<stop offset="{t * 100:.0f}%" stop-color="{_hex(c)}"/>' for t, c in COST_STOPS
-    )
+    stops = "".join(f'<stop offset="{t * 100:.0f}%" stop-color="{_hex(c)}"/>' for t, c in COST_STOPS)
     w = 220
-    ticks = "".join(
-        f'<text class="tick" x="{10 + w * t:.0f}" y="44">{vmax * t:.2g}</text>' for t in (0, 0.5, 1)
-    )
+    ticks = "".join(f'<text class="tick" x="{10 + w * t:.0f}" y="44">{vmax * t:.2g}</text>' for t in (0, 0.5, 1))
     ports = []
     for i, (p, (color, style)) in enumerate(PORT_STYLE.items()):
         x = 300 + i * 90
@@ -413,8 +449,16 @@ def _legend(uid: str, vmax: float) -> str:
     )
 
 
-def heatmap_svg(pattern: Sequence[Sequence[float]], tokens: Sequence[str], *, title: str, marks: dict[int, str] | None = None,
-                cell: int = 14, claimed_rows: Sequence[int] | None = None, claimed_at: Sequence[str] = ()) -> str:
+def heatmap_svg(
+    pattern: Sequence[Sequence[float]],
+    tokens: Sequence[str],
+    *,
+    title: str,
+    marks: dict[int, str] | None = None,
+    cell: int = 14,
+    claimed_rows: Sequence[int] | None = None,
+    claimed_at: Sequence[str] = (),
+) -> str:
     """An attention pattern as an SVG heatmap: rows are query positions, columns key positions.
     Each cell's tooltip gives the query, key and weight; `marks` labels named positions.
 
@@ -450,22 +494,32 @@ def heatmap_svg(pattern: Sequence[Sequence[float]], tokens: Sequence[str], *, ti
             y = top + q * cell
             tx, ty = lab + n * cell + 4, y + cell - max(1, (cell - 8) // 2)
             if q in rows:
-                tip = (f"query {q} ({tokens[q]}): claimed at {at}; the hypothesis keeps this head's output here "
-                       "(the pattern drawn is the clean run's)")
-                out.append(f'<rect class="claimed-row" data-row="{q}" x="{lab - 1}" y="{y}" width="{n * cell + 2}" height="{cell}" '
-                           f'fill="none" stroke="#d4701c" stroke-width="2"><title>{_esc(tip)}</title></rect>'
-                           f'<text class="hrow clean" x="{tx}" y="{ty}">◀ clean</text>')
+                tip = (
+                    f"query {q} ({tokens[q]}): claimed at {at}; the hypothesis keeps this head's output here "
+                    "(the pattern drawn is the clean run's)"
+                )
+                out.append(
+                    f'<rect class="claimed-row" data-row="{q}" x="{lab - 1}" y="{y}" width="{n * cell + 2}" height="{cell}" '
+                    f'fill="none" stroke="#d4701c" stroke-width="2"><title>{_esc(tip)}</title></rect>'
+                    f'<text class="hrow clean" x="{tx}" y="{ty}">◀ clean</text>'
+                )
             else:
-                tip = (f"query {q} ({tokens[q]}): not claimed here (claimed only at {at}); this head's output at this "
-                       "position is scrubbed (replaced per the file's ablation)")
-                out.append(f'<rect class="scrubbed-row" data-row="{q}" x="{lab}" y="{y}" width="{n * cell}" height="{cell}" '
-                           f'fill="#ffffff" fill-opacity="0.45"><title>{_esc(tip)}</title></rect>')
+                tip = (
+                    f"query {q} ({tokens[q]}): not claimed here (claimed only at {at}); this head's output at this "
+                    "position is scrubbed (replaced per the file's ablation)"
+                )
+                out.append(
+                    f'<rect class="scrubbed-row" data-row="{q}" x="{lab}" y="{y}" width="{n * cell}" height="{cell}" '
+                    f'fill="#ffffff" fill-opacity="0.45"><title>{_esc(tip)}</title></rect>'
+                )
                 if cell >= 9:
                     out.append(f'<text class="hrow scrubbed" x="{tx}" y="{ty}">scrubbed</text>')
     for i, t in enumerate(tokens):
         label = _short(t, 7) + (f" {marks[i]}" if i in marks else "")
         cls = "hlab m" if i in marks else "hlab"
-        out.append(f'<text class="{cls}" x="{lab - 3}" y="{top + i * cell + cell - 3}" text-anchor="end">{_esc(label)}</text>')
+        out.append(
+            f'<text class="{cls}" x="{lab - 3}" y="{top + i * cell + cell - 3}" text-anchor="end">{_esc(label)}</text>'
+        )
         x = lab + i * cell + cell - 4
         y = top + n * cell + 4
         out.append(

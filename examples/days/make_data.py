@@ -15,9 +15,12 @@ PREFIXES = ["Days:", "Week:", "Schedule:", "Order:"]
 
 def row(prefix: str, start: int, answer_from: int) -> dict:
     a, b, c = (DAYS[(start + k) % 7] for k in range(3))
-    return {"text": f"{prefix} [[D1:{a}]], [[D2:{b}]], [[D3:{c}]][[END:,]]",
-            "answer": " " + DAYS[(answer_from + 3) % 7], "wrong": " " + DAYS[(answer_from + 4) % 7],
-            "start": DAYS[answer_from]}
+    return {
+        "text": f"{prefix} [[D1:{a}]], [[D2:{b}]], [[D3:{c}]][[END:,]]",
+        "answer": " " + DAYS[(answer_from + 3) % 7],
+        "wrong": " " + DAYS[(answer_from + 4) % 7],
+        "start": DAYS[answer_from],
+    }
 
 
 def main() -> None:

@@ -45,10 +45,15 @@ def test_eap_and_exact_into_a_shared_k_port_agree_with_plain_hooks(llama, tmp_pa
     d, fam = llama
     ds = _datasets()
     for name, exs in (("d", ds["D"].examples), ("d2", ds["D2"].examples)):
-        (tmp_path / f"{name}.jsonl").write_text("".join(
-            json.dumps({"tokens": list(e.tokens), "answer": e.answers[0], "wrong": e.wrongs[0]}) + "\n" for e in exs))
+        (tmp_path / f"{name}.jsonl").write_text(
+            "".join(
+                json.dumps({"tokens": list(e.tokens), "answer": e.answers[0], "wrong": e.wrongs[0]}) + "\n" for e in exs
+            )
+        )
     src = tmp_path / "gqa.circuit"
-    src.write_text(f'model "{d}"\ndataset d = "d.jsonl"\ndataset d2 = "d2.jsonl"\nmetric logit_diff\nablate unclaimed by paired d2\n')
+    src.write_text(
+        f'model "{d}"\ndataset d = "d.jsonl"\ndataset d2 = "d2.jsonl"\nmetric logit_diff\nablate unclaimed by paired d2\n'
+    )
     h = compile_source(src.read_text(), str(src)).hypothesis
     setup = scores.prepare(h, batch_size=4)
     shape = setup.backend.shape

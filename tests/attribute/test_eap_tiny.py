@@ -43,11 +43,15 @@ SETUPS = {
 
 
 def _text(kind: str, metric: str = "loss") -> str:
-    return (f"model tiny\ndataset ind = induction(n = {N}, seed = 0, length = 12, layouts = 2)\n"
-            + SETUPS[kind].format(n=N) + f"\nmetric {metric}\n")
+    return (
+        f"model tiny\ndataset ind = induction(n = {N}, seed = 0, length = 12, layouts = 2)\n"
+        + SETUPS[kind].format(n=N)
+        + f"\nmetric {metric}\n"
+    )
 
 
 # ---- the independent model -----------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def params():
@@ -135,7 +139,9 @@ class Reference:
         return "out" if r.kind is NodeKind.OUT else (r.layer, e.port.value, r.head)
 
     def patched(self, e, eps, emb=None):
-        return _F(_forward(self.P, self.cfg, self.tokens, adds={self.port(e): eps * self.delta(e.sender)}, emb=emb), self.exs)
+        return _F(
+            _forward(self.P, self.cfg, self.tokens, adds={self.port(e): eps * self.delta(e.sender)}, emb=emb), self.exs
+        )
 
     def exact(self, e):
         return self.patched(e, 1.0) - self.F0
@@ -171,6 +177,7 @@ def case(request, params):
 
 # ---- the tests -------------------------------------------------------------------------------------------
 
+
 def test_eap_equals_the_finite_difference_of_the_patch_for_every_edge(case):
     setup, ref = case
     att = scores.attribute(setup, "eap")
@@ -178,7 +185,7 @@ def test_eap_equals_the_finite_difference_of_the_patch_for_every_edge(case):
     edges = list(setup.graph.edges)
     assert len(edges) == 106  # 10 into out, 2 x 3 x 4 into layer 0, 6 x 3 x 4 into layer 1
     if setup.mode != "paired":  # every edge under paired; every other one elsewhere (time)
-        edges = edges[setup.mode == "mean"::2]
+        edges = edges[setup.mode == "mean" :: 2]
     want = [ref.eap(e) for e in edges]
     _close([got[e] for e in edges], want, rtol=2e-3, atol=2e-6)
     assert att.f_model == pytest.approx(ref.F0, rel=1e-5)
@@ -203,7 +210,9 @@ def test_eap_ig_equals_the_averaged_finite_differences(case):
     att = scores.attribute(setup, "eap-ig", steps=steps)
     got = att.edge_scores()
     ranked = agraph.rank(got, setup.graph.edges)
-    edges = ranked[:6] + ranked[40:43] + [e for e in ranked if e.sender.kind is NodeKind.HEAD and e.sender.layer == 0][:3]
+    edges = (
+        ranked[:6] + ranked[40:43] + [e for e in ranked if e.sender.kind is NodeKind.HEAD and e.sender.layer == 0][:3]
+    )
     _close([got[e] for e in edges], [ref.eap_ig(e, steps) for e in edges], rtol=3e-3, atol=3e-6)
     assert att.passes()["backward"] == pytest.approx(steps)
 
@@ -234,7 +243,9 @@ def test_positions_ablate_only_there(params):
             m = torch.ones(v.shape[1], dtype=torch.bool)
             m[list(a2)] = False
             v[i, m] = ref.clean[k][i, m]
-    edges = [e for e in setup.graph.edges if e.receiver.kind is NodeKind.OUT or (e.receiver.layer == 1 and e.port is Port.K)]
+    edges = [
+        e for e in setup.graph.edges if e.receiver.kind is NodeKind.OUT or (e.receiver.layer == 1 and e.port is Port.K)
+    ]
     got = scores.attribute(setup, "eap").edge_scores()
     _close([got[e] for e in edges], [ref.eap(e) for e in edges], rtol=2e-3, atol=2e-6)
     ex = scores.exact_scores(setup, edges).edge_scores()
@@ -246,12 +257,28 @@ def test_written_circuit_lints_and_check_passes(tmp_path, capsys):
     from circuitdsl.cli import main
 
     src = tmp_path / "setup.circuit"
-    src.write_text("model tiny\ndataset ind = induction(n = 64, seed = 0, length = 16, layouts = 2)\nmetric loss\n"
-                   "ablate unclaimed by resample\nset seed = 0\n")
+    src.write_text(
+        "model tiny\ndataset ind = induction(n = 64, seed = 0, length = 16, layouts = 2)\nmetric loss\n"
+        "ablate unclaimed by resample\nset seed = 0\n"
+    )
     out = tmp_path / "found.circuit"
     mib = tmp_path / "found_mib.json"
-    rc = main(["attribute", str(src), "--edges", "24", "-o", str(out), "--expect", "recovered >= 0.9", "--mib", str(mib),
-               "--json", str(tmp_path / "s.json")])
+    rc = main(
+        [
+            "attribute",
+            str(src),
+            "--edges",
+            "24",
+            "-o",
+            str(out),
+            "--expect",
+            "recovered >= 0.9",
+            "--mib",
+            str(mib),
+            "--json",
+            str(tmp_path / "s.json"),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     text = out.read_text()
     assert text.count("\nedge ") >= 1 and "expect recovered >= 0.9" in text
@@ -268,8 +295,10 @@ def test_attribute_cli_refuses_bad_input_with_exit_2(tmp_path, capsys):
     from circuitdsl.cli import main
 
     src = tmp_path / "acc.circuit"
-    src.write_text("model tiny\ndataset ind = induction(n = 8, seed = 0, length = 12, layouts = 1)\nmetric accuracy\n"
-                   "ablate unclaimed by zero\n")
+    src.write_text(
+        "model tiny\ndataset ind = induction(n = 8, seed = 0, length = 12, layouts = 1)\nmetric accuracy\n"
+        "ablate unclaimed by zero\n"
+    )
     assert main(["attribute", str(src)]) == 2
     err = capsys.readouterr().err
     assert "E941" in err and "acc.circuit:3:" in err and "Traceback" not in err
@@ -295,7 +324,23 @@ def test_tracr_hist_eap_ig_recovers_the_compiled_circuit_and_check_passes(tmp_pa
     src = tmp_path / "hist.circuit"
     src.write_text(text)
     out = tmp_path / "found.circuit"
-    assert main(["attribute", str(src), "--method", "eap-ig", "--edges", "6", "-o", str(out), "--expect", "recovered >= 0.99"]) == 0
+    assert (
+        main(
+            [
+                "attribute",
+                str(src),
+                "--method",
+                "eap-ig",
+                "--edges",
+                "6",
+                "-o",
+                str(out),
+                "--expect",
+                "recovered >= 0.99",
+            ]
+        )
+        == 0
+    )
     found = compile_source(out.read_text(), str(out)).hypothesis
     assert set(found.edges) == set(truth)
     assert "MLPs are claimed like heads (1 of 1 in the circuit)" in out.read_text()

@@ -16,8 +16,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quick_bench_on_tiny(tmp_path):
-    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--model", "tiny", "--out", str(tmp_path)],
-                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--model", "tiny", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     jsons = list(tmp_path.glob("tiny-quick-*.json"))
     pngs = list(tmp_path.glob("tiny-quick-*.png"))

@@ -13,7 +13,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def tiny_circuit(*, expect: str = "expect recovered >= -100", n: int = 16, model: str = "tiny", dataset: str | None = None) -> str:
+def tiny_circuit(
+    *, expect: str = "expect recovered >= -100", n: int = 16, model: str = "tiny", dataset: str | None = None
+) -> str:
     """A hypothesis on the embedded model that checks in about a second (no completeness search)."""
     data = dataset or f"induction(n = {n}, seed = 0, length = 10, layouts = 1)"
     return f"""model {model}

@@ -30,7 +30,10 @@ def _check(tmp_path, name, rows):
 
 
 def test_a_shuffled_dataset_gives_the_same_interval(tmp_path, capsys):
-    rows = [{"tokens": list(e.tokens), "answer": e.answers[0]} for e in induction(n=40, seed=3, length=10, vocab=48, layouts=1, a1=2)]
+    rows = [
+        {"tokens": list(e.tokens), "answer": e.answers[0]}
+        for e in induction(n=40, seed=3, length=10, vocab=48, layouts=1, a1=2)
+    ]
     first = _check(tmp_path, "as_written", rows)
     rec = first["recovered"]
     assert rec["value"] is not None and rec["lower"] < rec["value"] < rec["upper"], rec  # an interval to compare

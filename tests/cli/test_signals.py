@@ -23,7 +23,12 @@ LINES = {signal.SIGTERM: "circuitdsl: terminated (SIGTERM); no file was left hal
 
 
 def _spawn(args: list[str], cwd: Path, spill: Path) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CIRCUITDSL_SPILL_DIR": str(spill), "CIRCUITDSL_CACHE": str(cwd / "cache")}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "CIRCUITDSL_SPILL_DIR": str(spill),
+        "CIRCUITDSL_CACHE": str(cwd / "cache"),
+    }
     return subprocess.Popen([sys.executable, "-m", "circuitdsl", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)  # fmt: skip
 

@@ -28,7 +28,9 @@ def test_registered_with_schema():
 def test_deterministic_per_seed():
     assert _ind(seed=3) == _ind(seed=3)
     assert _ind(seed=3) != _ind(seed=4)
-    assert repeat(tokenizer=None, n=10, seed=1, length=6, vocab=20) == repeat(tokenizer=None, n=10, seed=1, length=6, vocab=20)
+    assert repeat(tokenizer=None, n=10, seed=1, length=6, vocab=20) == repeat(
+        tokenizer=None, n=10, seed=1, length=6, vocab=20
+    )
 
 
 def test_induction_structure():

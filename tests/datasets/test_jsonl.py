@@ -51,7 +51,14 @@ def test_token_rows(tmp_path):
         [
             {"tokens": [5, 9, 2, 5], "answer": 9, "wrong": 2, "positions": {"A1": 0, "A2": -1}, "A": 5, "id": "r1"},
             "",
-            {"tokens": [7, 3, 4, 7], "answer": 3, "wrong": 4, "positions": {"A1": 0, "A2": 3}, "fields": {"A": 7}, "id": "r2"},
+            {
+                "tokens": [7, 3, 4, 7],
+                "answer": 3,
+                "wrong": 4,
+                "positions": {"A1": 0, "A2": 3},
+                "fields": {"A": 7},
+                "id": "r2",
+            },
         ],
     )
     assert read_schema(p) == (("A",), ("A1", "A2"))
@@ -67,8 +74,21 @@ def test_text_rows_with_tokenizer_and_multi_position(tmp_path):
     p = write(
         tmp_path,
         [
-            {"text": " Mary went to the store", "answer": [" to", " the"], "scored": [1, 2], "positions": {"names": [0]}, "template": 0},
-            {"text": " John went to the store", "answer": [1002, " the"], "wrong": [" Mary", " John"], "scored": [1, 2], "positions": {"names": [0, 1]}, "template": 1},
+            {
+                "text": " Mary went to the store",
+                "answer": [" to", " the"],
+                "scored": [1, 2],
+                "positions": {"names": [0]},
+                "template": 0,
+            },
+            {
+                "text": " John went to the store",
+                "answer": [1002, " the"],
+                "wrong": [" Mary", " John"],
+                "scored": [1, 2],
+                "positions": {"names": [0, 1]},
+                "template": 1,
+            },
         ],
     )
     tok = CharTokenizer()

@@ -25,8 +25,11 @@ def _codes(p, **kw):
 
 def test_answer_sets_greater_than_style(tmp_path):
     # "The war lasted from 1732 to 17" -> years above 32 vs at-or-below (token ids stand for two-digit years)
-    p = _write(tmp_path, {"tokens": [1, 2, 32], "answer": [[33, 34, 35]], "wrong": [[30, 31, 32]]},
-               {"tokens": [1, 2, 5], "answer": 9, "wrong": 4})
+    p = _write(
+        tmp_path,
+        {"tokens": [1, 2, 32], "answer": [[33, 34, 35]], "wrong": [[30, 31, 32]]},
+        {"tokens": [1, 2, 5], "answer": 9, "wrong": 4},
+    )
     ds = load(p, None, "d")
     a, b = ds.examples
     assert a.answer_set(0) == (33, 34, 35) and a.wrong_set(0) == (30, 31, 32) and a.answers == (33,)
@@ -45,22 +48,36 @@ def test_a_flat_list_is_one_answer_per_scored_position_not_a_set(tmp_path):
 
 
 def test_bad_sets(tmp_path):
-    p = _write(tmp_path, {"tokens": [1, 2, 3], "answer": [[]]}, {"tokens": [1, 2, 3], "answer": [[4, 4]]},
-               {"tokens": [1, 2, 3], "answer": [[4, [5]]]}, {"tokens": [1, 2, 3], "answer": [[4, -1]]})
+    p = _write(
+        tmp_path,
+        {"tokens": [1, 2, 3], "answer": [[]]},
+        {"tokens": [1, 2, 3], "answer": [[4, 4]]},
+        {"tokens": [1, 2, 3], "answer": [[4, [5]]]},
+        {"tokens": [1, 2, 3], "answer": [[4, -1]]},
+    )
     assert _codes(p) == [("E421", 1), ("E421", 2), ("E421", 3), ("E423", 4)]
 
 
 def test_targets_for_mse(tmp_path):
-    p = _write(tmp_path, {"tokens": [1, 2, 3], "target": 2.5}, {"tokens": [1, 2], "target": [1], "answer": 0},
-               {"tokens": [1, 2, 3], "scored": [0, 2], "target": [0.5, -1]})
+    p = _write(
+        tmp_path,
+        {"tokens": [1, 2, 3], "target": 2.5},
+        {"tokens": [1, 2], "target": [1], "answer": 0},
+        {"tokens": [1, 2, 3], "scored": [0, 2], "target": [0.5, -1]},
+    )
     a, b, c = load(p, None, "d").examples
     assert a.targets == (2.5,) and a.answers == () and b.targets == (1.0,) and b.answers == (0,)
     assert c.targets == (0.5, -1.0)
 
 
 def test_bad_targets(tmp_path):
-    p = _write(tmp_path, {"tokens": [1, 2], "target": "x"}, {"tokens": [1, 2], "target": [1, 2]},
-               {"tokens": [1, 2], "target": True}, {"tokens": [1, 2]})
+    p = _write(
+        tmp_path,
+        {"tokens": [1, 2], "target": "x"},
+        {"tokens": [1, 2], "target": [1, 2]},
+        {"tokens": [1, 2], "target": True},
+        {"tokens": [1, 2]},
+    )
     assert _codes(p) == [("E421", 1), ("E421", 2), ("E421", 3), ("E422", 4)]
 
 

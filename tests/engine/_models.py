@@ -69,7 +69,9 @@ def write_native(dest: Path, cfg: dict, weights: dict[str, np.ndarray], fmt: str
     if fmt == "safetensors":
         from safetensors.numpy import save_file
 
-        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}, str(dest / "model.safetensors"))
+        save_file(
+            {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}, str(dest / "model.safetensors")
+        )
         cfg["weights"] = "model.safetensors"
     else:
         np.savez(dest / "model.npz", **{k: v.astype(np.float32) for k, v in weights.items()})
@@ -78,8 +80,22 @@ def write_native(dest: Path, cfg: dict, weights: dict[str, np.ndarray], fmt: str
     return dest
 
 
-def random_native(dest: Path, *, n_layers=2, n_heads=4, d_model=32, d_head=8, d_mlp=None, d_vocab=16,
-                  n_ctx=16, seed=0, positional="learned", fmt="safetensors", scale=0.5, d_vocab_out=None) -> Path:
+def random_native(
+    dest: Path,
+    *,
+    n_layers=2,
+    n_heads=4,
+    d_model=32,
+    d_head=8,
+    d_mlp=None,
+    d_vocab=16,
+    n_ctx=16,
+    seed=0,
+    positional="learned",
+    fmt="safetensors",
+    scale=0.5,
+    d_vocab_out=None,
+) -> Path:
     rng = np.random.default_rng(seed)
     d_out = d_vocab if d_vocab_out is None else d_vocab_out
     w: dict[str, np.ndarray] = {}
@@ -104,7 +120,20 @@ def random_native(dest: Path, *, n_layers=2, n_heads=4, d_model=32, d_head=8, d_
             w[p + "mlp.b_out"] = (rng.standard_normal(d_model) * 0.1).astype(np.float32)
     w["unembed.W_U"] = r(d_model, d_out) * 2
     w["unembed.b_U"] = (rng.standard_normal(d_out) * 0.1).astype(np.float32)
-    cfg = dict(n_layers=n_layers, n_heads=n_heads, d_model=d_model, d_head=d_head, d_mlp=d_mlp,
-               act_fn="relu" if d_mlp else None, attention="causal", positional=positional, n_ctx=n_ctx,
-               d_vocab=d_vocab, d_vocab_out=d_out, input_vocab=None, output_vocab=None, description="random test model")
+    cfg = dict(
+        n_layers=n_layers,
+        n_heads=n_heads,
+        d_model=d_model,
+        d_head=d_head,
+        d_mlp=d_mlp,
+        act_fn="relu" if d_mlp else None,
+        attention="causal",
+        positional=positional,
+        n_ctx=n_ctx,
+        d_vocab=d_vocab,
+        d_vocab_out=d_out,
+        input_vocab=None,
+        output_vocab=None,
+        description="random test model",
+    )
     return write_native(dest, cfg, w, fmt)

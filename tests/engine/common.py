@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import torch
+from helpers import hyp, random_dataset
 
 from circuitdsl.backends.loader import load_backend
 from circuitdsl.engine.scrub import Engine
-from helpers import hyp, random_dataset
 
 
 def setup(model_dir, *, n=10, length=6, seed=0, lengths=None):

@@ -8,7 +8,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # the independent reference scrub is tests/reference/refscrub.py (`import refscrub`); benchmarks/reference.py
 # (`from reference import reference_scrub`, backend-level signature) wraps it and times it against the engine
-sys.path[1:1] = [str(Path(__file__).resolve().parents[1] / "reference"), str(Path(__file__).resolve().parents[2] / "benchmarks")]
+sys.path[1:1] = [
+    str(Path(__file__).resolve().parents[1] / "reference"),
+    str(Path(__file__).resolve().parents[2] / "benchmarks"),
+]
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
@@ -18,12 +21,16 @@ import _models  # noqa: E402
 
 @pytest.fixture(scope="session")
 def native_attn(tmp_path_factory):
-    return _models.random_native(tmp_path_factory.mktemp("nat_attn"), n_layers=3, n_heads=3, d_model=24, d_head=8, seed=1)
+    return _models.random_native(
+        tmp_path_factory.mktemp("nat_attn"), n_layers=3, n_heads=3, d_model=24, d_head=8, seed=1
+    )
 
 
 @pytest.fixture(scope="session")
 def native_mlp(tmp_path_factory):
-    return _models.random_native(tmp_path_factory.mktemp("nat_mlp"), n_layers=2, n_heads=4, d_model=32, d_head=8, d_mlp=24, seed=2, fmt="npz")
+    return _models.random_native(
+        tmp_path_factory.mktemp("nat_mlp"), n_layers=2, n_heads=4, d_model=32, d_head=8, d_mlp=24, seed=2, fmt="npz"
+    )
 
 
 @pytest.fixture(scope="session")

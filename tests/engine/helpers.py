@@ -46,26 +46,56 @@ def random_dataset(name, *, n, length, vocab, seed=0, n_wrong=True, lengths=None
         wrong = (ans + 1 + rng.randrange(vocab - 1)) % vocab
         exs.append(
             Example.make(
-                toks, ans, wrongs=wrong if n_wrong else (), positions={"last": ln - 1, "first": 0},
-                fields={"parity": toks[-1] % 2, "first_tok": toks[0]} if fields else None, id=f"{name}-{i:03d}",
+                toks,
+                ans,
+                wrongs=wrong if n_wrong else (),
+                positions={"last": ln - 1, "first": 0},
+                fields={"parity": toks[-1] % 2, "first_tok": toks[0]} if fields else None,
+                id=f"{name}-{i:03d}",
             )
         )
     return Dataset(name, tuple(exs), field_names=("parity", "first_tok"), position_names=("first", "last"))
 
 
-def hyp(model_dir, claims, edges, *, ablation=Ablation(), metric=MetricKind.LOGIT_DIFF, seed=0, expects=(),
-        budget=SearchBudget(sizes=(1,), samples=2, greedy_steps=1), bootstrap=200, datasets=None, name="h") -> Hypothesis:
+def hyp(
+    model_dir,
+    claims,
+    edges,
+    *,
+    ablation=Ablation(),
+    metric=MetricKind.LOGIT_DIFF,
+    seed=0,
+    expects=(),
+    budget=SearchBudget(sizes=(1,), samples=2, greedy_steps=1),
+    bootstrap=200,
+    datasets=None,
+    name="h",
+) -> Hypothesis:
     resolved, shape = resolve_shape(str(model_dir))
     claims = tuple(claims)
     claimed = {c.node for c in claims}
-    claims = claims + tuple(Claim(v) for e in edges for v in (e.sender, e.receiver) if v not in claimed and not claimed.add(v))
+    claims = claims + tuple(
+        Claim(v) for e in edges for v in (e.sender, e.receiver) if v not in claimed and not claimed.add(v)
+    )
     edges = tuple(sorted(set(edges), key=lambda e: (e.sender.sort_key(), e.receiver.sort_key(), e.port.value)))
     ds = datasets or (DatasetSpec("D", DatasetKind.GENERATOR, "test"),)
     return Hypothesis(
-        name=name, source_path=None, source_text="", model=ModelRef(str(model_dir), resolved, shape),
-        datasets=tuple(ds), main_dataset=ds[0].name, metric=Metric(metric), ablation=ablation,
-        claims=claims, edges=edges, groups=(), expects=tuple(expects), budget=budget, seed=seed,
-        bootstrap=bootstrap, graph=make_graph(claims, edges),
+        name=name,
+        source_path=None,
+        source_text="",
+        model=ModelRef(str(model_dir), resolved, shape),
+        datasets=tuple(ds),
+        main_dataset=ds[0].name,
+        metric=Metric(metric),
+        ablation=ablation,
+        claims=claims,
+        edges=edges,
+        groups=(),
+        expects=tuple(expects),
+        budget=budget,
+        seed=seed,
+        bootstrap=bootstrap,
+        graph=make_graph(claims, edges),
     )
 
 

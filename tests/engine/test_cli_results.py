@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import random
 
+import _models
 import numpy as np
 import pytest
 
 from circuitdsl.cli import main
 from circuitdsl.engine.scores import recovered
 from circuitdsl.results import CheckResult, write_json_atomic
-import _models
 
 pytestmark = pytest.mark.engine
 
@@ -48,10 +48,17 @@ def project(tmp_path_factory):
             with torch.no_grad():
                 lg = model(torch.tensor([t]))[0, -1]
             ans, wrong = int(lg.argmax()), int(lg.argmin())
-            f.write(json.dumps({"tokens": t, "answer": ans, "wrong": wrong, "positions": {"first": 0, "last": 4}, "par": t[0] % 2}) + "\n")
+            f.write(
+                json.dumps(
+                    {"tokens": t, "answer": ans, "wrong": wrong, "positions": {"first": 0, "last": 4}, "par": t[0] % 2}
+                )
+                + "\n"
+            )
     (d / "pass.circuit").write_text(CIRCUIT.format(thr=-100))
     (d / "fail.circuit").write_text(CIRCUIT.format(thr=100))
-    (d / "badpos.circuit").write_text(CIRCUIT.format(thr=0).replace("node a0.1 depends on field par", "node a0.1 depends on field nosuch"))
+    (d / "badpos.circuit").write_text(
+        CIRCUIT.format(thr=0).replace("node a0.1 depends on field par", "node a0.1 depends on field nosuch")
+    )
     return d
 
 
@@ -78,8 +85,24 @@ def test_check_json_carries_every_number(project, capsys, tmp_path):
     data = json.loads(out)
     assert json.loads(out_path.read_text()) == data
     r = data[0]
-    for key in ("f_model", "f_scrubbed", "f_baseline", "mean_abs_delta", "median_abs_delta", "p90_abs_delta", "kl",
-                "reused_class_of_one", "seed", "n", "model", "metric", "ablation", "timings", "notes", "cost"):
+    for key in (
+        "f_model",
+        "f_scrubbed",
+        "f_baseline",
+        "mean_abs_delta",
+        "median_abs_delta",
+        "p90_abs_delta",
+        "kl",
+        "reused_class_of_one",
+        "seed",
+        "n",
+        "model",
+        "metric",
+        "ablation",
+        "timings",
+        "notes",
+        "cost",
+    ):
         assert key in r, key
     assert r["seed"] == 3 and r["n"] == 12 and r["metric"] == "logit_diff" and r["ablation"] == "resample"
     assert set(r["recovered"]) >= {"value", "lower", "upper", "undefined_reason", "resamples"}

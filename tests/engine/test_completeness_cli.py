@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import random
 
+import _models
 import pytest
 
-import _models
 from circuitdsl.cli import main
 
 pytestmark = pytest.mark.engine
@@ -42,7 +42,12 @@ def _run(folder, name, settings, capsys):
 
 
 def test_sizes_beyond_the_removable_nodes_are_clamped(folder, capsys):
-    rc, r, err = _run(folder, "clamped", "set completeness.sizes = [5]\nset completeness.samples = 3\nset completeness.greedy = 0", capsys)
+    rc, r, err = _run(
+        folder,
+        "clamped",
+        "set completeness.sizes = [5]\nset completeness.samples = 3\nset completeness.greedy = 0",
+        capsys,
+    )
     c = r["completeness"]
     assert c["sizes"] == [5] and c["searched_sizes"] == [2]
     assert [t["nodes"] for t in c["trials"] if t["nodes"]] == [["embed", "a0.1"]]

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import pytest
+from common import engine, max_rel, setup
+from helpers import EMBED, OUT, POS, e, head, hyp, qkv
 
 from circuitdsl.datasets.core import Dataset
 from circuitdsl.ir import Ablation, Claim, Feature, FeatureKind
-from common import engine, max_rel, setup
-from helpers import EMBED, OUT, POS, e, head, hyp, qkv
 
 pytestmark = pytest.mark.engine
 
 
 def _h(model_dir):
-    return hyp(model_dir, [Claim(head(0, 0), Feature(FeatureKind.FIELD, ("parity",))), Claim(head(1, 1), Feature(FeatureKind.CONSTANT))],
-               [*qkv(EMBED, head(0, 0)), *qkv(POS, head(0, 0)), e(head(0, 0), head(1, 1), __import__("circuitdsl.ir").ir.Port.K),
-                e(head(1, 1), OUT), e(head(0, 0), OUT)])
+    return hyp(
+        model_dir,
+        [Claim(head(0, 0), Feature(FeatureKind.FIELD, ("parity",))), Claim(head(1, 1), Feature(FeatureKind.CONSTANT))],
+        [
+            *qkv(EMBED, head(0, 0)),
+            *qkv(POS, head(0, 0)),
+            e(head(0, 0), head(1, 1), __import__("circuitdsl.ir").ir.Port.K),
+            e(head(1, 1), OUT),
+            e(head(0, 0), OUT),
+        ],
+    )
 
 
 def test_batch_size_order_and_seed(native_attn):

@@ -17,16 +17,19 @@ from circuitdsl.ir import Feature, FeatureKind
 
 def spec_h(seed, root_id, path, kind) -> int:
     """H(seed, id, path, kind) of docs/SEMANTICS.md: blake2b, 8 bytes, big-endian."""
-    digest = hashlib.blake2b(f"{seed}\x1f{root_id}\x1f{path}\x1f{kind}".encode("utf-8"), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{seed}\x1f{root_id}\x1f{path}\x1f{kind}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
 
 
-@pytest.mark.parametrize("seed, root, path, kind, n", [
-    (0, "ex-000", "out/a1.0>in", "class", 7),
-    (3, "ex-017", "out/a1.0>in/a0.0>k", "other", 1000),
-    (12, "é-1", "out", "class", 2**61 - 1),
-    (0, "x", "a1.0/a0.0", "other", 2),
-])
+@pytest.mark.parametrize(
+    "seed, root, path, kind, n",
+    [
+        (0, "ex-000", "out/a1.0>in", "class", 7),
+        (3, "ex-017", "out/a1.0>in/a0.0>k", "other", 1000),
+        (12, "é-1", "out", "class", 2**61 - 1),
+        (0, "x", "a1.0/a0.0", "other", 2),
+    ],
+)
 def test_draw_index_is_the_documented_hash_modulo_the_pool(seed, root, path, kind, n):
     assert draw_index(seed, root, path, kind, n) == spec_h(seed, root, path, kind) % n
 
@@ -34,8 +37,12 @@ def test_draw_index_is_the_documented_hash_modulo_the_pool(seed, root, path, kin
 def test_draws_depend_on_every_key_part_and_a_pool_of_one_gives_its_member():
     base = (0, "ex-000", "out/a1.0>in", CLASS, 2**40)
     got = draw_index(*base)
-    for changed in [(1, *base[1:]), (0, "ex-001", *base[2:]), (0, "ex-000", "out/a1.0>q", CLASS, 2**40),
-                    (0, "ex-000", "out/a1.0>in", OTHER, 2**40)]:
+    for changed in [
+        (1, *base[1:]),
+        (0, "ex-001", *base[2:]),
+        (0, "ex-000", "out/a1.0>q", CLASS, 2**40),
+        (0, "ex-000", "out/a1.0>in", OTHER, 2**40),
+    ]:
         assert draw_index(*changed) != got
     assert draw_index(5, "r", "p", CLASS, 1) == 0
     assert pick((42,), 5, "r", "p", CLASS) == 42
@@ -51,10 +58,19 @@ def ex(i, toks, **fields):
 
 
 # ids e0..e5; layouts by length: {e0, e2, e4, e5} have 3 tokens, {e1, e3} have 2
-DS = Dataset("D", (
-    ex(5, [1, 2, 3], g="a", v=1.0), ex(3, [4, 5], g="a", v=2.0), ex(0, [7, 8, 3], g="b", v=1.0000000001),
-    ex(1, [1, 1], g="a", v=[1, 2]), ex(4, [9, 9, 9], g="a", v=[1, 2]), ex(2, [6, 5, 3], g="b", v=2.0),
-), field_names=("g", "v"), position_names=("end",))
+DS = Dataset(
+    "D",
+    (
+        ex(5, [1, 2, 3], g="a", v=1.0),
+        ex(3, [4, 5], g="a", v=2.0),
+        ex(0, [7, 8, 3], g="b", v=1.0000000001),
+        ex(1, [1, 1], g="a", v=[1, 2]),
+        ex(4, [9, 9, 9], g="a", v=[1, 2]),
+        ex(2, [6, 5, 3], g="b", v=2.0),
+    ),
+    field_names=("g", "v"),
+    position_names=("end",),
+)
 
 
 def test_classes_are_within_a_layout_and_ordered_by_id():
@@ -75,7 +91,7 @@ def test_values_compare_as_semantics_says_rounded_floats_and_lists_by_content():
     fi = FeatureIndex(DS)
     v = Feature(FeatureKind.FIELD, ("v",))
     assert fi.cls(v, 0) == (2, 0)  # 1.0 and 1.0000000001 agree to 1e-9
-    assert fi.cls(v, 5) == (5,)    # 2.0, alone in its layout
+    assert fi.cls(v, 5) == (5,)  # 2.0, alone in its layout
     assert fi.value(v, 4) == (1, 2) and fi.cls(v, 4) == (4,)
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from circuitdsl.ir import Ablation, AblationKind, Claim, Feature, FeatureKind, Port
 from common import engine, max_rel, setup
 from helpers import EMBED, OUT, e, head, hyp, qkv
 from reference import reference_scrub  # benchmarks/reference.py (see conftest.py)
+
+from circuitdsl.ir import Ablation, AblationKind, Claim, Feature, FeatureKind, Port
 
 pytestmark = pytest.mark.engine
 
@@ -24,7 +24,9 @@ def test_direct_block_call_equals_forward(request, which):
     h0, b, dsets = setup(model_dir, n=6, length=7)
     toks = b.tokens([x.tokens for x in dsets["D"].examples])
     c = b.clean_run(toks)
-    assert all(b.block_args.store.get((L, 7)) is not None for L in range(b.shape.n_layers))  # captured during the clean run
+    assert all(
+        b.block_args.store.get((L, 7)) is not None for L in range(b.shape.n_layers)
+    )  # captured during the clean run
     H, G = b.shape.n_heads, b.shape.n_kv_heads
     gen = torch.Generator().manual_seed(0)
     for L in range(b.shape.n_layers):
@@ -40,8 +42,13 @@ def test_direct_block_call_equals_forward(request, which):
             b.block_args.store.update(kept)
         assert torch.equal(direct[0], slow[0]) and torch.equal(direct[1], slow[1])
         # the clean ports reproduce the clean run
-        same = b.run_layer(L, c.resid_pre[L].unsqueeze(2).expand(-1, -1, H, -1), c.resid_pre[L].unsqueeze(2).expand(-1, -1, G, -1),
-                           c.resid_pre[L].unsqueeze(2).expand(-1, -1, G, -1), c.resid_mid[L])
+        same = b.run_layer(
+            L,
+            c.resid_pre[L].unsqueeze(2).expand(-1, -1, H, -1),
+            c.resid_pre[L].unsqueeze(2).expand(-1, -1, G, -1),
+            c.resid_pre[L].unsqueeze(2).expand(-1, -1, G, -1),
+            c.resid_mid[L],
+        )
         assert torch.allclose(same[0], c.result[L], atol=1e-5) and torch.allclose(same[1], c.mlp_out[L], atol=1e-5)
 
 

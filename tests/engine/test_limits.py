@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from common import engine, max_rel, model_logits, setup
 
 from circuitdsl.engine import derive
 from circuitdsl.engine.draws import OTHER, pick
 from circuitdsl.ir import Ablation, AblationKind, NodeId, NodeKind, Port
-from common import engine, max_rel, model_logits, setup
 
 pytestmark = pytest.mark.engine
 
@@ -40,7 +40,7 @@ def test_empty_is_model_on_other_input_draw(any_model):
     eng = engine(b, dsets, Ablation())
     out = eng.scrub(derive.empty(h0))
     # baseline under resample = the unmodified model on x_r(out), scored at x's positions
-    for layout, pool in ds.layouts().items():
+    for _layout, pool in ds.layouts().items():
         for i in pool:
             xr = pick(pool, h0.seed, ds.examples[i].id, "out", OTHER)
             with torch.no_grad():
@@ -94,13 +94,18 @@ def test_paired_head_removal_equals_activation_patching(request, which):
             x[:, :, hd] = patched
             return x
 
-        lg = b.model.run_with_hooks(b.tokens([e.tokens for e in ds.examples]), fwd_hooks=[(f"blocks.{layer}.attn.hook_result", patch)])
+        lg = b.model.run_with_hooks(
+            b.tokens([e.tokens for e in ds.examples]), fwd_hooks=[(f"blocks.{layer}.attn.hook_result", patch)]
+        )
     ref = [lg[i, list(e.scored_positions)] for i, e in enumerate(ds.examples)]
     assert max_rel(out.logits, ref) < 1e-5
     assert max_rel(out.logits, model_logits(b, ds)) > 1e-4
 
 
-@pytest.mark.parametrize("which,port", [("native_mlp", Port.Q), ("native_mlp", Port.V), ("hf_llama", Port.K), ("hf_llama", Port.Q), ("hf_gpt2", Port.K)])
+@pytest.mark.parametrize(
+    "which,port",
+    [("native_mlp", Port.Q), ("native_mlp", Port.V), ("hf_llama", Port.K), ("hf_llama", Port.Q), ("hf_gpt2", Port.K)],
+)
 def test_edge_patching_changes_only_that_port(request, which, port):
     """Removing one edge s -> t.port from M under `paired` equals adding the sender's delta
     (paired - clean) to that port input only; on GQA a k/v edge changes the group's input (all its heads)."""
@@ -108,9 +113,17 @@ def test_edge_patching_changes_only_that_port(request, which, port):
     h0, b, dsets = setup(model_dir)
     ds, d2 = dsets["D"], dsets["D2"]
     M = derive.full(h0)
-    sender, recv = NodeId(NodeKind.HEAD, 0, 2), NodeId(NodeKind.HEAD, 1, 0)
+    sender, _recv = NodeId(NodeKind.HEAD, 0, 2), NodeId(NodeKind.HEAD, 1, 0)
     group = b.shape.group_members(0) if port in (Port.K, Port.V) else (0,)
-    drop = {e for e in M.edges if e.sender == sender and e.port == port and e.receiver.layer == 1 and e.receiver.kind is NodeKind.HEAD and e.receiver.head in group}
+    drop = {
+        e
+        for e in M.edges
+        if e.sender == sender
+        and e.port == port
+        and e.receiver.layer == 1
+        and e.receiver.kind is NodeKind.HEAD
+        and e.receiver.head in group
+    }
     import dataclasses
 
     from circuitdsl.ir import make_graph
@@ -134,8 +147,10 @@ def test_edge_patching_changes_only_that_port(request, which, port):
         def grab(x, hook):
             seen["r"] = x.detach().clone()
 
-        lg = b.model.run_with_hooks(b.tokens([e.tokens for e in ds.examples]),
-                                    fwd_hooks=[(f"blocks.1.{name}", add), ("blocks.1.attn.hook_result", grab)])
+        lg = b.model.run_with_hooks(
+            b.tokens([e.tokens for e in ds.examples]),
+            fwd_hooks=[(f"blocks.1.{name}", add), ("blocks.1.attn.hook_result", grab)],
+        )
     ref = [lg[i, list(e.scored_positions)] for i, e in enumerate(ds.examples)]
     assert max_rel(out.logits, ref) < 1e-5
     changed = (seen["r"] - cc["blocks.1.attn.hook_result"]).abs().amax(dim=(0, 1, 3))

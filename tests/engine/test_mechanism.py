@@ -9,6 +9,8 @@ import random
 import numpy as np
 import pytest
 import torch
+from _models import write_native
+from helpers import EMBED, OUT, POS, e, head, hyp
 
 from circuitdsl.backends.loader import load_backend
 from circuitdsl.datasets.core import Dataset, Example
@@ -16,8 +18,6 @@ from circuitdsl.engine import derive
 from circuitdsl.engine.metrics import metric_values
 from circuitdsl.engine.scrub import Engine
 from circuitdsl.ir import Ablation, AblationKind, Claim, Feature, FeatureKind, MetricKind, Port
-from _models import write_native
-from helpers import EMBED, OUT, POS, e, head, hyp
 
 pytestmark = pytest.mark.engine
 
@@ -32,8 +32,16 @@ def prev_token_model(tmp_path_factory):
     w = {"embed.W_E": np.zeros((V, d_model)), "pos_embed.W_pos": np.zeros((NCTX, d_model))}
     w["embed.W_E"][:, :V] = np.eye(V)
     w["pos_embed.W_pos"][:, V : V + NCTX] = np.eye(NCTX)
-    WQ, WK, WV, WO = (np.zeros((2, d_model, dh)) for _ in range(3)) + (np.zeros((2, dh, d_model)),) if False else (
-        np.zeros((2, d_model, dh)), np.zeros((2, d_model, dh)), np.zeros((2, d_model, dh)), np.zeros((2, dh, d_model)))
+    WQ, WK, WV, WO = (
+        (np.zeros((2, d_model, dh)) for _ in range(3)) + (np.zeros((2, dh, d_model)),)
+        if False
+        else (
+            np.zeros((2, d_model, dh)),
+            np.zeros((2, d_model, dh)),
+            np.zeros((2, d_model, dh)),
+            np.zeros((2, dh, d_model)),
+        )
+    )
     for p in range(NCTX):
         WQ[0, V + p, p] = 30.0  # query: my position
         if p + 1 < NCTX:
@@ -51,8 +59,20 @@ def prev_token_model(tmp_path_factory):
     w["unembed.W_U"] = np.zeros((d_model, V))
     w["unembed.W_U"][V + NCTX :, :] = 5 * np.eye(V)
     w["unembed.b_U"] = np.zeros(V)
-    cfg = dict(n_layers=1, n_heads=2, d_model=d_model, d_head=dh, d_mlp=None, act_fn=None, attention="causal",
-               positional="learned", n_ctx=NCTX, d_vocab=V, d_vocab_out=V, description="previous-token copier")
+    cfg = dict(
+        n_layers=1,
+        n_heads=2,
+        d_model=d_model,
+        d_head=dh,
+        d_mlp=None,
+        act_fn=None,
+        attention="causal",
+        positional="learned",
+        n_ctx=NCTX,
+        d_vocab=V,
+        d_vocab_out=V,
+        description="previous-token copier",
+    )
     return write_native(tmp_path_factory.mktemp("prev"), cfg, w)
 
 
@@ -63,8 +83,16 @@ def _dataset(n=24, length=6):
         toks = [rng.randrange(V) for _ in range(length)]
         ans = toks[-2]
         wrong = (ans + 1) % V
-        exs.append(Example.make(toks, ans, wrongs=wrong, positions={"last": length - 1, "prev": length - 2},
-                                fields={"prev_tok": ans}, id=f"p{i:02d}"))
+        exs.append(
+            Example.make(
+                toks,
+                ans,
+                wrongs=wrong,
+                positions={"last": length - 1, "prev": length - 2},
+                fields={"prev_tok": ans},
+                id=f"p{i:02d}",
+            )
+        )
     return Dataset("D", tuple(exs), ("prev_tok",), ("last", "prev"))
 
 
@@ -74,10 +102,16 @@ def _f(eng, h, ds, clean):
 
 def test_wrong_hypothesis_scores_lower(prev_token_model):
     ds = _dataset()
-    right = hyp(prev_token_model, [Claim(head(0, 0), Feature(FeatureKind.TOKEN_AT, ("prev",)))],
-                [e(EMBED, head(0, 0), Port.V), e(POS, head(0, 0), Port.Q), e(POS, head(0, 0), Port.K), e(head(0, 0), OUT)])
-    wrong = hyp(prev_token_model, [Claim(head(0, 1))],
-                [e(EMBED, head(0, 1), Port.V), e(POS, head(0, 1), Port.Q), e(POS, head(0, 1), Port.K), e(head(0, 1), OUT)])
+    right = hyp(
+        prev_token_model,
+        [Claim(head(0, 0), Feature(FeatureKind.TOKEN_AT, ("prev",)))],
+        [e(EMBED, head(0, 0), Port.V), e(POS, head(0, 0), Port.Q), e(POS, head(0, 0), Port.K), e(head(0, 0), OUT)],
+    )
+    wrong = hyp(
+        prev_token_model,
+        [Claim(head(0, 1))],
+        [e(EMBED, head(0, 1), Port.V), e(POS, head(0, 1), Port.Q), e(POS, head(0, 1), Port.K), e(head(0, 1), OUT)],
+    )
     b = load_backend(right.model)
     eng = Engine(b, {"D": ds}, "D", Ablation(), seed=0)
     clean = eng.clean_logits()

@@ -34,9 +34,22 @@ def hyp(edges, positions: dict, origins=None) -> Hypothesis:
     claims = tuple(Claim(v, positions=positions.get(v)) for v in nodes)
     edges = tuple(sorted(edges))
     origins = tuple((e, SP, (origins or {}).get(e, "edge")) for e in edges)
-    return Hypothesis(name="h", source_path=None, source_text="", model=ModelRef("m", "m", SHAPE), datasets=(),
-                      main_dataset="D", metric=Metric(), ablation=Ablation(), claims=claims, edges=edges, groups=(),
-                      expects=(), edge_origins=origins, graph=make_graph(claims, edges))
+    return Hypothesis(
+        name="h",
+        source_path=None,
+        source_text="",
+        model=ModelRef("m", "m", SHAPE),
+        datasets=(),
+        main_dataset="D",
+        metric=Metric(),
+        ablation=Ablation(),
+        claims=claims,
+        edges=edges,
+        groups=(),
+        expects=(),
+        edge_origins=origins,
+        graph=make_graph(claims, edges),
+    )
 
 
 def ex(a1=2, length=8, scored=()):
@@ -86,8 +99,8 @@ def test_unrestricted_nodes_always_meet():
 
 def test_edge_into_out_needs_a_scored_position():
     h = hyp([EdgeId(A00, OUT, Port.IN)], {A00: ("A1",)})
-    assert _dead(h, [ex()]) == {("a0.0 -> out", 1)}                  # scored: the last position only
-    assert _dead(h, [ex(scored=(2, 7))]) == set()                     # A1 = 2 is scored
+    assert _dead(h, [ex()]) == {("a0.0 -> out", 1)}  # scored: the last position only
+    assert _dead(h, [ex(scored=(2, 7))]) == set()  # A1 = 2 is scored
     assert _dead(hyp([EdgeId(A00, OUT, Port.IN)], {A00: ("end",)}), [ex()]) == set()
 
 

@@ -7,17 +7,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from circuitdsl.engine.spill import SpillDir, SpilledHeads, SpilledRows, SpilledTensor
-from circuitdsl.ir import Ablation, AblationKind
 from common import engine, max_rel, setup
 from reference import reference_scrub  # benchmarks/reference.py (see conftest.py)
 from test_reference import hypotheses
 
+from circuitdsl.engine.spill import SpillDir, SpilledHeads, SpilledRows, SpilledTensor
+from circuitdsl.ir import Ablation, AblationKind
+
 pytestmark = pytest.mark.engine
 
-ABLATIONS = [Ablation(), Ablation(AblationKind.RESAMPLE_FROM, "D2"), Ablation(AblationKind.PAIRED, "D2"),
-             Ablation(AblationKind.MEAN), Ablation(AblationKind.MEAN, "D2"), Ablation(AblationKind.ZERO)]
+ABLATIONS = [
+    Ablation(),
+    Ablation(AblationKind.RESAMPLE_FROM, "D2"),
+    Ablation(AblationKind.PAIRED, "D2"),
+    Ablation(AblationKind.MEAN),
+    Ablation(AblationKind.MEAN, "D2"),
+    Ablation(AblationKind.ZERO),
+]
 
 
 @pytest.mark.parametrize("ablation", ABLATIONS, ids=str)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import random
 
+import _models
 import pytest
 
-import _models
 from circuitdsl.cli import main
 
 pytestmark = pytest.mark.engine
@@ -36,7 +36,9 @@ def _rows(n, *, d_vocab, answer, seed=0):
 
 def _project(tmp_path, name, *, d_vocab, d_vocab_out, rows, metric):
     d = tmp_path / name
-    _models.random_native(d / "model", n_layers=1, n_heads=2, d_model=16, d_head=8, d_vocab=d_vocab, d_vocab_out=d_vocab_out, seed=3)
+    _models.random_native(
+        d / "model", n_layers=1, n_heads=2, d_model=16, d_head=8, d_vocab=d_vocab, d_vocab_out=d_vocab_out, seed=3
+    )
     (d / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (d / "h.circuit").write_text(CIRCUIT.format(model="model", data="d.jsonl", metric=metric))
     return d / "h.circuit"
@@ -66,8 +68,15 @@ def test_answer_inside_a_larger_output_vocab_is_accepted(tmp_path, capsys):
 
 @pytest.mark.parametrize("metric", ["margin", "prob", "prob_diff", "accuracy", "logprob", "loss", "kl"])
 def test_each_token_metric_runs(tmp_path, capsys, metric):
-    rows = _rows(8, d_vocab=8, answer=lambda t, i: {"answer": t[-1], "wrong": [[(t[-1] + 1) % 8, (t[-1] + 2) % 8]]}
-                 if metric == "prob_diff" else {"answer": t[-1], "wrong": (t[-1] + 1) % 8})
+    rows = _rows(
+        8,
+        d_vocab=8,
+        answer=lambda t, i: (
+            {"answer": t[-1], "wrong": [[(t[-1] + 1) % 8, (t[-1] + 2) % 8]]}
+            if metric == "prob_diff"
+            else {"answer": t[-1], "wrong": (t[-1] + 1) % 8}
+        ),
+    )
     rc, r, err = _check(_project(tmp_path, metric, d_vocab=8, d_vocab_out=8, rows=rows, metric=metric), capsys)
     assert rc == 0, err
     ex = r["examples"]

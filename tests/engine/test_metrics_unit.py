@@ -19,8 +19,8 @@ from circuitdsl.ir import MetricKind as M  # noqa: E402
 
 LN = math.log
 P = [0.1, 0.2, 0.3, 0.4]
-L1 = [LN(1), LN(2), LN(3), LN(4)]          # softmax = P
-L2 = [0.0, 0.0, 0.0, 0.0]                  # softmax = 1/4 each
+L1 = [LN(1), LN(2), LN(3), LN(4)]  # softmax = P
+L2 = [0.0, 0.0, 0.0, 0.0]  # softmax = 1/4 each
 
 
 def T(*rows):
@@ -37,6 +37,7 @@ def value(kind, logits, e, model_logits=None):
 
 # ---- one scored position, single answer 3 (p = 0.4), wrong 0 (p = 0.1) -------------------------------
 
+
 def test_logit_diff():
     assert value(M.LOGIT_DIFF, T(L1), ex(3, 0)) == pytest.approx(LN(4) - LN(1), abs=1e-6)
     assert value(M.LOGIT_DIFF, T(L1), ex(0, 3)) == pytest.approx(-LN(4), abs=1e-6)
@@ -51,7 +52,7 @@ def test_margin():
     # answer minus the largest other logit: log 4 - log 3; for answer 1: log 2 - log 4
     assert value(M.MARGIN, T(L1), ex(3)) == pytest.approx(LN(4 / 3), abs=1e-6)
     assert value(M.MARGIN, T(L1), ex(1)) == pytest.approx(LN(2 / 4), abs=1e-6)
-    assert value(M.MARGIN, T([5.0, 1.0, 5.0, 0.0]), ex(0)) == 0.0   # a tie: not the unique argmax
+    assert value(M.MARGIN, T([5.0, 1.0, 5.0, 0.0]), ex(0)) == 0.0  # a tie: not the unique argmax
 
 
 def test_logprob_prob_loss():
@@ -66,12 +67,12 @@ def test_logprob_prob_loss():
 def test_accuracy():
     assert value(M.ACCURACY, T(L1), ex(3)) == 1.0
     assert value(M.ACCURACY, T(L1), ex(2)) == 0.0
-    assert value(M.ACCURACY, T([5.0, 1.0, 5.0, 0.0]), ex(0)) == 0.0   # a tie is not "the argmax"
+    assert value(M.ACCURACY, T([5.0, 1.0, 5.0, 0.0]), ex(0)) == 0.0  # a tie is not "the argmax"
 
 
 def test_mse_reads_the_single_output_unit():
     e = ex((), targets=(1.0,))
-    assert value(M.MSE, T([2.5]), e) == pytest.approx(-(2.5 - 1.0) ** 2)
+    assert value(M.MSE, T([2.5]), e) == pytest.approx(-((2.5 - 1.0) ** 2))
     assert value(M.MSE, T([-0.5]), ex((), targets=(1.0,))) == pytest.approx(-2.25)
 
 
@@ -88,6 +89,7 @@ def test_kl_direction_is_model_to_evaluated():
 
 # ---- answer sets (greater-than: years above vs at-or-below) -------------------------------------------
 
+
 def test_logit_diff_with_answer_sets():
     # mean logit over {2, 3} minus mean logit over {0, 1}
     e = ex([[2, 3]], [[0, 1]])
@@ -103,6 +105,7 @@ def test_prob_diff_with_answer_sets():
 
 
 # ---- several scored positions: the mean over positions ------------------------------------------------
+
 
 def test_scored_positions_are_averaged():
     e = ex([3, 1], [0, 3], scored=(2, 3))
@@ -125,6 +128,7 @@ def test_per_example_values_keep_example_order():
 
 
 # ---- what a metric needs ----------------------------------------------------------------------------------
+
 
 def _codes(fn):
     with pytest.raises(CircuitError) as e:
@@ -168,6 +172,7 @@ def test_margin_and_accuracy_need_two_output_tokens():
 
 # ---- answers are checked against the OUTPUT vocabulary ------------------------------------------------
 
+
 def _ds(*examples):
     return Dataset("d", tuple(examples))
 
@@ -201,8 +206,12 @@ def test_metric_diagnostics_point_at_the_example_row_when_it_has_one():
             check_metric(kind, [e], d_vocab_out=4, span=stmt)
         return [d.span for d in err.value.diagnostics]
 
-    for kind, e in ((M.LOGPROB, ex((), targets=(1.0,))), (M.LOGIT_DIFF, ex(3)), (M.MARGIN, ex([[2, 3]], [0])),
-                    (M.MSE, ex(3))):
+    for kind, e in (
+        (M.LOGPROB, ex((), targets=(1.0,))),
+        (M.LOGIT_DIFF, ex(3)),
+        (M.MARGIN, ex([[2, 3]], [0])),
+        (M.MSE, ex(3)),
+    ):
         if kind is M.MSE:
             with pytest.raises(CircuitError) as err:
                 check_metric(kind, [dataclasses.replace(e, origin=row)], d_vocab_out=1, span=stmt)

@@ -29,17 +29,25 @@ set completeness.enabled = false
 def test_the_setting_reaches_the_hypothesis_and_bad_values_are_e213():
     assert compile_source(BASE, "x.circuit").hypothesis.minimality_enabled is True
     assert compile_source(BASE + "set minimality.enabled = false\n", "x.circuit").hypothesis.minimality_enabled is False
-    for bad in ("1", "\"no\"", "0.5", "[1]"):
+    for bad in ("1", '"no"', "0.5", "[1]"):
         r = compile_source(BASE + f"set minimality.enabled = {bad}\n", "x.circuit")
         assert not r.ok and [d.code for d in r.diagnostics] == ["E213"], bad
         (d,) = r.diagnostics
-        assert "minimality.enabled" in d.message and "true or false" in d.message and d.span.line == BASE.count("\n") + 1
+        assert (
+            "minimality.enabled" in d.message and "true or false" in d.message and d.span.line == BASE.count("\n") + 1
+        )
 
 
 def test_an_expect_on_a_search_the_file_turns_off_is_w214_at_the_expect():
-    for setting, expect in (("minimality.enabled", "minimality >= 0.1"), ("minimality.enabled", "minimality.p <= 0.05"),
-                            ("completeness.enabled", "incompleteness <= 0.1")):
-        src = BASE.replace("set completeness.enabled = false\n", "") + f"set {setting} = false\nexpect {expect}\nexpect recovered >= 0\n"
+    for setting, expect in (
+        ("minimality.enabled", "minimality >= 0.1"),
+        ("minimality.enabled", "minimality.p <= 0.05"),
+        ("completeness.enabled", "incompleteness <= 0.1"),
+    ):
+        src = (
+            BASE.replace("set completeness.enabled = false\n", "")
+            + f"set {setting} = false\nexpect {expect}\nexpect recovered >= 0\n"
+        )
         r = compile_source(src, "x.circuit")
         (d,) = [d for d in r.diagnostics if d.code == "W214"]
         assert r.ok and d.span.line == src.count("\n") - 1 and f"set {setting} = false" in d.message
@@ -71,19 +79,25 @@ def test_minimality_enabled_false_skips_the_search_and_says_why(tmp_path, capsys
     f.write_text(BASE + "set minimality.enabled = true\nexpect minimality >= -100\n")
     assert main(["check", str(f), "--json-out", str(out)]) == 0
     d = json.loads(out.read_text())[0]
-    assert d["minimality"]["skipped"] is None and {x["node"] for x in d["minimality"]["removals"]} == {"embed", "pos", "a0.0", "a1.0"}
+    assert d["minimality"]["skipped"] is None and {x["node"] for x in d["minimality"]["removals"]} == {
+        "embed",
+        "pos",
+        "a0.0",
+        "a1.0",
+    }
 
 
 def test_the_html_report_says_minimality_was_not_run_and_why():
     import dataclasses
-
     import importlib.util
     from pathlib import Path
 
     from circuitdsl.report import render_html
     from circuitdsl.results import Minimality
 
-    spec = importlib.util.spec_from_file_location("_report_build", Path(__file__).resolve().parents[1] / "report" / "_build.py")
+    spec = importlib.util.spec_from_file_location(
+        "_report_build", Path(__file__).resolve().parents[1] / "report" / "_build.py"
+    )
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
     hand_result = build.hand_result
@@ -91,7 +105,7 @@ def test_the_html_report_says_minimality_was_not_run_and_why():
     why = "minimality disabled (`set minimality.enabled = false` in the file)"
     r = dataclasses.replace(hand_result(), minimality=Minimality((), None, None, 0.0, None, skipped=why))
     page = render_html(r, source_text=None)
-    sec = page[page.index('id="minimality"'):]
+    sec = page[page.index('id="minimality"') :]
     sec = sec[: sec.index("</section>")]
     assert "Not run: minimality disabled (`set minimality.enabled = false` in the file)" in sec
     assert "none has outgoing claimed edges" not in sec

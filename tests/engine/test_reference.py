@@ -5,11 +5,11 @@ forward pass per treeified node). Random hypotheses: tests/properties/test_engin
 from __future__ import annotations
 
 import pytest
-
-from circuitdsl.ir import Ablation, AblationKind, Claim, Feature, FeatureKind
 import refscrub  # tests/reference/refscrub.py (see conftest.py)
 from common import engine, setup
 from helpers import EMBED, OUT, POS, e, head, hyp, mlp, qkv
+
+from circuitdsl.ir import Ablation, AblationKind, Claim, Feature, FeatureKind
 
 pytestmark = pytest.mark.engine
 
@@ -20,8 +20,14 @@ NOTHING = Feature(FeatureKind.CONSTANT)
 
 def hypotheses(model_dir, has_pos, has_mlp):
     emb = [EMBED] + ([POS] if has_pos else [])
-    edges = [*[x for s in emb for x in qkv(s, head(0, 1))], *qkv(head(0, 1), head(1, 0)), e(EMBED, head(1, 0)), e(head(1, 0), OUT),
-             e(head(0, 1), OUT), e(EMBED, OUT)]
+    edges = [
+        *[x for s in emb for x in qkv(s, head(0, 1))],
+        *qkv(head(0, 1), head(1, 0)),
+        e(EMBED, head(1, 0)),
+        e(head(1, 0), OUT),
+        e(head(0, 1), OUT),
+        e(EMBED, OUT),
+    ]
     edges = [x for x in edges if not (x.receiver == head(1, 0) and x.sender == EMBED and x.port.value == "in")]
     edges += qkv(EMBED, head(1, 0))
     claims = [Claim(head(0, 1), PARITY), Claim(head(1, 0), FIRST, positions=("last",))]
@@ -31,8 +37,18 @@ def hypotheses(model_dir, has_pos, has_mlp):
     return hyp(model_dir, claims, edges)
 
 
-@pytest.mark.parametrize("ablation", [Ablation(), Ablation(AblationKind.RESAMPLE_FROM, "D2"), Ablation(AblationKind.PAIRED, "D2"),
-                                      Ablation(AblationKind.MEAN), Ablation(AblationKind.MEAN, "D2"), Ablation(AblationKind.ZERO)], ids=str)
+@pytest.mark.parametrize(
+    "ablation",
+    [
+        Ablation(),
+        Ablation(AblationKind.RESAMPLE_FROM, "D2"),
+        Ablation(AblationKind.PAIRED, "D2"),
+        Ablation(AblationKind.MEAN),
+        Ablation(AblationKind.MEAN, "D2"),
+        Ablation(AblationKind.ZERO),
+    ],
+    ids=str,
+)
 @pytest.mark.parametrize("which", ["native_mlp", "hf_llama"])
 def test_engine_agrees_with_reference(request, which, ablation):
     model_dir = request.getfixturevalue(which)

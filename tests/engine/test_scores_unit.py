@@ -26,8 +26,8 @@ def test_recovered_point_value_by_hand():
 
 def test_recovered_orientation_baseline_and_model():
     mm, mb = A([5.0, 7.0, 6.0]), A([1.0, 2.0, 0.0])
-    assert recovered(mm, mm, mb, resamples=0, seed=0).value == pytest.approx(1.0)   # scrubbed = model
-    assert recovered(mm, mb, mb, resamples=0, seed=0).value == pytest.approx(0.0)   # scrubbed = baseline
+    assert recovered(mm, mm, mb, resamples=0, seed=0).value == pytest.approx(1.0)  # scrubbed = model
+    assert recovered(mm, mb, mb, resamples=0, seed=0).value == pytest.approx(0.0)  # scrubbed = baseline
     # scrubbed halfway (per example), for a metric where lower is better (loss): still 0.5
     ms = (mm + mb) / 2
     assert recovered(-mm, -ms, -mb, resamples=0, seed=0).value == pytest.approx(0.5)
@@ -164,8 +164,8 @@ def test_abs_delta_stats_by_hand():
 def test_float_tolerance_scales_with_the_metric():
     z = np.zeros(3)
     # |gap| <= 1e-6 * max(1, |F(model)|, |F(baseline)|) is float noise ...
-    assert "nothing to recover" in undefined_reason(z + 1e-6, z)          # exactly at the tolerance
-    assert undefined_reason(z + 1.5e-6, z) is None                         # just above it (no spread: se = 0)
+    assert "nothing to recover" in undefined_reason(z + 1e-6, z)  # exactly at the tolerance
+    assert undefined_reason(z + 1.5e-6, z) is None  # just above it (no spread: se = 0)
     # ... relative to the size of F: at F = 10 the tolerance is 1e-5
     assert "nothing to recover" in undefined_reason(z + 10 + 5e-6, z + 10)
     assert undefined_reason(z + 10 + 2e-5, z + 10) is None

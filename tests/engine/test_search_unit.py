@@ -49,13 +49,32 @@ def hyp(edges, *, budget=SearchBudget(), shape=SHAPE, extra_claims=()) -> Hypoth
     feat = Feature(FeatureKind.FIELD, ("f",))
     claims = tuple(Claim(v, IDENTITY if v.kind in (NodeKind.EMBED, NodeKind.OUT) else feat) for v in nodes)
     edges = tuple(sorted(set(edges), key=derive.edge_key))
-    return Hypothesis(name="h", source_path=None, source_text="", model=ModelRef("m", "m", shape), datasets=(),
-                      main_dataset="D", metric=Metric(), ablation=Ablation(),
-                      claims=claims, edges=edges, groups=(), expects=(), budget=budget, graph=make_graph(claims, edges))
+    return Hypothesis(
+        name="h",
+        source_path=None,
+        source_text="",
+        model=ModelRef("m", "m", shape),
+        datasets=(),
+        main_dataset="D",
+        metric=Metric(),
+        ablation=Ablation(),
+        claims=claims,
+        edges=edges,
+        groups=(),
+        expects=(),
+        budget=budget,
+        graph=make_graph(claims, edges),
+    )
 
 
-EDGES = [EdgeId(EMBED, A00, Port.V), EdgeId(EMBED, A01, Port.Q), EdgeId(A00, A10, Port.K), EdgeId(A01, A10, Port.V),
-         EdgeId(A10, OUT, Port.IN), EdgeId(EMBED, OUT, Port.IN)]
+EDGES = [
+    EdgeId(EMBED, A00, Port.V),
+    EdgeId(EMBED, A01, Port.Q),
+    EdgeId(A00, A10, Port.K),
+    EdgeId(A01, A10, Port.V),
+    EdgeId(A10, OUT, Port.IN),
+    EdgeId(EMBED, OUT, Port.IN),
+]
 
 
 class FakeScorer:
@@ -85,6 +104,7 @@ def additive(wc: dict, wm: dict, c0=1.0, m0=1.0):
 
 # ---- removable nodes, derive ------------------------------------------------------------------------------
 
+
 def test_removable_nodes_are_claimed_senders_in_model_order():
     h = hyp(EDGES)
     assert removable_nodes(h) == (EMBED, A00, A01, A10)
@@ -102,7 +122,9 @@ def test_full_hypothesis_by_hand():
 
 def test_full_with_mlps_sequential_and_parallel():
     seq = ModelShape(n_layers=1, n_heads=1, n_kv_heads=1, d_model=8, pos_embed="rotary", has_mlp=True)
-    par = ModelShape(n_layers=1, n_heads=1, n_kv_heads=1, d_model=8, pos_embed="rotary", has_mlp=True, parallel_attn_mlp=True)
+    par = ModelShape(
+        n_layers=1, n_heads=1, n_kv_heads=1, d_model=8, pos_embed="rotary", has_mlp=True, parallel_attn_mlp=True
+    )
     e = [EdgeId(EMBED, OUT, Port.IN)]
     ms, mp = derive.full(hyp(e, shape=seq)), derive.full(hyp(e, shape=par))
     # sequential: a0.0 <- embed (3); m0 <- embed, a0.0 (2); out <- embed, a0.0, m0 (3)
@@ -144,7 +166,11 @@ def test_empty_k_and_its_numbers():
     c = completeness(h, FakeScorer(h, additive(WC, WM, c0=2.0, m0=1.5)), seed=0)
     (t,) = c.trials
     assert t.nodes == () and t.how == "empty"
-    assert (t.f_c_minus_k, t.f_m_minus_k, t.incompleteness) == (pytest.approx(2.0), pytest.approx(1.5), pytest.approx(0.5))
+    assert (t.f_c_minus_k, t.f_m_minus_k, t.incompleteness) == (
+        pytest.approx(2.0),
+        pytest.approx(1.5),
+        pytest.approx(0.5),
+    )
     assert c.scrubs == 2
 
 
@@ -229,9 +255,10 @@ def test_progress_is_called_per_new_k():
 
 # ---- minimality -------------------------------------------------------------------------------------------
 
+
 def test_minimality_sign_raw_and_fraction_by_hand():
     h = hyp(EDGES)
-    m_c = np.array([0.5, 1.5])                      # F(C) = 1
+    m_c = np.array([0.5, 1.5])  # F(C) = 1
     drops = {"embed": 0.0, "a0.0": 0.6, "a0.1": -0.2, "a1.0": 0.3}
 
     def table(which, k):
@@ -243,7 +270,7 @@ def test_minimality_sign_raw_and_fraction_by_hand():
     assert got["a0.0"].raw == pytest.approx(0.6) and got["a0.0"].f_without == pytest.approx(0.4)
     assert got["a0.1"].raw == pytest.approx(-0.2)
     assert got["a0.0"].fraction == pytest.approx(0.3) and got["a0.1"].fraction == pytest.approx(-0.1)
-    assert mini.score == pytest.approx(-0.1)          # the smallest fraction
+    assert mini.score == pytest.approx(-0.1)  # the smallest fraction
     assert got["embed"].changed_nothing and not got["a0.0"].changed_nothing
     # heads removed together: 0.6 - 0.2 + 0.3 = 0.7 = the sum of single removals -> no redundancy note
     assert mini.joint_raw == pytest.approx(0.7) and mini.sum_single_raw == pytest.approx(0.7)
@@ -259,6 +286,7 @@ def test_minimality_fraction_undefined_without_a_gap():
 
 def test_minimality_redundancy_note_for_backups():
     h = hyp(EDGES)
+
     # two backup heads: each alone costs nothing, together they cost 1
     def table(which, k):
         both = {"a0.0", "a0.1"} <= k
@@ -270,6 +298,7 @@ def test_minimality_redundancy_note_for_backups():
 
 
 # ---- the search's bookkeeping ---------------------------------------------------------------------------------
+
 
 def test_searched_sizes_clamps_and_deduplicates():
     from circuitdsl.engine.search import searched_sizes
@@ -317,7 +346,10 @@ def test_why_only_the_empty_k():
 
 
 def test_greedy_stops_when_every_node_is_in_k():
-    h = hyp([EdgeId(EMBED, A00, Port.V), EdgeId(A00, OUT, Port.IN)], budget=SearchBudget(sizes=(1,), samples=0, greedy_steps=5))
+    h = hyp(
+        [EdgeId(EMBED, A00, Port.V), EdgeId(A00, OUT, Port.IN)],
+        budget=SearchBudget(sizes=(1,), samples=0, greedy_steps=5),
+    )
     c = completeness(h, FakeScorer(h, additive({"embed": 0.1, "a0.0": 0.2}, {})), seed=0)
     assert [t.nodes for t in c.trials if t.how == "greedy"] == [("a0.0",), ("embed", "a0.0")]
 
@@ -331,7 +363,7 @@ def _mini(c_joint_single, gap, inner_edges=EDGES):
 def test_joint_removal_needs_two_heads_or_mlps():
     two = [EdgeId(EMBED, A00, Port.V), EdgeId(A00, A10, Port.V), EdgeId(A10, OUT, Port.IN)]
     m = _mini(lambda k: 0.5 * len(k), 1.0, two)
-    assert m.joint_raw == pytest.approx(1.0)          # {a0.0, a1.0} removed together
+    assert m.joint_raw == pytest.approx(1.0)  # {a0.0, a1.0} removed together
     one = [EdgeId(EMBED, A00, Port.V), EdgeId(A00, OUT, Port.IN)]
     assert _mini(lambda k: 0.5 * len(k), 1.0, one).joint_raw is None
 
@@ -360,7 +392,7 @@ def test_redundancy_note_thresholds():
     note = _mini(cost(0.5, 1.0), 1.0).redundancy_note
     assert note is not None and "overlap" in note
     # removals that help (negative costs, e.g. some removals under a loss): sizes compare in magnitude
-    assert _mini(cost(-1.0, -0.78), 1.0).redundancy_note is None      # 0.22 apart, within 25% of 1
+    assert _mini(cost(-1.0, -0.78), 1.0).redundancy_note is None  # 0.22 apart, within 25% of 1
     assert _mini(cost(-0.78, -1.0), 1.0).redundancy_note is None
     assert "back each other up" in _mini(cost(-1.0, -0.5), 1.0).redundancy_note
     assert "overlap" in _mini(cost(0.5, -1.0), 1.0).redundancy_note
@@ -372,9 +404,13 @@ def test_sum_of_single_removals_counts_heads_and_mlps_only():
         return {frozenset({"embed"}): 0.3, frozenset({"a0.0"}): 0.2, frozenset({"a0.1"}): 0.1}.get(frozenset(k), 0.0)
 
     m = _mini(cost, 1.0)
-    assert {r.node: r.raw for r in m.removals} == {"embed": pytest.approx(0.3), "a0.0": pytest.approx(0.2),
-                                                   "a0.1": pytest.approx(0.1), "a1.0": 0.0}
-    assert m.sum_single_raw == pytest.approx(0.3)       # embed is not a head or an MLP
+    assert {r.node: r.raw for r in m.removals} == {
+        "embed": pytest.approx(0.3),
+        "a0.0": pytest.approx(0.2),
+        "a0.1": pytest.approx(0.1),
+        "a1.0": 0.0,
+    }
+    assert m.sum_single_raw == pytest.approx(0.3)  # embed is not a head or an MLP
 
 
 def test_claimed_nodes_that_send_nothing_are_not_removable():
@@ -391,5 +427,7 @@ def test_changed_nothing_up_to_float_tolerance():
     assert got == {"embed": True, "a0.0": False}
     # the tolerance grows with |m(C)|: at m(C) = 3 it is 4e-6
     m_c = np.array([3.0, 3.0])
-    mini = minimality(h, FakeScorer(h, lambda w, k: [3.0 + 3e-6, 3.0] if k == {"embed"} else [3.0 + 6e-6, 3.0]), m_c, gap=1.0)
+    mini = minimality(
+        h, FakeScorer(h, lambda w, k: [3.0 + 3e-6, 3.0] if k == {"embed"} else [3.0 + 6e-6, 3.0]), m_c, gap=1.0
+    )
     assert {r.node: r.changed_nothing for r in mini.removals} == {"embed": True, "a0.0": False}

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from circuitdsl.engine import derive
-from circuitdsl.ir import Ablation, AblationKind, Claim, Feature, FeatureKind
 from common import engine, max_rel, model_logits, setup
 from helpers import EMBED, OUT, e, head, hyp, mlp, qkv
 from reference import reference_scrub  # benchmarks/reference.py (see conftest.py)
+
+from circuitdsl.engine import derive
+from circuitdsl.ir import Ablation, AblationKind, Claim, Feature, FeatureKind
 
 pytestmark = pytest.mark.engine
 
@@ -64,7 +64,13 @@ def test_full_minus_k_agrees_with_plain_and_reference(request, which, ablation):
 def test_shortcuts_do_not_change_a_sparse_hypothesis(native_mlp):
     """A hypothesis that claims few senders per port uses the ablated base, bitwise as before."""
     h0, b, dsets = setup(native_mlp, n=10)
-    edges = [*qkv(EMBED, head(0, 1)), *qkv(head(0, 1), head(1, 0)), e(head(1, 0), OUT), e(head(1, 0), mlp(1)), e(mlp(1), OUT)]
+    edges = [
+        *qkv(EMBED, head(0, 1)),
+        *qkv(head(0, 1), head(1, 0)),
+        e(head(1, 0), OUT),
+        e(head(1, 0), mlp(1)),
+        e(mlp(1), OUT),
+    ]
     h = hyp(native_mlp, [Claim(head(0, 1), PARITY)], edges)
     for ablation in ABLATIONS:
         a = engine(b, dsets, ablation).scrub(h)
@@ -107,6 +113,12 @@ def test_hooks_are_removed_per_point_also_after_an_error(request, which):
         with hooks(b.model, [(name, boom)]):
             b.model(b.tokens([dsets["D"].examples[0].tokens]))
     assert not any(hp.fwd_hooks for hp in b.model.hook_dict.values())
-    b.run_layer(0, *(b.clean_run(b.tokens([dsets["D"].examples[0].tokens])).resid_pre[0].unsqueeze(2).expand(-1, -1, n, -1)
-                     for n in (b.shape.n_heads, b.shape.n_kv_heads, b.shape.n_kv_heads)), None)
+    b.run_layer(
+        0,
+        *(
+            b.clean_run(b.tokens([dsets["D"].examples[0].tokens])).resid_pre[0].unsqueeze(2).expand(-1, -1, n, -1)
+            for n in (b.shape.n_heads, b.shape.n_kv_heads, b.shape.n_kv_heads)
+        ),
+        None,
+    )
     assert not any(hp.fwd_hooks for hp in b.model.hook_dict.values())

@@ -31,7 +31,9 @@ set completeness.greedy = 0
 
 
 def test_settings_reach_the_hypothesis_and_bad_values_are_e213():
-    h = compile_source(BASE + "set treeify.shared_draws = true\nset treeify.max_nodes = 7\nset completeness.enabled = false\n").hypothesis
+    h = compile_source(
+        BASE + "set treeify.shared_draws = true\nset treeify.max_nodes = 7\nset completeness.enabled = false\n"
+    ).hypothesis
     assert h.treeify.shared_draws and h.treeify.max_nodes == 7 and not h.budget.enabled
     for bad in ("set treeify.shared_draws = 1", "set treeify.max_nodes = 0", "set completeness.enabled = yes"):
         r = compile_source(BASE + bad + "\n", "x.circuit")
@@ -78,7 +80,9 @@ def test_minimality_off_scrubs_no_removal_and_every_reader_says_why():
     from circuitdsl.engine.check import run_check
     from circuitdsl.results import CheckResult
 
-    h = compile_source(BASE + "expect minimality >= -1\nset tests.r = 4\nset tests.minimality = true\n", "x.circuit").hypothesis
+    h = compile_source(
+        BASE + "expect minimality >= -1\nset tests.r = 4\nset tests.minimality = true\n", "x.circuit"
+    ).hypothesis
     r = run_check(h, minimality=False, completeness=False)
     assert r.minimality.removals == () and "minimality disabled" in r.minimality.skipped
     (e,) = r.expects

@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from helpers import EMBED, OUT, POS, e, head, hyp, mlp, qkv
 
 from circuitdsl.diagnostics import CircuitError
 from circuitdsl.engine.treeify import count, treeify
 from circuitdsl.ir import Ablation, AblationKind, Claim, Feature, FeatureKind, Port, TreeRule
-from helpers import EMBED, OUT, POS, e, head, hyp, mlp, qkv
 
 NOTHING = Feature(FeatureKind.CONSTANT)
 PARITY = Feature(FeatureKind.FIELD, ("parity",))
@@ -25,7 +25,9 @@ PAIRED = Ablation(AblationKind.PAIRED, "D2")
 def native(tmp_path_factory):
     import _models
 
-    return _models.random_native(tmp_path_factory.mktemp("tree_native"), n_layers=3, n_heads=2, d_model=16, d_head=4, seed=5)
+    return _models.random_native(
+        tmp_path_factory.mktemp("tree_native"), n_layers=3, n_heads=2, d_model=16, d_head=4, seed=5
+    )
 
 
 def paths(tree) -> dict[str, list[str]]:
@@ -38,8 +40,16 @@ def paths(tree) -> dict[str, list[str]]:
 
 def test_one_sender_into_two_ports_is_two_copies_with_their_own_draws(native):
     # a0.0 -> a1.0.q and a0.0 -> a1.0.k: Chan et al.'s treeification gives two copies of a0.0
-    h = hyp(native, [Claim(head(0, 0), PARITY)], [e(EMBED, head(0, 0), Port.V), e(head(0, 0), head(1, 0), Port.Q),
-                                                  e(head(0, 0), head(1, 0), Port.K), e(head(1, 0), OUT)])
+    h = hyp(
+        native,
+        [Claim(head(0, 0), PARITY)],
+        [
+            e(EMBED, head(0, 0), Port.V),
+            e(head(0, 0), head(1, 0), Port.Q),
+            e(head(0, 0), head(1, 0), Port.K),
+            e(head(1, 0), OUT),
+        ],
+    )
     tree = treeify(h)
     assert paths(tree)["a0.0"] == ["out/a1.0>in/a0.0>k", "out/a1.0>in/a0.0>q"]
     # each copy draws its own class member and its own x_r, keyed by its path
@@ -53,8 +63,11 @@ def test_one_sender_into_two_ports_is_two_copies_with_their_own_draws(native):
 
 def test_copies_through_an_identity_node_keep_the_identity_step_in_their_path(native):
     # a0.0 (a feature) reaches out directly and through a1.0 (identity): two copies, two draws
-    h = hyp(native, [Claim(head(0, 0), PARITY)], [e(EMBED, head(0, 0), Port.V), e(head(0, 0), head(1, 0), Port.V),
-                                                  e(head(1, 0), OUT), e(head(0, 0), OUT)])
+    h = hyp(
+        native,
+        [Claim(head(0, 0), PARITY)],
+        [e(EMBED, head(0, 0), Port.V), e(head(0, 0), head(1, 0), Port.V), e(head(1, 0), OUT), e(head(0, 0), OUT)],
+    )
     tree = treeify(h)
     assert paths(tree)["a0.0"] == ["out/a0.0>in", "out/a1.0>in/a0.0>v"]
     shared = treeify(dataclasses.replace(h, treeify=TreeRule(shared_draws=True)))
@@ -68,7 +81,13 @@ def test_copies_through_an_identity_node_keep_the_identity_step_in_their_path(na
 def test_paired_identity_copies_share_one_computation_per_input_draw(native):
     # under `paired` an identity node uses no x_r: its copies handed one input example are identical in
     # content, so they are one treeified node; copies under a class draw are one per draw
-    edges = [*qkv(EMBED, head(0, 0)), *qkv(head(0, 0), head(1, 0)), *qkv(head(0, 0), head(1, 1)), e(head(1, 0), OUT), e(head(1, 1), OUT)]
+    edges = [
+        *qkv(EMBED, head(0, 0)),
+        *qkv(head(0, 0), head(1, 0)),
+        *qkv(head(0, 0), head(1, 1)),
+        e(head(1, 0), OUT),
+        e(head(1, 1), OUT),
+    ]
     h = hyp(native, [], edges, ablation=PAIRED)
     tree = treeify(h)
     assert len(paths(tree)["a0.0"]) == 1 and len(paths(tree)["embed"]) == 1
@@ -79,7 +98,9 @@ def test_paired_identity_copies_share_one_computation_per_input_draw(native):
     assert len(paths(t2)["a0.0"]) == 2 and len(paths(t2)["embed"]) == 2
     # under resample the same identity hypothesis is one copy per path: every node has unclaimed senders
     t3 = treeify(dataclasses.replace(h, ablation=Ablation()))
-    assert len(paths(t3)["a0.0"]) == 6 and len(paths(t3)["embed"]) == 1  # embed(x) on every path: no draw tells them apart
+    assert (
+        len(paths(t3)["a0.0"]) == 6 and len(paths(t3)["embed"]) == 1
+    )  # embed(x) on every path: no draw tells them apart
 
 
 def test_the_full_hypothesis_is_one_copy_per_node_under_every_ablation(native):
@@ -107,8 +128,16 @@ def test_a_masked_edge_uses_an_other_inputs_draw(native):
 
 
 def test_count_equals_the_tree_and_the_budget_refuses_with_e601(native):
-    edges = [*qkv(EMBED, head(0, 0)), *qkv(POS, head(0, 1)), *qkv(head(0, 0), head(1, 0)), *qkv(head(0, 1), head(1, 0)),
-             *qkv(head(1, 0), head(2, 0)), *qkv(head(0, 0), head(2, 0)), e(head(2, 0), OUT), e(head(1, 0), OUT)]
+    edges = [
+        *qkv(EMBED, head(0, 0)),
+        *qkv(POS, head(0, 1)),
+        *qkv(head(0, 0), head(1, 0)),
+        *qkv(head(0, 1), head(1, 0)),
+        *qkv(head(1, 0), head(2, 0)),
+        *qkv(head(0, 0), head(2, 0)),
+        e(head(2, 0), OUT),
+        e(head(1, 0), OUT),
+    ]
     h = hyp(native, [Claim(head(1, 0), PARITY), Claim(head(0, 1), NOTHING)], edges)
     n, per = count(h)
     # paths: out 1; a2.0 1; a1.0 1 + 3; a0.0 3 * 4 + 3; a0.1 3 * 4; embed 3 * 15; pos 3 * 12
@@ -158,8 +187,11 @@ def test_a_derived_hypothesis_with_a_dangling_node_counts_what_it_builds(native)
     # out, and neither counted nor built; the nodes below them in model order still are
     from circuitdsl.engine import derive
 
-    h = hyp(native, [Claim(head(0, 0), PARITY)], [*qkv(EMBED, head(0, 0)), e(head(0, 0), head(1, 0), Port.V),
-                                                  e(head(1, 0), OUT), e(EMBED, OUT), e(POS, OUT)])
+    h = hyp(
+        native,
+        [Claim(head(0, 0), PARITY)],
+        [*qkv(EMBED, head(0, 0)), e(head(0, 0), head(1, 0), Port.V), e(head(1, 0), OUT), e(EMBED, OUT), e(POS, OUT)],
+    )
     k = derive.remove(h, {head(1, 0)})
     tree = treeify(k)
     assert count(k)[0] == len(tree.nodes) == 3 and sorted(paths(tree)) == ["embed", "out", "pos"]
@@ -188,8 +220,13 @@ def test_identity_copies_over_a_drawing_node_are_one_computation_per_path(native
     # under mean ablation nothing draws x_r; a1.0 (identity) reaches out directly and through a2.0
     # (identity). a0.0 under it has a feature, so each path to a0.0 makes its own class draw, and a1.0's
     # two copies (handed the same root example) differ by what is under them: two computations
-    edges = [e(EMBED, head(0, 0), Port.V), e(head(0, 0), head(1, 0), Port.V), e(head(1, 0), head(2, 0), Port.V),
-             e(head(1, 0), OUT), e(head(2, 0), OUT)]
+    edges = [
+        e(EMBED, head(0, 0), Port.V),
+        e(head(0, 0), head(1, 0), Port.V),
+        e(head(1, 0), head(2, 0), Port.V),
+        e(head(1, 0), OUT),
+        e(head(2, 0), OUT),
+    ]
     h = hyp(native, [Claim(head(0, 0), PARITY)], edges, ablation=Ablation(AblationKind.MEAN))
     tree = treeify(h)
     assert paths(tree)["a0.0"] == ["out/a1.0>in/a0.0>v", "out/a2.0>in/a1.0>v/a0.0>v"]
@@ -227,4 +264,9 @@ def test_trees_are_frozen_and_e601_counts_print_exactly_below_a_billion(native):
         next(iter(tree.nodes.values())).path = "x"
     assert tree.shared_draws is False
     assert [_big(n) for n in (999, 999_999_999, 10**9, 2 * 10**9, 19_086_612 * 10**40)] == [
-        "999", "999,999,999", "1e+09", "2e+09", "1.91e+47"]
+        "999",
+        "999,999,999",
+        "1e+09",
+        "2e+09",
+        "1.91e+47",
+    ]

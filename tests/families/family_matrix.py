@@ -19,9 +19,8 @@ import random
 import time
 from dataclasses import dataclass, field
 
-import torch
-
 import hf_patching as ref
+import torch
 from family_specs import BY_NAME
 
 TOLERANCE = 1e-4
@@ -67,9 +66,22 @@ def _hypothesis(model_dir, shape, ablation):
     resolved, shape = resolve_shape(str(model_dir))
     ds = (DatasetSpec("D", DatasetKind.GENERATOR, "test"), DatasetSpec("D2", DatasetKind.GENERATOR, "test"))
     claims = (Claim(derive.OUT),)
-    h = Hypothesis(name="family", source_path=None, source_text="", model=ModelRef(str(model_dir), resolved, shape),
-                   datasets=ds, main_dataset="D", metric=Metric(MetricKind.LOGIT_DIFF), ablation=ablation, claims=claims,
-                   edges=(), groups=(), expects=(), seed=0, graph=make_graph(claims, ()))
+    h = Hypothesis(
+        name="family",
+        source_path=None,
+        source_text="",
+        model=ModelRef(str(model_dir), resolved, shape),
+        datasets=ds,
+        main_dataset="D",
+        metric=Metric(MetricKind.LOGIT_DIFF),
+        ablation=ablation,
+        claims=claims,
+        edges=(),
+        groups=(),
+        expects=(),
+        seed=0,
+        graph=make_graph(claims, ()),
+    )
     return derive.full(h)
 
 
@@ -134,12 +146,19 @@ def _rows(name, fam, b, model_dir, t0) -> Row:
         members = shape.group_members(0)
         cut = {EdgeId(NodeId(NodeKind.HEAD, *sender), NodeId(NodeKind.HEAD, recv, h), Port.K) for h in members}
         Mk = derive._rebuild(M, "k edge", M.claims, tuple(e for e in M.edges if e not in cut))
-        theirs = ref.patch_key_group(hf, fam, clean, corrupt, sender, recv, shape.kv_group(0), 
-                                      resid_scale=float(getattr(hf.config, "residual_multiplier", None) or 1.0))
+        theirs = ref.patch_key_group(
+            hf,
+            fam,
+            clean,
+            corrupt,
+            sender,
+            recv,
+            shape.kv_group(0),
+            resid_scale=float(getattr(hf.config, "residual_multiplier", None) or 1.0),
+        )
         row.errors["k/v port"] = _err(eng.scrub(Mk).logits, theirs[:, last])
         row.effects["k/v port"] = effect(theirs[:, last])
     if any(not e <= TOLERANCE for e in row.errors.values()):
         row.status = "wrong"
     row.seconds = time.perf_counter() - t0
     return row
-

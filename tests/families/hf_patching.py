@@ -11,7 +11,6 @@ transformer-lens code runs here.
 from __future__ import annotations
 
 import torch
-
 from family_specs import Family
 
 
@@ -89,12 +88,20 @@ def _o_slice(o, head: int, dh: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def patch_key_group(hf, fam: Family, clean: torch.Tensor, corrupt: torch.Tensor, sender: tuple[int, int], layer: int, group: int,
-                    resid_scale: float = 1.0) -> torch.Tensor:
+def patch_key_group(
+    hf,
+    fam: Family,
+    clean: torch.Tensor,
+    corrupt: torch.Tensor,
+    sender: tuple[int, int],
+    layer: int,
+    group: int,
+    resid_scale: float = 1.0,
+) -> torch.Tensor:
     """Logits of `clean` when only the key input of key/value group `group` of layer `layer` sees head
     `sender`'s direct write from the `corrupt` run (path patching of one edge into a shared k port)."""
     sl, sh = sender
-    H, G = n_heads(hf), n_kv_heads(hf)
+    H, _G = n_heads(hf), n_kv_heads(hf)
     zc = head_inputs(hf, fam, clean, sl)
     zx = head_inputs(hf, fam, corrupt, sl)
     dh = zc.shape[-1] // H

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from family_matrix import TOLERANCE, _datasets, run_family
 
 pytestmark = pytest.mark.engine
@@ -57,12 +56,13 @@ def test_engine_and_patching_follow_the_accelerator(family_models):
 def test_engine_follows_a_float64_model(family_models):
     """The contract and the engine on a float64 copy of a model: every row the engine computes is
     float64, and the scrubs agree with the float32 model's to float32 rounding."""
+    from family_matrix import _hypothesis
+
     from circuitdsl.backends.contract import verify
     from circuitdsl.backends.loader import evict, load_path
     from circuitdsl.engine import derive
     from circuitdsl.engine.scrub import Engine
     from circuitdsl.ir import Ablation, AblationKind, NodeId, NodeKind
-    from family_matrix import _hypothesis
 
     d = family_models("phi")  # parallel blocks, LayerNorm
     ds = _datasets()

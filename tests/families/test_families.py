@@ -8,9 +8,8 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from family_specs import BY_NAME, FAMILIES
 from family_matrix import TOLERANCE, run_family
+from family_specs import BY_NAME, FAMILIES
 
 pytestmark = pytest.mark.engine
 
@@ -172,8 +171,11 @@ def test_check_refuses_a_model_that_fails_the_contract_before_any_score(family_m
 
     d = family_models("gemma2")
     f = d / "h.circuit"
-    f.write_text(f'model "{d}"\ndataset d = induction(n = 8, seed = 0, length = 8, layouts = 1)\nmetric loss\n'
-                 "edge embed -> a0.0\nedge a0.0 -> out\n", encoding="utf-8")
+    f.write_text(
+        f'model "{d}"\ndataset d = induction(n = 8, seed = 0, length = 8, layouts = 1)\nmetric loss\n'
+        "edge embed -> a0.0\nedge a0.0 -> out\n",
+        encoding="utf-8",
+    )
     rc = main(["check", str(f), "--no-completeness"])
     out, err = capsys.readouterr()
     assert rc == 2, (out, err)

@@ -20,8 +20,19 @@ edge m0 -> out
 """
 
 
-@pytest.mark.parametrize("name, parallel", [("gptj", True), ("phi", True), ("pythia", True), ("gpt_neox", False),
-                                            ("falcon", True), ("cohere", True), ("llama", False), ("gpt2", False)])
+@pytest.mark.parametrize(
+    "name, parallel",
+    [
+        ("gptj", True),
+        ("phi", True),
+        ("pythia", True),
+        ("gpt_neox", False),
+        ("falcon", True),
+        ("cohere", True),
+        ("llama", False),
+        ("gpt2", False),
+    ],
+)
 def test_head_into_its_own_layers_mlp(family_models, name, parallel):
     d = family_models(name)
     cfg = json.loads((d / "config.json").read_text())
@@ -38,12 +49,22 @@ def test_head_into_its_own_layers_mlp(family_models, name, parallel):
 
 def test_configs_without_torch():
     """The rules on plain config dicts, as the compiler sees them (no model needed)."""
-    assert is_parallel({"model_type": "gpt_neox"}) and not is_parallel({"model_type": "gpt_neox", "use_parallel_residual": False})
-    assert is_parallel({"model_type": "phi"}) and is_parallel({"model_type": "gptj"}) and is_parallel({"model_type": "codegen"})
-    assert not is_parallel({"model_type": "stablelm"}) and is_parallel({"model_type": "stablelm", "use_parallel_residual": True})
+    assert is_parallel({"model_type": "gpt_neox"}) and not is_parallel(
+        {"model_type": "gpt_neox", "use_parallel_residual": False}
+    )
+    assert (
+        is_parallel({"model_type": "phi"})
+        and is_parallel({"model_type": "gptj"})
+        and is_parallel({"model_type": "codegen"})
+    )
+    assert not is_parallel({"model_type": "stablelm"}) and is_parallel(
+        {"model_type": "stablelm", "use_parallel_residual": True}
+    )
     assert is_parallel({"model_type": "falcon"}) and not is_parallel({"model_type": "falcon", "parallel_attn": False})
     assert not is_parallel({"model_type": "llama"}) and not is_parallel({"model_type": "phi3"})
-    gptj = shape_from_config({"model_type": "gptj", "n_layer": 2, "n_head": 4, "n_embd": 64, "n_positions": 64, "rotary_dim": 16})
+    gptj = shape_from_config(
+        {"model_type": "gptj", "n_layer": 2, "n_head": 4, "n_embd": 64, "n_positions": 64, "rotary_dim": 16}
+    )
     assert gptj.pos_embed == "rotary" and gptj.parallel_attn_mlp
     neo = shape_from_config({"model_type": "gpt_neo", "num_layers": 2, "num_heads": 4, "hidden_size": 64})
     assert neo.pos_embed == "learned" and neo.n_heads == 4 and neo.n_layers == 2

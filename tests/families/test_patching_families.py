@@ -4,12 +4,11 @@ sweep and a path sweep into a shared k port agree with plain-hook patching of th
 
 from __future__ import annotations
 
+import hf_patching as ref
 import pytest
 import torch
-
-import hf_patching as ref
-from family_specs import BY_NAME
 from family_matrix import _datasets
+from family_specs import BY_NAME
 
 pytestmark = pytest.mark.engine
 
@@ -40,8 +39,16 @@ def test_sweeps_agree_with_plain_hooks(family_models, name):
             want = _ld(ref.patch_head(hf, fam, ct, xt, L, H)[:, -1], clean)
             assert heads.patched[L][H] == pytest.approx(want, abs=1e-4)
         path = P.path_sweep(model, clean, corrupt, P.parse_receiver("a1.0.k"), include_mlps=False)
-        theirs = ref.patch_key_group(hf, fam, ct, xt, (0, 2), 1, model.shape.kv_group(0),
-                                     resid_scale=float(getattr(hf.config, "residual_multiplier", None) or 1.0))
+        theirs = ref.patch_key_group(
+            hf,
+            fam,
+            ct,
+            xt,
+            (0, 2),
+            1,
+            model.shape.kv_group(0),
+            resid_scale=float(getattr(hf.config, "residual_multiplier", None) or 1.0),
+        )
         assert path.patched[0][2] == pytest.approx(_ld(theirs[:, -1], clean), abs=1e-4)
         assert abs(path.patched[0][2] - path.clean) > 1e-3  # the edge matters
     finally:

@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 
 
-
-
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory) -> Path:
     """A random 4-layer Llama (GQA: 4 query heads, 2 key/value heads) with a word-level tokenizer."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from circuitdsl.datasets import registry
-from circuitdsl.datasets.ioi import BABA_TEMPLATES, IOIError, NAMES, POSITIONS
+from circuitdsl.datasets.ioi import BABA_TEMPLATES, NAMES, POSITIONS, IOIError
 
 
 def build(tok, name="ioi", **args):

@@ -48,7 +48,9 @@ def _ld(model, clean, hooks=()):
 
 def _cache(model, examples, name):
     with torch.inference_mode():
-        _, cache = model.model.run_with_cache(torch.tensor([e.tokens for e in examples]), names_filter=lambda n: n == name)
+        _, cache = model.model.run_with_cache(
+            torch.tensor([e.tokens for e in examples]), names_filter=lambda n: n == name
+        )
     return cache[name].clone()
 
 
@@ -99,7 +101,10 @@ def test_all_heads_of_last_layer_at_all_positions_reach_corrupt_when_last_layer_
     clean, corrupt = _pair()
     r = P.head_sweep(model, clean, corrupt)
     name = "blocks.2.hook_attn_out"
-    d = _cache(model, corrupt, "blocks.2.attn.hook_result")[:, :, 1] - _cache(model, clean, "blocks.2.attn.hook_result")[:, :, 1]
+    d = (
+        _cache(model, corrupt, "blocks.2.attn.hook_result")[:, :, 1]
+        - _cache(model, clean, "blocks.2.attn.hook_result")[:, :, 1]
+    )
 
     def hook(act, hook):
         return act + d
@@ -194,7 +199,9 @@ def test_runs_from_a_layer_call_only_the_later_blocks(model):
         full, cache = model.run(toks, capture=[(Site.RESID_PRE, L) for L in range(n)])
         assert all(model.block_args.store.get((L, 7)) is not None for L in range(n))
         calls = []
-        handles = [blk.register_forward_pre_hook(lambda m, a, i=i: calls.append(i)) for i, blk in enumerate(model.model.blocks)]
+        handles = [
+            blk.register_forward_pre_hook(lambda m, a, i=i: calls.append(i)) for i, blk in enumerate(model.model.blocks)
+        ]
         try:
             for L in range(n):
                 calls.clear()
@@ -214,7 +221,6 @@ def test_lean_run_from_equals_a_plain_run_and_restores_the_bridge_flags(model):
 
     clean, corrupt = _pair(n=4, T=7)
     toks = torch.tensor([e.tokens for e in clean])
-    n = model.shape.n_layers
     with torch.inference_mode():
         full, cache = model.run(toks, capture=[(Site.RESID_PRE, 1)])
 

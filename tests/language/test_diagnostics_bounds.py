@@ -17,7 +17,7 @@ def _picture(rendered: str) -> tuple[str, str]:
     lines = rendered.split("\n")
     src = next(x for x in lines if x.startswith("7 | "))
     caret = lines[lines.index(src) + 1]
-    return src[len("7 | "):], caret[len("  | "):]
+    return src[len("7 | ") :], caret[len("  | ") :]
 
 
 def test_a_span_in_a_100000_character_line_is_shown_in_a_window_with_its_caret_under_it():
@@ -48,7 +48,11 @@ def test_a_huge_name_in_a_message_is_clipped():
 
 def test_thousands_of_errors_on_one_long_line_print_the_cap_and_a_count():
     n = 3000
-    src = "model tiny\ndataset d = induction(n = 8)\ngroup big = " + ", ".join(f"x{i}" for i in range(n)) + "\nedge big -> out\n"
+    src = (
+        "model tiny\ndataset d = induction(n = 8)\ngroup big = "
+        + ", ".join(f"x{i}" for i in range(n))
+        + "\nedge big -> out\n"
+    )
     r = compile_source(src, "x.circuit")
     assert len(r.diagnostics) == MAX_DIAGNOSTICS + 1
     note = r.diagnostics[-1]

@@ -15,9 +15,16 @@ def _codes(text):
     return r, [(d.code, d.span.line, d.span.col) for d in r.diagnostics if d.code != "N301"]
 
 
-@pytest.mark.parametrize("claim", ["node out depends on field answer", "node out depends on nothing",
-                                   "node out at end", "node out at end depends on input",
-                                   "node out depends on (field answer, token at end)"])
+@pytest.mark.parametrize(
+    "claim",
+    [
+        "node out depends on field answer",
+        "node out depends on nothing",
+        "node out at end",
+        "node out at end depends on input",
+        "node out depends on (field answer, token at end)",
+    ],
+)
 def test_feature_or_position_claim_on_out_is_an_error(claim):
     r, codes = _codes(f"edge embed -> a1.0 -> out\n{claim}\n")
     assert r.hypothesis is None

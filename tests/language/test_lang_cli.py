@@ -124,7 +124,9 @@ def test_graph_errors(capsys, tmp_path):
     assert "suffix" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz `dot` is not installed (.ci/run installs it with apt when it can)")
+@pytest.mark.skipif(
+    shutil.which("dot") is None, reason="graphviz `dot` is not installed (.ci/run installs it with apt when it can)"
+)
 @pytest.mark.parametrize("name", ["induction_refined.circuit", "ioi_smollm2.circuit"])
 def test_graph_through_graphviz(capsys, tmp_path, name):
     # the zoo's wired IOI hypothesis (clusters + a complete DAG) once made `dot` fail ("trouble in

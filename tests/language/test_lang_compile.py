@@ -62,12 +62,24 @@ def test_diamond_import_is_read_once(tmp_path):
     (tmp_path / "d.circuit").write_text("dataset d = fakegen()\n")
     (tmp_path / "b.circuit").write_text('import "d.circuit"\n')
     (tmp_path / "c.circuit").write_text('import "d.circuit"\n')
-    (tmp_path / "a.circuit").write_text('import "b.circuit"\nimport "c.circuit"\nmodel smollm2-135m\nedge embed -> a1.0.q -> out\n')
+    (tmp_path / "a.circuit").write_text(
+        'import "b.circuit"\nimport "c.circuit"\nmodel smollm2-135m\nedge embed -> a1.0.q -> out\n'
+    )
     r = compile_file(tmp_path / "a.circuit")
     assert r.hypothesis is not None, r.render()
 
 
 def test_compile_source_never_raises_on_garbage():
-    for text in ["", "\n\n", "#", "model", "edge -> ->", "node a0.1 depends on (", '"', "\x00", "model tiny\r\nedge a0.1 -> out\r\n"]:
+    for text in [
+        "",
+        "\n\n",
+        "#",
+        "model",
+        "edge -> ->",
+        "node a0.1 depends on (",
+        '"',
+        "\x00",
+        "model tiny\r\nedge a0.1 -> out\r\n",
+    ]:
         r = compile_source(text)
         assert r.hypothesis is None and r.diagnostics

@@ -70,8 +70,13 @@ def test_installed_module_is_used_when_no_file_is_next_to_the_circuit(tmp_path, 
     feat, fn = _fn(plain / "h.circuit")
     assert fn(EX) == "installed"
     # a file next to the .circuit comes first
-    local = _folder(tmp_path, "local", "def f(example):\n    return 'local'\n", ref="cdsl_test_pkg.feats:f",
-                    module="cdsl_test_pkg.feats")
+    local = _folder(
+        tmp_path,
+        "local",
+        "def f(example):\n    return 'local'\n",
+        ref="cdsl_test_pkg.feats:f",
+        module="cdsl_test_pkg.feats",
+    )
     assert _fn(local)[1](EX) == "local"
 
 
@@ -82,12 +87,15 @@ def test_sibling_helpers_import_while_the_module_loads(tmp_path):
     assert str(p.parent) not in sys.path
 
 
-@pytest.mark.parametrize("body, ref, why", [
-    ("def f(example):\n    return 1\n", "feats:g", "has no function `g`"),
-    ("raise RuntimeError('boom')\n", "feats:f", "boom"),
-    ("f = 3\n", "feats:f", "not callable"),
-    ("", "no_such_module_xyz:f", "cannot import module `no_such_module_xyz`"),
-])
+@pytest.mark.parametrize(
+    "body, ref, why",
+    [
+        ("def f(example):\n    return 1\n", "feats:g", "has no function `g`"),
+        ("raise RuntimeError('boom')\n", "feats:f", "boom"),
+        ("f = 3\n", "feats:f", "not callable"),
+        ("", "no_such_module_xyz:f", "cannot import module `no_such_module_xyz`"),
+    ],
+)
 def test_unusable_functions_are_e210(tmp_path, body, ref, why):
     p = _folder(tmp_path, "bad", body, ref=ref)
     r = compile_file(p)

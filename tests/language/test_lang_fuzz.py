@@ -98,5 +98,9 @@ def test_long_statements_wrap_at_commas_and_arrows():
     assert parse_source(out) == module
     assert format_source(out) == out
     # continuation lines are indented; short statements stay on one line
-    assert all(line.startswith("    ") for line in out.splitlines() if line.split(" ", 1)[0] not in ("model", "dataset", "group", "node", "edge", "wire"))
+    assert all(
+        line.startswith("    ")
+        for line in out.splitlines()
+        if line.split(" ", 1)[0] not in ("model", "dataset", "group", "node", "edge", "wire")
+    )
     assert format_source("model tiny\nedge embed -> a0.0.q\n") == "model tiny\nedge embed -> a0.0.q\n"

@@ -21,7 +21,9 @@ BREAKERS = "\f\v\x1c\x1d\x1e\x85\u2028\u2029"
 # any character a file can hold except the line feed that ends the comment (no lone surrogates: a
 # UTF-8 file cannot hold them)
 COMMENT_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=60)
-LEANING = st.text(st.sampled_from(list(BREAKERS) + ["\r", "\t", " ", "#", '"', "\\", "a", "\x00", "é", "\ufeff"]), max_size=20)
+LEANING = st.text(
+    st.sampled_from(list(BREAKERS) + ["\r", "\t", " ", "#", '"', "\\", "a", "\x00", "é", "\ufeff"]), max_size=20
+)
 
 
 def _expected(comment: str) -> str:
@@ -48,7 +50,7 @@ def test_fmt_keeps_every_string_character(body):
     src = f'model tiny\ndataset d = "{body}.jsonl"\n'
     try:
         module = parse_source(src)
-    except Exception:  # noqa: BLE001 - an unusable path is E110, not a string fmt must keep
+    except Exception:
         return
     out = format_source(src)
     again = parse_source(out)
@@ -99,11 +101,16 @@ def test_crlf_comment_lines_inside_brackets_do_not_hang_the_lexer(tmp_path, open
     import sys
 
     f = tmp_path / "h.circuit"
-    lines = ["model tiny", f"dataset d = induction{opener}n = 8" if opener == "(" else f"set completeness.sizes = {opener}1"]
+    lines = [
+        "model tiny",
+        f"dataset d = induction{opener}n = 8" if opener == "(" else f"set completeness.sizes = {opener}1",
+    ]
     lines += [f"  # a comment line {i} of a Windows file" for i in range(40)] + ["edge embed -> out", ""]
     f.write_bytes("\r\n".join(lines).encode())
     try:
-        r = subprocess.run([sys.executable, "-m", "circuitdsl", "lint", str(f)], capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [sys.executable, "-m", "circuitdsl", "lint", str(f)], capture_output=True, text=True, timeout=60
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("lint of 40 CRLF comment lines inside an open bracket ran for over 60 s")
     assert r.returncode == 2 and "Traceback" not in r.stderr

@@ -30,7 +30,10 @@ def _one(text: str):
         ("ablate unclaimed by mean", ast.Ablate("mean")),
         ("ablate unclaimed by mean over d", ast.Ablate("mean over", ast.Ident("d"))),
         ("ablate unclaimed by zero", ast.Ablate("zero")),
-        ("group g = a0.1, m3, h", ast.Group(ast.Ident("g"), (ast.NodeRef("a0", 1), ast.NodeRef("m3"), ast.NodeRef("h")))),
+        (
+            "group g = a0.1, m3, h",
+            ast.Group(ast.Ident("g"), (ast.NodeRef("a0", 1), ast.NodeRef("m3"), ast.NodeRef("h"))),
+        ),
         (
             'dataset d = gen(n = 4, x = -1.5e3, s = "a\\"b", f = true)',
             ast.DatasetGen(
@@ -72,8 +75,16 @@ def _one(text: str):
                 )
             ),
         ),
-        ("set completeness.sizes = [1, 2]", ast.SetStmt(ast.Ident("completeness.sizes"), ast.Literal("list", (ast.Literal("int", 1), ast.Literal("int", 2))))),
-        ("expect recovered.lower >= 0.6", ast.ExpectStmt(ast.Ident("recovered.lower"), ">=", ast.Literal("float", 0.6))),
+        (
+            "set completeness.sizes = [1, 2]",
+            ast.SetStmt(
+                ast.Ident("completeness.sizes"), ast.Literal("list", (ast.Literal("int", 1), ast.Literal("int", 2)))
+            ),
+        ),
+        (
+            "expect recovered.lower >= 0.6",
+            ast.ExpectStmt(ast.Ident("recovered.lower"), ">=", ast.Literal("float", 0.6)),
+        ),
     ],
 )
 def test_statement(text, expected):

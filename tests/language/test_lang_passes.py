@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from circuitdsl.compiler.claims import resolve_edges, resolve_nodes
 from circuitdsl.compiler.load import load_source
 from circuitdsl.compiler.passes import PASSES, run_passes
 from circuitdsl.compiler.resolve import (
@@ -15,7 +16,6 @@ from circuitdsl.compiler.resolve import (
     resolve_model,
     resolve_settings,
 )
-from circuitdsl.compiler.claims import resolve_edges, resolve_nodes
 from circuitdsl.compiler.validate import check_cycles, check_paths, note_gqa
 from circuitdsl.ir import AblationKind, EdgeId, FeatureKind, MetricKind, NodeId, NodeKind, Port
 
@@ -40,7 +40,12 @@ def codes(unit):
 
 def test_passes_are_listed_once_in_order():
     assert len(set(PASSES)) == len(PASSES)
-    assert PASSES.index(resolve_model) < PASSES.index(resolve_groups) < PASSES.index(resolve_edges) < PASSES.index(check_paths)
+    assert (
+        PASSES.index(resolve_model)
+        < PASSES.index(resolve_groups)
+        < PASSES.index(resolve_edges)
+        < PASSES.index(check_paths)
+    )
 
 
 @pytest.mark.parametrize(
@@ -73,7 +78,7 @@ def test_resolve_model_registry_and_native_dir(tmp_path):
     "decl, expected_codes, args",
     [
         ("dataset d = fakegen(n = 4, length = 9)", [], (("length", 9), ("n", 4))),
-        ("dataset d = fakegen(mode = \"b\")", [], (("mode", "b"),)),
+        ('dataset d = fakegen(mode = "b")', [], (("mode", "b"),)),
         ("dataset d = fakegen(n = 1.5)", ["E405"], None),
         ("dataset d = fakegen(nn = 1)", ["E403"], None),
         ("dataset d = nosuchgen()", ["E402"], None),
@@ -98,9 +103,19 @@ def test_resolve_datasets_jsonl_relative_to_file(tmp_path):
     "text, metric, ablation, expected",
     [
         ("metric loss\nablate unclaimed by zero\n", MetricKind.LOSS, (AblationKind.ZERO, None), []),
-        ("dataset e = fakegen()\nablate unclaimed by paired e\n", MetricKind.LOGIT_DIFF, (AblationKind.PAIRED, "e"), []),
+        (
+            "dataset e = fakegen()\nablate unclaimed by paired e\n",
+            MetricKind.LOGIT_DIFF,
+            (AblationKind.PAIRED, "e"),
+            [],
+        ),
         ("ablate unclaimed by mean over d\n", MetricKind.LOGIT_DIFF, (AblationKind.MEAN, "d"), []),
-        ("metric acc\nablate unclaimed by resample from x\n", MetricKind.LOGIT_DIFF, (AblationKind.RESAMPLE_FROM, "x"), ["E214", "E207"]),
+        (
+            "metric acc\nablate unclaimed by resample from x\n",
+            MetricKind.LOGIT_DIFF,
+            (AblationKind.RESAMPLE_FROM, "x"),
+            ["E214", "E207"],
+        ),
     ],
 )
 def test_resolve_metric_ablation(text, metric, ablation, expected):
@@ -151,7 +166,9 @@ def test_resolve_nodes_function_feature_imports_from_the_file_folder(tmp_path):
 
 
 def test_resolve_nodes_conflict():
-    u = upto(HEAD + "group g = a1.0\nnode a1.0 depends on field parity\nnode g depends on field answer\n", resolve_nodes)
+    u = upto(
+        HEAD + "group g = a1.0\nnode a1.0 depends on field parity\nnode g depends on field answer\n", resolve_nodes
+    )
     assert codes(u) == ["E302"]
     assert u.diagnostics[0].related[0].span.line == 4
 
@@ -161,8 +178,19 @@ def test_resolve_nodes_conflict():
     [
         ("edge embed -> a1.0.q", {EdgeId(NodeId(NodeKind.EMBED), _h(1, 0), Port.Q)}, []),
         ("edge embed -> a1.0", {EdgeId(NodeId(NodeKind.EMBED), _h(1, 0), p) for p in (Port.Q, Port.K, Port.V)}, []),
-        ("edge a1.0 -> m1 -> out", {EdgeId(_h(1, 0), NodeId(NodeKind.MLP, 1), Port.IN), EdgeId(NodeId(NodeKind.MLP, 1), NodeId(NodeKind.OUT), Port.IN)}, []),
-        ("edge a1.0, a2.0 -> out.in", {EdgeId(_h(1, 0), NodeId(NodeKind.OUT), Port.IN), EdgeId(_h(2, 0), NodeId(NodeKind.OUT), Port.IN)}, []),
+        (
+            "edge a1.0 -> m1 -> out",
+            {
+                EdgeId(_h(1, 0), NodeId(NodeKind.MLP, 1), Port.IN),
+                EdgeId(NodeId(NodeKind.MLP, 1), NodeId(NodeKind.OUT), Port.IN),
+            },
+            [],
+        ),
+        (
+            "edge a1.0, a2.0 -> out.in",
+            {EdgeId(_h(1, 0), NodeId(NodeKind.OUT), Port.IN), EdgeId(_h(2, 0), NodeId(NodeKind.OUT), Port.IN)},
+            [],
+        ),
         ("edge a2.0 -> a1.0.q", set(), ["E303"]),
         ("edge a1.0 -> a1.1.q", set(), ["E303"]),
         ("edge m2 -> a2.0.q", set(), ["E303"]),
@@ -225,7 +253,9 @@ def test_note_gqa_once_per_head():
 def test_gqa_note_absent_without_gqa(tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text('{"num_hidden_layers": 2, "num_attention_heads": 4, "hidden_size": 8}')
-    u = run_passes(load_source('model "m"\ndataset d = fakegen()\nedge embed -> a1.0.k -> out\n', str(tmp_path / "h.circuit")))
+    u = run_passes(
+        load_source('model "m"\ndataset d = fakegen()\nedge embed -> a1.0.k -> out\n', str(tmp_path / "h.circuit"))
+    )
     assert "N301" not in codes(u)
 
 

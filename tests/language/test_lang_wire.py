@@ -59,7 +59,11 @@ def test_ranges_parse_everywhere_a_node_list_is_allowed():
     )
     g, n, e, w = mod.statements
     rng = ast.NodeRange
-    assert g.members == (rng(ast.NodeRef("m3"), ast.NodeRef("m7")), rng(ast.NodeRef("a20", 0), ast.NodeRef("a20", 8)), ast.NodeRef("embed"))
+    assert g.members == (
+        rng(ast.NodeRef("m3"), ast.NodeRef("m7")),
+        rng(ast.NodeRef("a20", 0), ast.NodeRef("a20", 8)),
+        ast.NodeRef("embed"),
+    )
     assert n.nodes == (rng(ast.NodeRef("a8", 0), ast.NodeRef("a9", 8)),)
     assert e.steps[0][1] == ast.Target(rng(ast.NodeRef("m0"), ast.NodeRef("m2")))
     assert e.steps[1][0].port is None and e.steps[1][1].port == ast.Ident("q")
@@ -182,7 +186,12 @@ def test_wire_subset_keeps_only_pairs_that_run_forward():
     # a1.0 -> a0.1 and same-layer head pairs do not run forward: not claimed, and not an error
     u = upto(NATIVE + "wire a1.0, a0.1, a1.1, m0, out\n", resolve_wires)
     assert not u.diagnostics
-    want = {e for e in HAND if e.split("->")[0] in ("a1.0", "a0.1", "a1.1", "m0") and e.split("->")[1].rsplit(".", 1)[0] in ("a1.0", "a0.1", "a1.1", "m0", "out")}
+    want = {
+        e
+        for e in HAND
+        if e.split("->")[0] in ("a1.0", "a0.1", "a1.1", "m0")
+        and e.split("->")[1].rsplit(".", 1)[0] in ("a1.0", "a0.1", "a1.1", "m0", "out")
+    }
     assert edge_texts(u.edges) == want
     assert want == {"a0.1->m0.in", "a0.1->a1.0.q", "a0.1->a1.0.k", "a0.1->a1.0.v", "a0.1->a1.1.q", "a0.1->a1.1.k",
                     "a0.1->a1.1.v", "a0.1->out.in", "m0->a1.0.q", "m0->a1.0.k", "m0->a1.0.v", "m0->a1.1.q",
@@ -221,7 +230,9 @@ def test_wire_claims_groups_for_drawing_and_conflicting_node_claims_still_error(
     u = upto(NATIVE + "group b = embed, m0..m1\nwire b, out\n", resolve_wires)
     assert not u.diagnostics
     assert all("b" in c.groups for c in u.claims if c.node.name != "out")
-    r = compile_source(NATIVE + "node m0 depends on input\nnode m0 depends on nothing\nwire embed, m0, out\n", "t.circuit")
+    r = compile_source(
+        NATIVE + "node m0 depends on input\nnode m0 depends on nothing\nwire embed, m0, out\n", "t.circuit"
+    )
     assert "E302" in [d.code for d in r.diagnostics]
 
 

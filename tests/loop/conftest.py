@@ -12,8 +12,12 @@ import pytest
 def write_jsonl(path: Path, examples) -> Path:
     rows = []
     for e in examples:
-        row = {"tokens": list(e.tokens), "answer": list(e.answers), "wrong": list(e.wrongs),
-               "positions": {k: list(v) if len(v) > 1 else v[0] for k, v in e.positions}}
+        row = {
+            "tokens": list(e.tokens),
+            "answer": list(e.answers),
+            "wrong": list(e.wrongs),
+            "positions": {k: list(v) if len(v) > 1 else v[0] for k, v in e.positions},
+        }
         if e.scored:
             row["scored"] = list(e.scored)
         rows.append(json.dumps(row))
@@ -28,4 +32,9 @@ def induction_files(tmp_path):
 
     clean = registry.build("induction", None, {"n": 8, "seed": 0, "length": 8}).examples
     corrupt = registry.build("induction", None, {"n": 8, "seed": 1, "length": 8}).examples
-    return write_jsonl(tmp_path / "clean.jsonl", clean), write_jsonl(tmp_path / "corrupt.jsonl", corrupt), clean, corrupt
+    return (
+        write_jsonl(tmp_path / "clean.jsonl", clean),
+        write_jsonl(tmp_path / "corrupt.jsonl", corrupt),
+        clean,
+        corrupt,
+    )

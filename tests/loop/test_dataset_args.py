@@ -14,8 +14,21 @@ from circuitdsl.cli import main
 def test_patch_takes_jsonl_files_and_matches_the_python_sweep(induction_files, tmp_path, capsys):
     clean_f, corrupt_f, clean, corrupt = induction_files
     out = tmp_path / "sweep.json"
-    rc = main(["patch", "--model", "tiny", "--dataset", str(clean_f), "--corrupt", str(corrupt_f), "--positions", "end",
-               "--json", str(out)])
+    rc = main(
+        [
+            "patch",
+            "--model",
+            "tiny",
+            "--dataset",
+            str(clean_f),
+            "--corrupt",
+            str(corrupt_f),
+            "--positions",
+            "end",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     got = json.loads(out.read_text())
     from circuitdsl import patching
@@ -26,16 +39,48 @@ def test_patch_takes_jsonl_files_and_matches_the_python_sweep(induction_files, t
     assert got["corrupt"] == pytest.approx(ref["corrupt"], abs=1e-9)
     assert [r["node"] for r in got["ranked"]] == [r["node"] for r in ref["ranked"]]
     # a generator still works, on a model without a tokenizer too (induction makes token ids)
-    assert main(["patch", "--model", "tiny", "--dataset", "induction", "--corrupt", str(corrupt_f), "--arg", "length=8",
-                 "--n", "8"]) == 2  # --arg does not apply to a file
+    assert (
+        main(
+            [
+                "patch",
+                "--model",
+                "tiny",
+                "--dataset",
+                "induction",
+                "--corrupt",
+                str(corrupt_f),
+                "--arg",
+                "length=8",
+                "--n",
+                "8",
+            ]
+        )
+        == 2
+    )  # --arg does not apply to a file
     assert "E403" in capsys.readouterr().err
 
 
 def test_n_takes_the_first_rows_of_a_file(induction_files, tmp_path, capsys):
     clean_f, corrupt_f, *_ = induction_files
     out = tmp_path / "s.json"
-    assert main(["patch", "--model", "tiny", "--dataset", str(clean_f), "--corrupt", str(corrupt_f), "--n", "3",
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "patch",
+                "--model",
+                "tiny",
+                "--dataset",
+                str(clean_f),
+                "--corrupt",
+                str(corrupt_f),
+                "--n",
+                "3",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["n"] == 3
     # `tiny` is attention-only: an MLP sweep is a usage error, not an internal one
     assert main(["patch", "--model", "tiny", "--dataset", str(clean_f), "--corrupt", str(corrupt_f), "--mlps"]) == 2
@@ -54,7 +99,9 @@ def test_unknown_generator_says_files_are_accepted(command, tmp_path, capsys):
 def test_missing_file_and_bad_row_point_at_the_file(command, tmp_path, capsys, induction_files):
     clean_f, corrupt_f, *_ = induction_files
     extra = ["-o", str(tmp_path / "d.circuit")] if command == "discover" else []
-    rc = main([command, "--model", "tiny", "--dataset", str(tmp_path / "nope.jsonl"), "--corrupt", str(corrupt_f), *extra])
+    rc = main(
+        [command, "--model", "tiny", "--dataset", str(tmp_path / "nope.jsonl"), "--corrupt", str(corrupt_f), *extra]
+    )
     e = capsys.readouterr().err
     assert rc == 2 and "E404" in e and "nope.jsonl" in e
     bad = tmp_path / "bad.jsonl"

@@ -15,8 +15,23 @@ def test_discover_on_jsonl_files_writes_a_file_that_lints(induction_files, tmp_p
     out = tmp_path / "drafts" / "d.circuit"
     out.parent.mkdir()
     sweeps = tmp_path / "sweeps.json"
-    rc = main(["discover", "--model", "tiny", "--dataset", str(clean_f), "--corrupt", str(corrupt_f), "-o", str(out),
-               "--threshold", "0.01", "--json", str(sweeps)])
+    rc = main(
+        [
+            "discover",
+            "--model",
+            "tiny",
+            "--dataset",
+            str(clean_f),
+            "--corrupt",
+            str(corrupt_f),
+            "-o",
+            str(out),
+            "--threshold",
+            "0.01",
+            "--json",
+            str(sweeps),
+        ]
+    )
     cap = capsys.readouterr()
     assert rc == 0, cap.err
     text = out.read_text()
@@ -28,15 +43,37 @@ def test_discover_on_jsonl_files_writes_a_file_that_lints(induction_files, tmp_p
     h = compile_file(out).hypothesis
     assert h is not None and {d.name for d in h.datasets} == {"clean", "corrupt"}
     # the heads chosen are the sweep's top heads by effect
-    ranked = [r for r in json.loads(sweeps.read_text())["heads_end"]["ranked"] if r["effect"] is not None and r["effect"] >= 0.01]
+    ranked = [
+        r
+        for r in json.loads(sweeps.read_text())["heads_end"]["ranked"]
+        if r["effect"] is not None and r["effect"] >= 0.01
+    ]
     top = [r["node"] for r in sorted(ranked, key=lambda r: -r["effect"])[:4]]
     assert f"group heads = {', '.join(top)}" in text
 
 
 def test_generator_arguments_are_written_back(tmp_path, capsys):
     out = tmp_path / "g.circuit"
-    rc = main(["discover", "--model", "tiny", "--dataset", "induction", "--corrupt", "induction", "--seed", "3", "--n", "6",
-               "--arg", "length=8", "-o", str(out), "--no-backbone"])
+    rc = main(
+        [
+            "discover",
+            "--model",
+            "tiny",
+            "--dataset",
+            "induction",
+            "--corrupt",
+            "induction",
+            "--seed",
+            "3",
+            "--n",
+            "6",
+            "--arg",
+            "length=8",
+            "-o",
+            str(out),
+            "--no-backbone",
+        ]
+    )
     # the same generator twice is a corruption equal to the clean run: nothing to find, but a valid file
     assert rc == 0, capsys.readouterr().err
     text = out.read_text()
@@ -46,17 +83,47 @@ def test_generator_arguments_are_written_back(tmp_path, capsys):
 
 
 def test_smollm2_backbone_from_saved_sweeps_lints(tmp_path, capsys):
-    sweeps = {"end": "END", "heads_end": {
-        "kind": "heads", "metric": "logit_diff", "dataset": "succ", "corruption": "succ_shift", "n": 8,
-        "positions": ["END"], "receivers": [], "clean": 3.0, "corrupt": -1.0,
-        "ranked": [{"node": "a20.1", "patched": 1.0, "effect": 0.5}, {"node": "a3.0", "patched": 2.9, "effect": 0.02}]}}
+    sweeps = {
+        "end": "END",
+        "heads_end": {
+            "kind": "heads",
+            "metric": "logit_diff",
+            "dataset": "succ",
+            "corruption": "succ_shift",
+            "n": 8,
+            "positions": ["END"],
+            "receivers": [],
+            "clean": 3.0,
+            "corrupt": -1.0,
+            "ranked": [
+                {"node": "a20.1", "patched": 1.0, "effect": 0.5},
+                {"node": "a3.0", "patched": 2.9, "effect": 0.02},
+            ],
+        },
+    }
     src = tmp_path / "s.json"
     src.write_text(json.dumps(sweeps))
     data = tmp_path / "succ.jsonl"
     data.write_text('{"text": "a b", "answer": " c", "wrong": " d", "positions": {"END": -1}}\n')
     out = tmp_path / "s.circuit"
-    assert main(["discover", "--from-json", str(src), "--model", "smollm2-135m", "--dataset", str(data), "--corrupt",
-                 str(data), "-o", str(out)]) == 0, capsys.readouterr().err
+    assert (
+        main(
+            [
+                "discover",
+                "--from-json",
+                str(src),
+                "--model",
+                "smollm2-135m",
+                "--dataset",
+                str(data),
+                "--corrupt",
+                str(data),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
     text = out.read_text()
     assert "group heads = a20.1\n" in text and "group backbone = embed, m0..m29" in text
     assert "set treeify.shared_draws = true" in text

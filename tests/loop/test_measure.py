@@ -33,7 +33,9 @@ def _by_hand(tokens, answer, wrong):
 def test_measure_matches_plain_torch(induction_files, tmp_path, capsys):
     clean_f, corrupt_f, clean, corrupt = induction_files
     out = tmp_path / "m.json"
-    rc = main(["measure", "--model", "tiny", "--dataset", str(clean_f), "--corrupt", str(corrupt_f), "--json-out", str(out)])
+    rc = main(
+        ["measure", "--model", "tiny", "--dataset", str(clean_f), "--corrupt", str(corrupt_f), "--json-out", str(out)]
+    )
     cap = capsys.readouterr()
     assert rc == 0, cap.err
     doc = json.loads(out.read_text())
@@ -68,7 +70,10 @@ def test_measure_without_wrong_answers_says_what_it_cannot_measure(tmp_path, cap
 
 
 def test_measure_generator_and_bad_options(capsys):
-    assert main(["measure", "--model", "tiny", "--dataset", "induction", "--n", "4", "--arg", "length=8", "--show", "2"]) == 0
+    assert (
+        main(["measure", "--model", "tiny", "--dataset", "induction", "--n", "4", "--arg", "length=8", "--show", "2"])
+        == 0
+    )
     assert "margin" in capsys.readouterr().out
     assert main(["measure", "--model", "tiny", "--dataset", "induction", "--n", "0"]) == 2
     assert "E902" in capsys.readouterr().err

@@ -11,7 +11,6 @@ from circuitdsl.cli import main
 from tests.cli.conftest import tiny_circuit
 
 
-
 def _check(tmp_path, *flags, expect="expect recovered >= -100"):
     src = tmp_path / "t.circuit"
     src.write_text(tiny_circuit(n=8, expect=expect))

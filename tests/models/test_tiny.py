@@ -46,7 +46,12 @@ def test_files_follow_the_native_format(tiny):
     assert (cfg["d_vocab"], cfg["n_ctx"]) == (TINY_VOCAB, TINY_N_CTX)
     assert cfg["d_mlp"] is None and cfg["attention"] == "causal" and cfg["positional"] == "learned"
     L, H, D, Dh, V = cfg["n_layers"], cfg["n_heads"], cfg["d_model"], cfg["d_head"], cfg["d_vocab"]
-    expected = {"embed.W_E": (V, D), "pos_embed.W_pos": (cfg["n_ctx"], D), "unembed.W_U": (D, cfg["d_vocab_out"]), "unembed.b_U": (cfg["d_vocab_out"],)}
+    expected = {
+        "embed.W_E": (V, D),
+        "pos_embed.W_pos": (cfg["n_ctx"], D),
+        "unembed.W_U": (D, cfg["d_vocab_out"]),
+        "unembed.b_U": (cfg["d_vocab_out"],),
+    }
     for layer in range(L):
         a = f"blocks.{layer}.attn."
         expected |= {a + w: (H, D, Dh) for w in ("W_Q", "W_K", "W_V")}
@@ -72,7 +77,9 @@ def test_induction_far_above_chance(tiny):
     assert diff > 3.0, diff
     # without the induction mechanism (every layer-1 head zeroed) the answer is not predictable
     with torch.no_grad():
-        ablated = forward(params, cfg, torch.tensor([e.tokens for e in exs]), head_scale={(1, h): 0.0 for h in range(4)})[:, -1]
+        ablated = forward(
+            params, cfg, torch.tensor([e.tokens for e in exs]), head_scale={(1, h): 0.0 for h in range(4)}
+        )[:, -1]
     assert (ablated.argmax(-1) == ans).float().mean().item() < 0.2
 
 

@@ -41,7 +41,7 @@ def _one_thread():
     # Import the engine (and transformer-lens, which registers pyarrow types once per process) before
     # any in-process pytester run: pytester restores sys.modules after each run, and re-importing
     # them there would fail. Loading the tiny model here also caches it for every run.
-    import circuitdsl.engine.check  # noqa: F401
+    import circuitdsl.engine.check
     import circuitdsl.engine.scrub  # noqa: F401
     from circuitdsl.backends.loader import load_backend
     from circuitdsl.testing import compile_hypothesis

@@ -85,10 +85,12 @@ def paired_circuit(feature: str = "field B") -> str:
     """tiny_circuit's claims with two induction datasets paired row by row (equal layouts at equal index:
     induction puts row i in layout i % layouts for every seed)."""
     src = tiny_circuit(expects="", feature=feature)
-    src = src.replace("dataset ind = induction(n = 32, seed = 0, length = 10, layouts = 1)",
-                      "dataset a = induction(n = 32, seed = 0, length = 10, layouts = 2)\n"
-                      "dataset b = induction(n = 32, seed = 1, length = 10, layouts = 2)\n"
-                      "ablate unclaimed by paired b")
+    src = src.replace(
+        "dataset ind = induction(n = 32, seed = 0, length = 10, layouts = 1)",
+        "dataset a = induction(n = 32, seed = 0, length = 10, layouts = 2)\n"
+        "dataset b = induction(n = 32, seed = 1, length = 10, layouts = 2)\n"
+        "ablate unclaimed by paired b",
+    )
     assert "paired b" in src
     return src
 

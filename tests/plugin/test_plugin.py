@@ -28,8 +28,12 @@ def _project(pytester, **files):
 
 
 def test_collects_one_item_per_expect_named_after_the_clause(pytester):
-    _project(pytester, good=tiny_circuit(expects="expect recovered >= 0.5\nexpect recovered.lower >= 0.4"),
-             broken=BROKEN, plain=tiny_circuit(expects=""))
+    _project(
+        pytester,
+        good=tiny_circuit(expects="expect recovered >= 0.5\nexpect recovered.lower >= 0.4"),
+        broken=BROKEN,
+        plain=tiny_circuit(expects=""),
+    )
     pytester.makepyfile(test_other="def test_x():\n    pass\n")
     r = pytester.runpytest("--collect-only", "-q")
     out = r.stdout.str()
@@ -125,7 +129,9 @@ def test_one_check_per_file_shared_by_its_items(pytester, monkeypatch):
         return real(h, **kw)
 
     monkeypatch.setattr(engine_check, "run_check", counting)
-    _project(pytester, h=tiny_circuit(expects="expect recovered >= 0.5\nexpect recovered.lower >= 0.4\nexpect kl <= 10"))
+    _project(
+        pytester, h=tiny_circuit(expects="expect recovered >= 0.5\nexpect recovered.lower >= 0.4\nexpect kl <= 10")
+    )
     r = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     r.assert_outcomes(passed=3)
     assert calls == ["h"]
@@ -134,8 +140,11 @@ def test_one_check_per_file_shared_by_its_items(pytester, monkeypatch):
 @pytest.mark.slow
 def test_xdist_workers_check_their_own_files(pytester):
     """Two xdist workers, each booting torch: ~25-60 s on 2 shared cores, so it runs with `-m slow`."""
-    _project(pytester, a=tiny_circuit(expects="expect recovered >= 0.5\nexpect recovered.lower >= 0.4"),
-             b=tiny_circuit(expects="expect recovered >= 0.5", n=24))
+    _project(
+        pytester,
+        a=tiny_circuit(expects="expect recovered >= 0.5\nexpect recovered.lower >= 0.4"),
+        b=tiny_circuit(expects="expect recovered >= 0.5", n=24),
+    )
     r = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup", timeout=120)
     r.assert_outcomes(passed=3)
 
@@ -168,8 +177,11 @@ def test_a_file_that_crashes_the_compiler_is_one_failing_item_and_the_rest_run(p
 
 
 def test_a_check_that_crashes_fails_its_items_and_the_rest_run(pytester):
-    _project(pytester, a=tiny_circuit(expects="expect recovered >= 0.5\nexpect kl <= 100"),
-             b=tiny_circuit(expects="expect recovered >= 0.5"))
+    _project(
+        pytester,
+        a=tiny_circuit(expects="expect recovered >= 0.5\nexpect kl <= 100"),
+        b=tiny_circuit(expects="expect recovered >= 0.5"),
+    )
     pytester.makeconftest("""
 import circuitdsl.testing as testing
 

@@ -10,8 +10,10 @@ PYPROJECT = '[tool.circuitdsl]\npaths = ["hyps"]\n'
 
 def test_each_file_gets_the_feats_py_of_its_folder(pytester):
     pytester.makepyprojecttoml(PYPROJECT)
-    for name, body in (("a", "def f(example):\n    return example.field('B')\n"),
-                       ("b", "def f(example):\n    raise RuntimeError('this is b/feats.py')\n")):
+    for name, body in (
+        ("a", "def f(example):\n    return example.field('B')\n"),
+        ("b", "def f(example):\n    raise RuntimeError('this is b/feats.py')\n"),
+    ):
         d = pytester.mkdir("hyps") / name if name == "a" else pytester.path / "hyps" / name
         d.mkdir(parents=True, exist_ok=True)
         (d / "feats.py").write_text(body)
@@ -20,4 +22,3 @@ def test_each_file_gets_the_feats_py_of_its_folder(pytester):
     r.assert_outcomes(passed=1, failed=1)
     out = r.stdout.str()
     assert "this is b/feats.py" in out
-

@@ -53,7 +53,9 @@ def test_progress_lines_name_the_file_and_phase(pytester):
     assert all(re.fullmatch(r"h\.circuit: check: .* \[\d+ s\]", ln) for ln in lines), lines  # seconds since the start
     lines = [re.sub(r" \[\d+ s\]$", "", ln) for ln in lines]
     assert "h.circuit: check: loading model" in lines and "h.circuit: check: scrubbing the hypothesis" in lines
-    assert "h.circuit: check: minimality 1/8" in lines and f"h.circuit: check: minimality {REMOVABLE}/{REMOVABLE}" in lines
+    assert (
+        "h.circuit: check: minimality 1/8" in lines and f"h.circuit: check: minimality {REMOVABLE}/{REMOVABLE}" in lines
+    )
     # auto (the default) is quiet for the embedded tiny model
     (pytester.path / "hyps" / "h.circuit").write_text(tiny_circuit(n=12, expects="expect recovered >= 0"))
     r = pytester.runpytest_inprocess("-p", "no:cacheprovider")
@@ -74,14 +76,21 @@ def test_auto_progress_for_a_real_model_file(pytester, monkeypatch):
 
 
 def test_minimality_runs_only_when_an_expect_reads_it(pytester, calls):
-    _project(pytester, **{"a.circuit": tiny_circuit(n=12, expects="expect recovered >= 0"),
-                          "b.circuit": tiny_circuit(n=12, expects="expect minimality >= -100")})
-    pytester.makepyfile(test_skipped="""
+    _project(
+        pytester,
+        **{
+            "a.circuit": tiny_circuit(n=12, expects="expect recovered >= 0"),
+            "b.circuit": tiny_circuit(n=12, expects="expect minimality >= -100"),
+        },
+    )
+    pytester.makepyfile(
+        test_skipped="""
         def test_says_why(circuitdsl_result):
             r = circuitdsl_result("hyps/a.circuit")
             assert r.minimality.removals == () and r.minimality.skipped == "minimality not run: no expect of the file reads it"
             assert "not run: no expect of the file reads it" in r.completeness.skipped
-    """)
+    """
+    )
     r = pytester.runpytest_inprocess("-p", "no:cacheprovider", "hyps", "test_skipped.py")
     r.assert_outcomes(passed=3)
     assert [kw["minimality"] for kw in calls] == [False, True]  # a.circuit then b.circuit; the Python test reused a's
@@ -89,7 +98,8 @@ def test_minimality_runs_only_when_an_expect_reads_it(pytester, calls):
 
 def test_a_python_test_shares_the_files_check(pytester, calls):
     _project(pytester, **{"h.circuit": tiny_circuit(n=12, expects="expect recovered >= 0.5\nexpect kl <= 10")})
-    pytester.makepyfile(test_h="""
+    pytester.makepyfile(
+        test_h="""
         import pytest
         from circuitdsl.testing import assert_faithful
 
@@ -103,7 +113,8 @@ def test_a_python_test_shares_the_files_check(pytester, calls):
             r = circuitdsl_result("hyps/h.circuit", minimality=True)  # asks for more than the items read
             assert len(r.minimality.removals) == 8 and r.minimality.skipped is None
             assert circuitdsl_result("hyps/h.circuit") is r  # and the richer check is shared from then on
-    """)
+    """
+    )
     r = pytester.runpytest_inprocess("-p", "no:cacheprovider", "hyps", "test_h.py")
     r.assert_outcomes(passed=4)
     assert [kw["minimality"] for kw in calls] == [False, True]  # the items' check, then one with minimality
@@ -112,9 +123,17 @@ def test_a_python_test_shares_the_files_check(pytester, calls):
 def test_circuitdsl_n_takes_the_first_rows_of_a_jsonl_file(pytester):
     from circuitdsl.datasets.induction import induction
 
-    rows = [{"tokens": list(e.tokens), "answer": e.answers[0]} for e in induction(n=12, seed=3, length=10, vocab=48, layouts=1, a1=2)]
-    hyps = _project(pytester, **{"h.circuit": 'model tiny\ndataset d = "d.jsonl"\nmetric loss\nedge embed, pos -> a0.0\n'
-                                              "edge a0.0 -> a1.0.k\nedge embed -> a1.0\nedge a1.0 -> out\nexpect recovered >= 100\n"})
+    rows = [
+        {"tokens": list(e.tokens), "answer": e.answers[0]}
+        for e in induction(n=12, seed=3, length=10, vocab=48, layouts=1, a1=2)
+    ]
+    hyps = _project(
+        pytester,
+        **{
+            "h.circuit": 'model tiny\ndataset d = "d.jsonl"\nmetric loss\nedge embed, pos -> a0.0\n'
+            "edge a0.0 -> a1.0.k\nedge embed -> a1.0\nedge a1.0 -> out\nexpect recovered >= 100\n"
+        },
+    )
     (hyps / "d.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
     r = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--circuitdsl-n", "5")
     r.assert_outcomes(failed=1)

@@ -42,7 +42,10 @@ class WordTokenizer:
     [
         (lambda: S.induction_examples(length=3), r"length must be >= 5, got 3"),
         (lambda: S.induction_examples(vocab=100), r"vocab must be between 4 and 48, got 100"),
-        (lambda: S.induction_examples(length=40), r"length: sequences of 40 tokens are longer than the tiny model's context \(32\)"),
+        (
+            lambda: S.induction_examples(length=40),
+            r"length: sequences of 40 tokens are longer than the tiny model's context \(32\)",
+        ),
         (lambda: S.induction_examples(length=10, a1_positions=(9,)), r"a1_positions: 9 is not a valid A1 index"),
         (lambda: S.repeat_examples(length=10, vocab=8), r"length = 10 needs 10 distinct tokens but vocab has 8"),
         (lambda: S.ioi_prompts(tokenizer=WordTokenizer(), order="CBA"), r"order must be .*'CBA'"),
@@ -84,8 +87,9 @@ def _generator_layouts(name, **kw):
 @FAST
 @given(S.induction_examples(length=10, a1_positions=(0, 3)))
 def test_induction_inputs_have_the_generators_layout_and_fields(x):
-    assert x.layout in _generator_layouts("induction", n=8, length=10, layouts=2, a1=0, seed=0) | \
-        _generator_layouts("induction", n=8, length=10, layouts=1, a1=3, seed=0)
+    assert x.layout in _generator_layouts("induction", n=8, length=10, layouts=2, a1=0, seed=0) | _generator_layouts(
+        "induction", n=8, length=10, layouts=1, a1=3, seed=0
+    )
     a, b = x.field("A"), x.field("B")
     assert x.token_at("A1") == a == x.token_at("A2") and x.token_at("B1") == b and x.answers == (b,)
     assert x.tokens.count(a) == 2 and x.tokens.count(b) == 1
@@ -195,10 +199,17 @@ def test_strategies_module_does_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys; import circuitdsl.strategies as S; from circuitdsl.testing import compile_hypothesis; "
-            "S.variants(compile_hypothesis('hypotheses/induction_naive.circuit')); print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    code = (
+        "import sys; import circuitdsl.strategies as S; from circuitdsl.testing import compile_hypothesis; "
+        "S.variants(compile_hypothesis('hypotheses/induction_naive.circuit')); print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]),
+    )
     assert out.stdout.strip() == "False"
 
 
@@ -230,9 +241,13 @@ def test_generator_pairs_are_rows_of_both_generators_at_shifted_seeds(pair):
 def test_ioi_pairs_are_the_abc_corruption_of_the_drawn_prompt():
     from circuitdsl.datasets import ioi
 
-    h = compile_hypothesis(PAIRED_TINY.replace("induction(n = 16, seed = 0, length = 10, layouts = 2)", "ioi(n = 8, names = 8, templates = 2)")
-                           .replace("induction(n = 16, seed = 3, length = 10, layouts = 2)", "ioi_abc(n = 8, names = 8, templates = 2)")
-                           .replace("metric loss", "metric logit_diff"))
+    h = compile_hypothesis(
+        PAIRED_TINY.replace(
+            "induction(n = 16, seed = 0, length = 10, layouts = 2)", "ioi(n = 8, names = 8, templates = 2)"
+        )
+        .replace("induction(n = 16, seed = 3, length = 10, layouts = 2)", "ioi_abc(n = 8, names = 8, templates = 2)")
+        .replace("metric loss", "metric logit_diff")
+    )
     layouts = _generator_layouts("ioi", tokenizer=TOK, n=8, templates=2, names=8, seed=0)
     names8 = ioi.vocabulary(TOK, 8)[0]
 
@@ -256,11 +271,17 @@ def test_ioi_pairs_are_the_abc_corruption_of_the_drawn_prompt():
 def test_jsonl_pairs_are_rows_at_one_index(tmp_path):
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     rows_a = [{"tokens": [1, 2, 3, 1], "answer": 2}, {"tokens": [4, 5, 6, 7, 4], "answer": 5}]
-    rows_b = [{"tokens": [9, 8, 7, 9], "answer": 2}, {"tokens": [10, 11, 12, 13, 10], "answer": 5}, {"tokens": [1, 1], "answer": 1}]
+    rows_b = [
+        {"tokens": [9, 8, 7, 9], "answer": 2},
+        {"tokens": [10, 11, 12, 13, 10], "answer": 5},
+        {"tokens": [1, 1], "answer": 1},
+    ]
     a.write_text("\n".join(json.dumps(r) for r in rows_a) + "\n")
     b.write_text("\n".join(json.dumps(r) for r in rows_b) + "\n")
-    h = compile_hypothesis(f'model tiny\ndataset a = "{a}"\ndataset b = "{b}"\nmetric loss\nablate unclaimed by paired b\n'
-                           "node embed depends on input\nedge embed -> out\n")
+    h = compile_hypothesis(
+        f'model tiny\ndataset a = "{a}"\ndataset b = "{b}"\nmetric loss\nablate unclaimed by paired b\n'
+        "node embed depends on input\nedge embed -> out\n"
+    )
     seen = set()
 
     @settings(max_examples=20, deadline=None)

@@ -143,7 +143,11 @@ def test_coarsening_a_feature_never_raises_agreement(data, seed):
     ds = datasets[h.main_dataset]
     coarse = data.draw(S.coarsen_feature(h))
     fidx = FeatureIndex(ds)
-    changed = [(c, coarse.claim(c.node)) for c in h.claims if coarse.claim(c.node) and coarse.claim(c.node).feature != c.feature]
+    changed = [
+        (c, coarse.claim(c.node))
+        for c in h.claims
+        if coarse.claim(c.node) and coarse.claim(c.node).feature != c.feature
+    ]
     assert len(changed) == 1
     fine, crude = changed[0][0].feature, changed[0][1].feature
     # the coarse class of x contains x's fine class: no example can become "more agreed" with x

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reference"))
 import refcases as C  # noqa: E402  (tests/reference)
 import refmodels  # noqa: E402
 import refscrub  # noqa: E402
+
 from circuitdsl.backends.loader import load_backend  # noqa: E402
 from circuitdsl.engine.scrub import Engine  # noqa: E402
 from circuitdsl.ir import Claim, EdgeId, NodeKind, Port, TreeRule  # noqa: E402
@@ -50,8 +51,13 @@ def profile(n: int):
     kw = {}
     if os.environ.get("CIRCUITDSL_REFERENCE_NO_SHRINK"):  # report the first failure at once (mutation checks)
         kw["phases"] = [Phase.explicit, Phase.reuse, Phase.generate]
-    return settings(max_examples=n * SCALE if SCALE else n, deadline=None, derandomize=not SCALE,
-                    suppress_health_check=list(HealthCheck), **kw)
+    return settings(
+        max_examples=n * SCALE if SCALE else n,
+        deadline=None,
+        derandomize=not SCALE,
+        suppress_health_check=list(HealthCheck),
+        **kw,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -91,13 +97,19 @@ def ir_hypotheses(draw, model_dir, shape):
     for r in nodes + [C.OUT]:
         up = set(refscrub.upstream(r, shape))
         cands = [s for s in emb + nodes if s in up]
-        picked = draw(st.lists(st.sampled_from(cands), unique=True, min_size=1 if r is C.OUT else 0, max_size=min(3, len(cands))))
+        picked = draw(
+            st.lists(st.sampled_from(cands), unique=True, min_size=1 if r is C.OUT else 0, max_size=min(3, len(cands)))
+        )
         ports = (Port.Q, Port.K, Port.V) if r.kind is NodeKind.HEAD else (Port.IN,)
         for s in picked:
             for p in draw(st.lists(st.sampled_from(ports), min_size=1, unique=True)):
                 edges.append(EdgeId(s, r, p))
     used = {v for e in edges for v in (e.sender, e.receiver)} | set(nodes)
-    claims = [Claim(v, draw(st.sampled_from(C.FEATURES)), draw(st.sampled_from(C.POSITIONS))) for v in emb + nodes if v in used]
+    claims = [
+        Claim(v, draw(st.sampled_from(C.FEATURES)), draw(st.sampled_from(C.POSITIONS)))
+        for v in emb + nodes
+        if v in used
+    ]
     ablation = draw(st.sampled_from(C.ABLATIONS))
     seed = draw(st.integers(0, 2**16))
     h = C.build(model_dir, claims, edges, ablation=ablation, seed=seed)
@@ -135,7 +147,15 @@ def test_engine_equals_reference_on_random_hypotheses(which, data, ref_model):
 
 
 # ---- compiled sources with groups, on the embedded tiny model --------------------------------------------
-TINY_FEATURES = ("input", "nothing", "token at A1", "field B", "(token at A1, field wrong)", "field A", "(nothing, token at end)")
+TINY_FEATURES = (
+    "input",
+    "nothing",
+    "token at A1",
+    "field B",
+    "(token at A1, field wrong)",
+    "field A",
+    "(nothing, token at end)",
+)
 TINY_ABLATIONS = ("resample", "resample from alt", "paired alt", "mean", "mean over alt", "zero")
 
 

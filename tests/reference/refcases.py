@@ -31,8 +31,25 @@ from circuitdsl.ir import (
 )
 from circuitdsl.models.shapes import resolve_shape
 
-__all__ = ["make_datasets", "build", "head", "mlp", "EMBED", "POS", "OUT", "FEATURES", "POSITIONS", "ABLATIONS", "per_example_rel",
-           "describe", "agree", "NOTHING", "PARITY", "FIRST", "PAIR"]
+__all__ = [
+    "make_datasets",
+    "build",
+    "head",
+    "mlp",
+    "EMBED",
+    "POS",
+    "OUT",
+    "FEATURES",
+    "POSITIONS",
+    "ABLATIONS",
+    "per_example_rel",
+    "describe",
+    "agree",
+    "NOTHING",
+    "PARITY",
+    "FIRST",
+    "PAIR",
+]
 
 EMBED = NodeId(NodeKind.EMBED)
 POS = NodeId(NodeKind.POS)
@@ -88,9 +105,20 @@ def _dataset(name: str, n: int, seed: int, vocab: int, lengths=(5, 6)) -> Datase
         wrongs = [(a + 1 + rng.randrange(vocab - 1)) % vocab for a in answers]
         k = toks[1] % 4
         score = k * 0.1 if (i // 2) % 2 else k / 10  # 3 * 0.1 != 3 / 10 before rounding to 1e-9; both in each layout
-        exs.append(Example.make(toks, answers, scored=scored, wrongs=wrongs, positions={"first": 0, "last": L - 1, "pair": [1, 2]},
-                                fields={"parity": toks[-1] % 2, "first_tok": toks[0], "score": score}, id=f"{name}-{ids[i]:04d}"))
-    return Dataset(name, tuple(exs), field_names=("first_tok", "parity", "score"), position_names=("first", "last", "pair"))
+        exs.append(
+            Example.make(
+                toks,
+                answers,
+                scored=scored,
+                wrongs=wrongs,
+                positions={"first": 0, "last": L - 1, "pair": [1, 2]},
+                fields={"parity": toks[-1] % 2, "first_tok": toks[0], "score": score},
+                id=f"{name}-{ids[i]:04d}",
+            )
+        )
+    return Dataset(
+        name, tuple(exs), field_names=("first_tok", "parity", "score"), position_names=("first", "last", "pair")
+    )
 
 
 def make_datasets(n: int = 12, seed: int = 0, vocab: int = 5) -> dict[str, Dataset]:
@@ -98,7 +126,9 @@ def make_datasets(n: int = 12, seed: int = 0, vocab: int = 5) -> dict[str, Datas
     return {"D": _dataset("D", n, seed, vocab), "D2": _dataset("D2", n, seed + 100, vocab)}
 
 
-def build(model_dir: Path | str, claims, edges, *, ablation: Ablation = Ablation(), seed: int = 0, name: str = "h") -> Hypothesis:
+def build(
+    model_dir: Path | str, claims, edges, *, ablation: Ablation = Ablation(), seed: int = 0, name: str = "h"
+) -> Hypothesis:
     """A hypothesis on a model directory: every node an edge touches is claimed (feature input unless
     `claims` says otherwise)."""
     resolved, shape = resolve_shape(str(model_dir))
@@ -111,9 +141,22 @@ def build(model_dir: Path | str, claims, edges, *, ablation: Ablation = Ablation
                 claims += (Claim(v),)
     edges = tuple(sorted(set(edges), key=lambda e: (e.sender.sort_key(), e.receiver.sort_key(), e.port.value)))
     specs = (DatasetSpec("D", DatasetKind.GENERATOR, "test"), DatasetSpec("D2", DatasetKind.GENERATOR, "test"))
-    return Hypothesis(name=name, source_path=None, source_text="", model=ModelRef(str(model_dir), resolved, shape), datasets=specs,
-                      main_dataset="D", metric=Metric(MetricKind.LOGIT_DIFF), ablation=ablation, claims=claims, edges=edges, groups=(),
-                      expects=(), seed=seed, graph=make_graph(claims, edges))
+    return Hypothesis(
+        name=name,
+        source_path=None,
+        source_text="",
+        model=ModelRef(str(model_dir), resolved, shape),
+        datasets=specs,
+        main_dataset="D",
+        metric=Metric(MetricKind.LOGIT_DIFF),
+        ablation=ablation,
+        claims=claims,
+        edges=edges,
+        groups=(),
+        expects=(),
+        seed=seed,
+        graph=make_graph(claims, edges),
+    )
 
 
 def per_example_rel(a, b, scale=None) -> list[float]:
@@ -147,5 +190,7 @@ def agree(fast, ref, tol: float = 1e-5, scale=None) -> tuple[bool, str]:
     """Whether the engine's logits equal the reference's per example to `tol` relative (see per_example_rel)."""
     rel = per_example_rel(fast, ref, scale)
     worst = max(range(len(rel)), key=rel.__getitem__)
-    return rel[worst] < tol, f"worst example {worst}: relative difference {rel[worst]:.3e}; {sum(r >= tol for r in rel)}/{len(rel)} examples differ"
-
+    return (
+        rel[worst] < tol,
+        f"worst example {worst}: relative difference {rel[worst]:.3e}; {sum(r >= tol for r in rel)}/{len(rel)} examples differ",
+    )

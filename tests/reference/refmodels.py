@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 
-import _models  # noqa: E402  (tests/engine/_models.py)
+import _models
 
 __all__ = ["native_attn", "native_mlp", "hf_model", "model_dir", "MODELS", "VOCAB"]
 
@@ -49,11 +49,30 @@ def hf_model(dest: Path, arch: str, *, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     if arch == "gpt2":
-        model = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=2, n_head=4, bos_token_id=VOCAB - 1, eos_token_id=VOCAB - 1))
+        model = GPT2LMHeadModel(
+            GPT2Config(
+                vocab_size=VOCAB,
+                n_positions=32,
+                n_embd=32,
+                n_layer=2,
+                n_head=4,
+                bos_token_id=VOCAB - 1,
+                eos_token_id=VOCAB - 1,
+            )
+        )
     elif arch == "llama":
-        model = LlamaForCausalLM(LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
-                                             tie_word_embeddings=False))
+        model = LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=VOCAB,
+                hidden_size=32,
+                intermediate_size=48,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                max_position_embeddings=32,
+                tie_word_embeddings=False,
+            )
+        )
     else:
         raise ValueError(arch)
     dest.mkdir(parents=True, exist_ok=True)

@@ -90,7 +90,7 @@ class ReferenceError(Exception):
 # ---- draws (appendix: Draws) --------------------------------------------------------------------------
 def draw_hash(seed: int, example_id: str, path: str, kind: str) -> int:
     """H(seed, id, path, kind): the first 8 bytes of blake2b of the joined key, big-endian."""
-    key = f"{seed}\x1f{example_id}\x1f{path}\x1f{kind}".encode("utf-8")
+    key = f"{seed}\x1f{example_id}\x1f{path}\x1f{kind}".encode()
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
 
 
@@ -234,9 +234,15 @@ def claimed_edges_into(h: Hypothesis, v: NodeId, shape: ModelShape) -> list[tupl
     for e in h.edges:
         if e.receiver == v:
             got.add((e.sender, e.port))
-        elif (shape.n_kv_heads < shape.n_heads and v.kind is NodeKind.HEAD and e.receiver.kind is NodeKind.HEAD
-              and e.port in (Port.K, Port.V) and e.receiver.layer == v.layer and e.receiver.head // size == v.head // size
-              and v in claimed):
+        elif (
+            shape.n_kv_heads < shape.n_heads
+            and v.kind is NodeKind.HEAD
+            and e.receiver.kind is NodeKind.HEAD
+            and e.port in (Port.K, Port.V)
+            and e.receiver.layer == v.layer
+            and e.receiver.head // size == v.head // size
+            and v in claimed
+        ):
             got.add((e.sender, e.port))
     order = {Port.Q: 0, Port.K: 1, Port.V: 2, Port.IN: 3}
     return sorted(got, key=lambda sp: (sp[0].sort_key(), order[sp[1]]))
@@ -359,7 +365,9 @@ class ReferenceScrub:
         if n_blocks and n_blocks != shape.n_layers:
             raise ReferenceError(f"the model has {n_blocks} blocks, the hypothesis' shape says {shape.n_layers}")
         other = D
-        if ablation.kind in (AblationKind.RESAMPLE_FROM, AblationKind.PAIRED) or (ablation.kind is AblationKind.MEAN and ablation.dataset):
+        if ablation.kind in (AblationKind.RESAMPLE_FROM, AblationKind.PAIRED) or (
+            ablation.kind is AblationKind.MEAN and ablation.dataset
+        ):
             if not ablation.dataset or ablation.dataset not in self.datasets:
                 raise ReferenceError(f"ablation `{ablation}` names no dataset given to the reference")
             other = self.datasets[ablation.dataset]
@@ -384,8 +392,17 @@ class ReferenceScrub:
 class _Scrub:
     """One layout's roots (a batch) under one hypothesis, ablation and seed."""
 
-    def __init__(self, owner: ReferenceScrub, h: Hypothesis, shape: ModelShape, ablation: Ablation, seed: int,
-                 D: Dataset, other: Dataset, lay: _Layout):
+    def __init__(
+        self,
+        owner: ReferenceScrub,
+        h: Hypothesis,
+        shape: ModelShape,
+        ablation: Ablation,
+        seed: int,
+        D: Dataset,
+        other: Dataset,
+        lay: _Layout,
+    ):
         self.o = owner
         self.model = owner.model
         self.h = h
@@ -402,8 +419,12 @@ class _Scrub:
         self._indep: dict[NodeId, bool] = {}
         self._uses: dict[NodeId, bool] = {}
         # every example of D with this layout, ordered by id: the pool of class draws and of x_r
-        self.pool = sorted((i for i, e in enumerate(D.examples) if layout_of(e) == lay.layout), key=lambda i: D.examples[i].id)
-        self.other_pool = sorted((i for i, e in enumerate(other.examples) if layout_of(e) == lay.layout), key=lambda i: other.examples[i].id)
+        self.pool = sorted(
+            (i for i, e in enumerate(D.examples) if layout_of(e) == lay.layout), key=lambda i: D.examples[i].id
+        )
+        self.other_pool = sorted(
+            (i for i, e in enumerate(other.examples) if layout_of(e) == lay.layout), key=lambda i: other.examples[i].id
+        )
         if ablation.kind in (AblationKind.RESAMPLE_FROM, AblationKind.MEAN) and not self.other_pool:
             raise ReferenceError(f"dataset {other.name} has no example with the layout of length {lay.length}")
         self._classes: dict[Feature, dict[Any, list[int]]] = {}
@@ -460,7 +481,9 @@ class _Scrub:
             self._uses[v] = False
             for p in _ports(v):
                 into = [s for s, q in es if q is p]
-                if set(upstream(v, self.shape)) - set(into) or any(bool((self.edge_mask(s, v, p) == 0).any()) for s in into):
+                if set(upstream(v, self.shape)) - set(into) or any(
+                    bool((self.edge_mask(s, v, p) == 0).any()) for s in into
+                ):
                     self._uses[v] = True
         return self._uses[v]
 
@@ -470,8 +493,12 @@ class _Scrub:
             if v.kind in (NodeKind.EMBED, NodeKind.POS):
                 ok = True
             else:
-                ok = not (self.ablation.kind in (AblationKind.RESAMPLE, AblationKind.RESAMPLE_FROM) and self.uses_other(v))
-                ok = ok and all(self.feature(s).kind is FeatureKind.IDENTITY and self.independent(s) for s, _ in self.edges(v))
+                ok = not (
+                    self.ablation.kind in (AblationKind.RESAMPLE, AblationKind.RESAMPLE_FROM) and self.uses_other(v)
+                )
+                ok = ok and all(
+                    self.feature(s).kind is FeatureKind.IDENTITY and self.independent(s) for s, _ in self.edges(v)
+                )
             self._indep[v] = ok
         return self._indep[v]
 
@@ -533,8 +560,11 @@ class _Scrub:
         if self._mean is None:
             ds = self.other if self.ablation.dataset else self.D
             pool = self.other_pool if self.ablation.dataset else self.pool
-            every = [_hook_sender(s) for s in _nodes(self.shape)] + [_hook_resid(v, self.shape) for v in _nodes(self.shape) + [OUT]
-                                                                     if v.kind not in (NodeKind.EMBED, NodeKind.POS)]
+            every = [_hook_sender(s) for s in _nodes(self.shape)] + [
+                _hook_resid(v, self.shape)
+                for v in _nodes(self.shape) + [OUT]
+                if v.kind not in (NodeKind.EMBED, NodeKind.POS)
+            ]
             acts = self.clean(ds, pool, every)
             self._mean = {k: t.double().mean(0, keepdim=True).to(t.dtype) for k, t in acts.items()}
         n = len(self.lay.roots)
@@ -580,7 +610,9 @@ class _Scrub:
         # the ablation source: base is the residual every port reads there, abl[s] each sender's output
         if kind in (AblationKind.RESAMPLE, AblationKind.RESAMPLE_FROM):
             if self.uses_other(v):
-                src = self.clean(self.other if kind is AblationKind.RESAMPLE_FROM else self.D, self.other_draw(path), names)
+                src = self.clean(
+                    self.other if kind is AblationKind.RESAMPLE_FROM else self.D, self.other_draw(path), names
+                )
             else:  # every sender of every port is claimed at every position: only the biases are read
                 src = self.clean(self.D, x_t, names)
             base = src[names[0]]
@@ -622,7 +654,9 @@ class _Scrub:
         if v.kind is NodeKind.OUT:
             final = ports[Port.IN]
             with torch.no_grad():
-                logits = self.model.run_with_hooks(tokens, fwd_hooks=[(_hook_resid(OUT, self.shape), lambda x, hook: final.to(x.dtype))])
+                logits = self.model.run_with_hooks(
+                    tokens, fwd_hooks=[(_hook_resid(OUT, self.shape), lambda x, hook: final.to(x.dtype))]
+                )
             return logits.detach()
         L = v.layer
         if v.kind is NodeKind.HEAD:
@@ -640,15 +674,22 @@ class _Scrub:
             def grab(x, hook):
                 got["y"] = x[:, :, H].detach().clone()
 
-            hooks = [(f"blocks.{L}.hook_q_input", put(ports[Port.Q], H)), (f"blocks.{L}.hook_k_input", put(ports[Port.K], G)),
-                     (f"blocks.{L}.hook_v_input", put(ports[Port.V], G)), (f"blocks.{L}.attn.hook_result", grab)]
+            hooks = [
+                (f"blocks.{L}.hook_q_input", put(ports[Port.Q], H)),
+                (f"blocks.{L}.hook_k_input", put(ports[Port.K], G)),
+                (f"blocks.{L}.hook_v_input", put(ports[Port.V], G)),
+                (f"blocks.{L}.attn.hook_result", grab),
+            ]
         else:
             value = ports[Port.IN]
 
             def grab(x, hook):
                 got["y"] = x.detach().clone()
 
-            hooks = [(f"blocks.{L}.hook_resid_mid", lambda x, hook: value.to(x.dtype)), (f"blocks.{L}.hook_mlp_out", grab)]
+            hooks = [
+                (f"blocks.{L}.hook_resid_mid", lambda x, hook: value.to(x.dtype)),
+                (f"blocks.{L}.hook_mlp_out", grab),
+            ]
         with torch.no_grad():
             self.model.run_with_hooks(tokens, fwd_hooks=hooks)
         if "y" not in got:
@@ -656,15 +697,26 @@ class _Scrub:
         return got["y"]
 
 
-def reference_scrub(model: Any, datasets: Mapping[str, Dataset], main: str, hypothesis: Hypothesis, *,
-                    ablation: Ablation | None = None, seed: int | None = None, shape: ModelShape | None = None,
-                    share: bool = True, chunk: int | None = None, shared_draws: bool | None = None) -> list[torch.Tensor]:
+def reference_scrub(
+    model: Any,
+    datasets: Mapping[str, Dataset],
+    main: str,
+    hypothesis: Hypothesis,
+    *,
+    ablation: Ablation | None = None,
+    seed: int | None = None,
+    shape: ModelShape | None = None,
+    share: bool = True,
+    chunk: int | None = None,
+    shared_draws: bool | None = None,
+) -> list[torch.Tensor]:
     """Scrubbed logits at each example's scored positions, per example of `datasets[main]` in dataset
     order. `model` is a transformer-lens model (a HookedRootModule or a TransformerBridge in
     compatibility mode, with attention results and split q/k/v inputs); the ablation and seed default
     to the hypothesis', the model graph to `hypothesis.model.shape`."""
-    return ReferenceScrub(model, datasets, main, shape=shape, share=share, chunk=chunk, shared_draws=shared_draws).scrub(
-        hypothesis, ablation=ablation, seed=seed)
+    return ReferenceScrub(
+        model, datasets, main, shape=shape, share=share, chunk=chunk, shared_draws=shared_draws
+    ).scrub(hypothesis, ablation=ablation, seed=seed)
 
 
 # ---- metrics and recovered, for measurements (SEMANTICS section 4) -----------------------------------------

@@ -18,14 +18,13 @@ import dataclasses
 import hashlib
 
 import pytest
-
 import refcases as C
 import refscrub
+
 from circuitdsl.engine.scrub import Engine
 from circuitdsl.ir import IDENTITY, Ablation, AblationKind, Claim, EdgeId, Feature, FeatureKind, Port, TreeRule
 
 pytestmark = pytest.mark.engine
-
 
 
 def e(s, r, p=Port.IN):
@@ -63,7 +62,7 @@ def assert_engine_agrees_and_rule_matters(b, dsets, h):
 
 def by_hand(seed, root_id, path, kind, pool_ids):
     """The appendix's draw, spelled out: blake2b, 8 bytes, big-endian, modulo the id-ordered pool."""
-    digest = hashlib.blake2b(f"{seed}\x1f{root_id}\x1f{path}\x1f{kind}".encode("utf-8"), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{seed}\x1f{root_id}\x1f{path}\x1f{kind}".encode(), digest_size=8).digest()
     pool = sorted(pool_ids)
     return pool[int.from_bytes(digest, "big") % len(pool)]
 
@@ -73,8 +72,13 @@ def test_one_sender_into_q_and_k_is_two_copies_with_independent_draws(ref_model,
     d, b = ref_model("native_attn")
     dsets = C.make_datasets(n=12)
     a00, a10 = C.head(0, 0), C.head(1, 0)
-    h = C.build(d, [Claim(a00, C.NOTHING)], [*qkv(C.EMBED, a00), e(a00, a10, Port.Q), e(a00, a10, Port.K), e(C.EMBED, a10, Port.V),
-                                             e(a10, C.OUT)], ablation=ablation, seed=7)
+    h = C.build(
+        d,
+        [Claim(a00, C.NOTHING)],
+        [*qkv(C.EMBED, a00), e(a00, a10, Port.Q), e(a00, a10, Port.K), e(C.EMBED, a10, Port.V), e(a10, C.OUT)],
+        ablation=ablation,
+        seed=7,
+    )
     _, trace = traced(b, dsets, h)
     assert class_paths(trace, "a0.0") == ["out/a1.0>in/a0.0>k", "out/a1.0>in/a0.0>q"]
     drawn = {p: ids for kind, p, ids, _ in trace if kind == "class" and p.endswith(("a0.0>q", "a0.0>k"))}
@@ -96,8 +100,16 @@ def test_copies_through_identity_nodes_have_their_own_draws(ref_model):
     d, b = ref_model("native_attn")
     dsets = C.make_datasets(n=12)
     a00, a10, a20 = C.head(0, 0), C.head(1, 0), C.head(2, 0)
-    edges = [*qkv(C.EMBED, a00), e(a00, a10, Port.Q), e(a00, a20, Port.Q), e(a10, a20, Port.K), e(C.EMBED, a10, Port.V),
-             e(C.EMBED, a20, Port.V), e(a10, C.OUT), e(a20, C.OUT)]
+    edges = [
+        *qkv(C.EMBED, a00),
+        e(a00, a10, Port.Q),
+        e(a00, a20, Port.Q),
+        e(a10, a20, Port.K),
+        e(C.EMBED, a10, Port.V),
+        e(C.EMBED, a20, Port.V),
+        e(a10, C.OUT),
+        e(a20, C.OUT),
+    ]
     h = C.build(d, [Claim(a00, C.PARITY), Claim(a10, IDENTITY), Claim(a20, IDENTITY)], edges, seed=3)
     _, trace = traced(b, dsets, h)
     assert class_paths(trace, "a0.0") == ["out/a1.0>in/a0.0>q", "out/a2.0>in/a0.0>q", "out/a2.0>in/a1.0>k/a0.0>q"]
@@ -112,7 +124,14 @@ def test_gqa_k_edge_reaches_every_claimed_query_head_of_the_group(ref_model):
     assert b.shape.n_kv_heads == 2 and b.shape.n_heads == 4  # heads 0, 1 share key/value head 0
     dsets = C.make_datasets(n=12)
     a00, a10, a11 = C.head(0, 0), C.head(1, 0), C.head(1, 1)
-    edges = [*qkv(C.EMBED, a00), e(a00, a10, Port.K), e(C.EMBED, a10, Port.Q), e(C.EMBED, a11, Port.Q), e(a10, C.OUT), e(a11, C.OUT)]
+    edges = [
+        *qkv(C.EMBED, a00),
+        e(a00, a10, Port.K),
+        e(C.EMBED, a10, Port.Q),
+        e(C.EMBED, a11, Port.Q),
+        e(a10, C.OUT),
+        e(a11, C.OUT),
+    ]
     h = C.build(d, [Claim(a00, C.FIRST)], edges, seed=11)
     _, trace = traced(b, dsets, h)
     assert class_paths(trace, "a0.0") == ["out/a1.0>in/a0.0>k", "out/a1.1>in/a0.0>k"]
@@ -169,7 +188,9 @@ def reference_recovered(h, b, dsets, **kw) -> float:
 
 def test_tiny_induction_case_engine_equals_reference():
     h, b, dsets = tiny_case(32, 0)
-    assert refscrub.count_treeified(h) == 1 + 4 * (1 + 2 * 3 * (1 + 3) + 2)  # out; 4 heads, each: 6 copies of a0.x (4 nodes) + embed q, v
+    assert refscrub.count_treeified(h) == 1 + 4 * (
+        1 + 2 * 3 * (1 + 3) + 2
+    )  # out; 4 heads, each: 6 copies of a0.x (4 nodes) + embed q, v
     ref = {}
     for rule in (TreeRule(), TreeRule(shared_draws=True)):
         hr = dataclasses.replace(h, treeify=rule)
@@ -199,7 +220,9 @@ def test_feature_functions_come_from_the_file_beside_each_circuit(tmp_path):
     from circuitdsl.engine import data as data_mod
     from circuitdsl.testing import compile_hypothesis
 
-    source = TINY_CASE.format(n=24, seed=1).replace("node prev_token depends on nothing", "node prev_token depends on feats:f")
+    source = TINY_CASE.format(n=24, seed=1).replace(
+        "node prev_token depends on nothing", "node prev_token depends on feats:f"
+    )
     got = {}
     for folder, body in (("a", "dict(e.fields)['A'] % 2"), ("b", "dict(e.fields)['A'] % 3")):
         (tmp_path / folder).mkdir()
@@ -225,8 +248,12 @@ def test_float_feature_values_meet_after_rounding(ref_model):
     assert 3 * 0.1 in raw and 0.3 in raw
     score = Feature(FeatureKind.FIELD, ("score",))
     a00, m0 = C.head(0, 0), C.mlp(0)
-    h = C.build(d, [Claim(a00, score), Claim(m0, score)], [*qkv(C.EMBED, a00), e(a00, m0), e(C.EMBED, m0), e(m0, C.OUT), e(a00, C.OUT)],
-                seed=4)
+    h = C.build(
+        d,
+        [Claim(a00, score), Claim(m0, score)],
+        [*qkv(C.EMBED, a00), e(a00, m0), e(C.EMBED, m0), e(m0, C.OUT), e(a00, C.OUT)],
+        seed=4,
+    )
     _, trace = traced(b, dsets, h)
     drew_other_spelling = 0
     for kind, _, ids, roots in trace:
@@ -241,7 +268,10 @@ def test_float_feature_values_meet_after_rounding(ref_model):
 
 @pytest.mark.parametrize("fn", ["tiny_float32", "dict_value"])
 def test_function_values_of_other_types_make_one_class_in_the_reference(fn):
-    values = {refscrub.feature_value(Feature(FeatureKind.FUNCTION, (f"ref_features:{fn}",)), x) for x in C.make_datasets(n=12)["D"].examples}
+    values = {
+        refscrub.feature_value(Feature(FeatureKind.FUNCTION, (f"ref_features:{fn}",)), x)
+        for x in C.make_datasets(n=12)["D"].examples
+    }
     assert len(values) == 1
 
 
@@ -250,6 +280,8 @@ def test_function_values_of_other_types_engine_equals_reference(ref_model, fn):
     d, b = ref_model("native_attn")
     dsets = C.make_datasets(n=12)
     a00 = C.head(0, 0)
-    h = C.build(d, [Claim(a00, Feature(FeatureKind.FUNCTION, (f"ref_features:{fn}",)))], [*qkv(C.EMBED, a00), e(a00, C.OUT)])
+    h = C.build(
+        d, [Claim(a00, Feature(FeatureKind.FUNCTION, (f"ref_features:{fn}",)))], [*qkv(C.EMBED, a00), e(a00, C.OUT)]
+    )
     ok, msg = C.agree(engine_logits(b, dsets, h), refscrub.reference_scrub(b.model, dsets, "D", h))
     assert ok, f"engine != reference: {msg}\n{C.describe(h)}"

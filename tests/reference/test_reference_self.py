@@ -14,10 +14,10 @@ import dataclasses
 import hashlib
 
 import pytest
-import torch
-
 import refcases as C
 import refscrub
+import torch
+
 from circuitdsl.datasets.core import Dataset
 from circuitdsl.ir import IDENTITY, Ablation, AblationKind, Claim, EdgeId, Feature, FeatureKind, NodeKind, Port
 
@@ -79,24 +79,36 @@ def test_paired_removal_of_one_head_equals_patching_it(ref_model):
     for i, x in enumerate(D.examples):
         with torch.no_grad():
             cache = {}
-            b.model.run_with_hooks(torch.tensor([list(D2.examples[i].tokens)]),
-                                   fwd_hooks=[("blocks.0.attn.hook_result", lambda t, hook: cache.setdefault("r", t.clone()))])
+            b.model.run_with_hooks(
+                torch.tensor([list(D2.examples[i].tokens)]),
+                fwd_hooks=[("blocks.0.attn.hook_result", lambda t, hook: cache.setdefault("r", t.clone()))],
+            )
 
             def patch(t, hook):
                 t = t.clone()
                 t[:, :, 2] = cache["r"][:, :, 2]
                 return t
 
-            want = b.model.run_with_hooks(torch.tensor([list(x.tokens)]), fwd_hooks=[("blocks.0.attn.hook_result", patch)])
+            want = b.model.run_with_hooks(
+                torch.tensor([list(x.tokens)]), fwd_hooks=[("blocks.0.attn.hook_result", patch)]
+            )
         assert max_rel([got[i]], [want[0, list(refscrub.scored_positions(x))]]) < 1e-5
 
 
 def _mixed(d):
     a00, a10, m0 = C.head(0, 0), C.head(1, 0), C.mlp(0)
     claims = [Claim(a00, C.PARITY, ("last",)), Claim(m0, C.FIRST), Claim(a10, IDENTITY, ("pair", "last"))]
-    edges = [EdgeId(C.EMBED, a00, Port.V), EdgeId(C.POS, a00, Port.K), EdgeId(a00, m0, Port.IN), EdgeId(C.EMBED, m0, Port.IN),
-             EdgeId(a00, a10, Port.Q), EdgeId(m0, a10, Port.K), EdgeId(C.EMBED, a10, Port.V), EdgeId(a10, C.OUT, Port.IN),
-             EdgeId(m0, C.OUT, Port.IN)]
+    edges = [
+        EdgeId(C.EMBED, a00, Port.V),
+        EdgeId(C.POS, a00, Port.K),
+        EdgeId(a00, m0, Port.IN),
+        EdgeId(C.EMBED, m0, Port.IN),
+        EdgeId(a00, a10, Port.Q),
+        EdgeId(m0, a10, Port.K),
+        EdgeId(C.EMBED, a10, Port.V),
+        EdgeId(a10, C.OUT, Port.IN),
+        EdgeId(m0, C.OUT, Port.IN),
+    ]
     return claims, edges
 
 
@@ -124,7 +136,9 @@ def test_feature_values():
     raw = {dict(y.fields)["score"] for y in D.examples}
     assert 3 * 0.1 in raw and 0.3 in raw  # both spellings of 0.3 occur in the data...
     assert {refscrub.feature_value(score, y) for y in D.examples} == {0.0, 0.1, 0.2, 0.3}  # ...and meet after rounding
-    assert 0.1 * 3 != 3 / 10 and refscrub.feature_value(Feature(FeatureKind.FUNCTION, ("ref_features:first_two",)), x)[2] in (0.0, 0.3)
+    assert 0.1 * 3 != 3 / 10 and refscrub.feature_value(Feature(FeatureKind.FUNCTION, ("ref_features:first_two",)), x)[
+        2
+    ] in (0.0, 0.3)
     tup = Feature(FeatureKind.TUPLE, (), (IDENTITY, C.NOTHING))
     assert refscrub.feature_value(tup, x) != refscrub.feature_value(tup, D.examples[1])
     with pytest.raises(refscrub.ReferenceError):

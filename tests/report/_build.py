@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from circuitdsl.results import (
-    CheckResult, Completeness, ExampleRow, ExpectResult, KTrial, Minimality, NodeRemoval, Recovered,
+    CheckResult,
+    Completeness,
+    ExampleRow,
+    ExpectResult,
+    KTrial,
+    Minimality,
+    NodeRemoval,
+    Recovered,
 )
 
 SOURCE = """\
@@ -32,26 +39,65 @@ expect incompleteness <= 0.1
 """
 
 
-def hand_result(*, recovered: float | None = 0.93, undefined: str | None = None, with_trials: bool = True) -> CheckResult:
+def hand_result(
+    *, recovered: float | None = 0.93, undefined: str | None = None, with_trials: bool = True
+) -> CheckResult:
     rows = tuple(
-        ExampleRow(f"ex{i:02d}", "A B C <b>&" if i == 3 else None, (5, 30, 46, 37, 5), 0.3 + 0.01 * i, 0.35 + 0.05 * (i % 5),
-                   5.0 + 0.1 * i, abs(0.05 + 0.05 * (i % 5) - 0.01 * i))
+        ExampleRow(
+            f"ex{i:02d}",
+            "A B C <b>&" if i == 3 else None,
+            (5, 30, 46, 37, 5),
+            0.3 + 0.01 * i,
+            0.35 + 0.05 * (i % 5),
+            5.0 + 0.1 * i,
+            abs(0.05 + 0.05 * (i % 5) - 0.01 * i),
+        )
         for i in range(20)
     )
     trials = (
-        KTrial(("a0.0",), "random", 2.8, 2.4, 0.4),
-        KTrial(("a1.0", "a1.1"), "greedy", 1.5, 1.45, 0.05),
-        KTrial((), "empty", 0.35, 0.37, 0.02),
-    ) if with_trials else ()
+        (
+            KTrial(("a0.0",), "random", 2.8, 2.4, 0.4),
+            KTrial(("a1.0", "a1.1"), "greedy", 1.5, 1.45, 0.05),
+            KTrial((), "empty", 0.35, 0.37, 0.02),
+        )
+        if with_trials
+        else ()
+    )
     return CheckResult(
-        name="tiny_test", source_path=None, model="tiny", metric="loss", ablation="resample", dataset="ind", seed=0, n=20,
-        f_model=0.372, f_scrubbed=0.61, f_baseline=5.1,
-        recovered=Recovered(recovered, None if recovered is None else recovered - 0.02,
-                            None if recovered is None else recovered + 0.02, 1000, undefined),
-        mean_abs_delta=0.12, median_abs_delta=0.1, p90_abs_delta=0.2, kl=0.07, kl_baseline=3.3,
-        reused_class_of_one=3, class_draws=120,
-        completeness=Completeness((1, 2), 8, 3, trials, trials[0] if trials else None, 2 * len(trials),
-                                  None if with_trials else "completeness search disabled (--no-completeness)"),
+        name="tiny_test",
+        source_path=None,
+        model="tiny",
+        metric="loss",
+        ablation="resample",
+        dataset="ind",
+        seed=0,
+        n=20,
+        f_model=0.372,
+        f_scrubbed=0.61,
+        f_baseline=5.1,
+        recovered=Recovered(
+            recovered,
+            None if recovered is None else recovered - 0.02,
+            None if recovered is None else recovered + 0.02,
+            1000,
+            undefined,
+        ),
+        mean_abs_delta=0.12,
+        median_abs_delta=0.1,
+        p90_abs_delta=0.2,
+        kl=0.07,
+        kl_baseline=3.3,
+        reused_class_of_one=3,
+        class_draws=120,
+        completeness=Completeness(
+            (1, 2),
+            8,
+            3,
+            trials,
+            trials[0] if trials else None,
+            2 * len(trials),
+            None if with_trials else "completeness search disabled (--no-completeness)",
+        ),
         minimality=Minimality(
             removals=(
                 NodeRemoval("embed", 4.0, -3.6, 0.78, False),
@@ -63,11 +109,21 @@ def hand_result(*, recovered: float | None = 0.93, undefined: str | None = None,
                 NodeRemoval("a1.2", 1.1, -0.7, 0.16, False),
                 NodeRemoval("a1.3", 0.2, 0.4, -0.09, False),
             ),
-            score=-0.09, joint_raw=-4.7, sum_single_raw=-9.2, redundancy_note="single removals overlap",
+            score=-0.09,
+            joint_raw=-4.7,
+            sum_single_raw=-9.2,
+            redundancy_note="single removals overlap",
         ),
         expects=(
-            ExpectResult("recovered", ">=", 0.9, recovered, recovered is not None and recovered >= 0.9,
-                         None if recovered is not None else f"undefined: {undefined}", 21),
+            ExpectResult(
+                "recovered",
+                ">=",
+                0.9,
+                recovered,
+                recovered is not None and recovered >= 0.9,
+                None if recovered is not None else f"undefined: {undefined}",
+                21,
+            ),
             ExpectResult("incompleteness", "<=", 0.1, 0.4, False, None, 22),
         ),
         examples=rows,

@@ -37,7 +37,11 @@ def test_heatmap_marks_the_claimed_rows_and_labels_every_row():
     assert "claimed-row" not in plain and "scrubbed-row" not in plain and "clean<" not in plain
     # small cells (long sequences): the claimed rows keep their label, the greyed rows lose theirs
     small = heatmap_svg(pat, toks, title="a1.0 @ END", claimed_rows=[1, 4], claimed_at=("END",), cell=5)
-    assert small.count(">◀ clean</text>") == 2 and ">scrubbed</text>" not in small and len(_rows(small, "scrubbed-row")) == 3
+    assert (
+        small.count(">◀ clean</text>") == 2
+        and ">scrubbed</text>" not in small
+        and len(_rows(small, "scrubbed-row")) == 3
+    )
 
 
 def test_report_marks_the_rows_at_the_claimed_position_of_each_example():

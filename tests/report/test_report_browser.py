@@ -7,8 +7,8 @@ import subprocess
 import tempfile
 
 import pytest
-
 from _build import SOURCE, hand_result
+
 from circuitdsl.compiler import compile_source
 from circuitdsl.report import SECTIONS, write_html
 
@@ -39,7 +39,13 @@ def _page(tmp_path, with_model: bool):
 
         extras = compute_extras(h, hand_result(), n_attention=1, n_dla=16)
     out = tmp_path / ("full.html" if with_model else "json_only.html")
-    write_html(out, hand_result(), source_text=None if with_model else SOURCE, hypothesis=h if with_model else None, extras=extras)
+    write_html(
+        out,
+        hand_result(),
+        source_text=None if with_model else SOURCE,
+        hypothesis=h if with_model else None,
+        extras=extras,
+    )
     return out
 
 

@@ -2,8 +2,8 @@ import json
 import re
 
 import pytest
-
 from _build import SOURCE, hand_result
+
 from circuitdsl.cli import main
 
 
@@ -90,5 +90,5 @@ def test_with_circuit_computes_the_model_sections(result_json, tmp_path, capsys)
     o, e = capsys.readouterr()
     assert "graph, model sections" in o and e == ""
     page = out.read_text()
-    assert 'data-needs' not in page
+    assert "data-needs" not in page
     assert page.count('class="heat"') == 6  # six claimed heads, one example

@@ -6,6 +6,7 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 from _build import SOURCE, hand_result  # noqa: E402
+
 from circuitdsl.compiler import compile_source  # noqa: E402
 from circuitdsl.report import ExtrasError, compute_extras, render_html  # noqa: E402
 
@@ -69,6 +70,7 @@ def test_dla_of_last_layer_heads_equals_their_removal_effect(extras, hyp):
     assert [x.head for x in extras.heads] == [f"a{L}.{H}" for L in range(2) for H in range(4)]
     assert {x.head for x in extras.heads if x.claimed} == {"a0.0", "a0.2", "a1.0", "a1.1", "a1.2", "a1.3"}
     for H in range(4):
+
         def zero(x, hook, H=H):
             x = x.clone()
             x[:, :, H] = 0

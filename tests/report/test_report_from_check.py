@@ -4,6 +4,7 @@
 import json
 
 from _build import hand_result
+
 from circuitdsl.cli import main
 
 

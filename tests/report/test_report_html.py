@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from _build import SOURCE, hand_result
+
 from circuitdsl.compiler import compile_source
 from circuitdsl.report.html import SECTIONS, render_html, write_html
 from circuitdsl.report.svg import cost_color
@@ -33,7 +33,10 @@ def test_json_only_page_has_every_section_and_says_what_needs_the_model():
     assert "<link" not in page and "@import" not in page
     # raw numbers and the expect clauses
     assert "0.372" in page and "5.1" in page and "expect incompleteness &lt;= 0.1" in page
-    assert page.count('<span class="badge fail">fail</span>') == 1 and page.count('<span class="badge pass">pass</span>') == 1
+    assert (
+        page.count('<span class="badge fail">fail</span>') == 1
+        and page.count('<span class="badge pass">pass</span>') == 1
+    )
     # user text is escaped
     assert "A B C &lt;b&gt;&amp;" in page
 

@@ -73,7 +73,9 @@ def test_wide_hypothesis_fits_the_page(ioi):
 
 def test_backbone_is_one_box_with_its_member_count_and_cost_spread(ioi):
     h, costs, svg = ioi
-    boxes = re.findall(r'<g class="node collapsed" data-group="([^"]+)" data-members="([^"]+)">(.*?)</g>', svg, re.DOTALL)
+    boxes = re.findall(
+        r'<g class="node collapsed" data-group="([^"]+)" data-members="([^"]+)">(.*?)</g>', svg, re.DOTALL
+    )
     assert [b[0] for b in boxes] == ["backbone"]
     _, members, body = boxes[0]
     backbone = dict(h.groups)["backbone"]
@@ -84,10 +86,12 @@ def test_backbone_is_one_box_with_its_member_count_and_cost_spread(ioi):
     finite = sorted(f for n in backbone if (f := costs[n.name][0]) is not None)
     med = (finite[len(finite) // 2] + finite[(len(finite) - 1) // 2]) / 2  # by hand, not statistics.median
     assert med < 0.5 and max(finite) == 0.97 and min(finite) == -0.05
-    assert re.search(r'<rect x="[\d.]+" y="[\d.]+" width="132" height="50" rx="6" fill="([^"]+)"', body).group(1) == cost_color(med, 1.0)
+    assert re.search(r'<rect x="[\d.]+" y="[\d.]+" width="132" height="50" rx="6" fill="([^"]+)"', body).group(
+        1
+    ) == cost_color(med, 1.0)
     assert cost_color(med, 1.0) != cost_color(0.97, 1.0)
     assert f">{med:+.2f} [-0.05, +0.97]<" in body
-    assert f'data-min="-0.050"' in body and f'data-median="{med:+.3f}"' in body and 'data-max="+0.970"' in body
+    assert 'data-min="-0.050"' in body and f'data-median="{med:+.3f}"' in body and 'data-max="+0.970"' in body
     tip = html.unescape(re.search(r"<title>(.*?)</title>", body, re.DOTALL).group(1))
     assert "group backbone: embed, m0..m29" in tip
     n_internal = sum(1 for e in h.edges if e.sender in backbone and e.receiver in backbone)
@@ -125,11 +129,16 @@ def test_edges_to_the_box_merge_per_end_and_port_and_keep_port_styles(ioi):
     h, _, svg = ioi
     backbone = set(dict(h.groups)["backbone"])
     paths = re.findall(r'<path class="edge"([^>]*)><title>(.*?)</title></path>', svg, re.DOTALL)
+
     # one curve per (drawn sender, drawn receiver, port)
     def end(n):
         return "backbone" if n in backbone else n.name
 
-    want = {(end(e.sender), end(e.receiver), e.port) for e in h.edges if not (e.sender in backbone and e.receiver in backbone)}
+    want = {
+        (end(e.sender), end(e.receiver), e.port)
+        for e in h.edges
+        if not (e.sender in backbone and e.receiver in backbone)
+    }
     assert len(paths) == len(want) < 400 < len(h.edges)
     by_port = {p: 0 for p in Port}
     for attrs, _ in paths:
@@ -137,7 +146,9 @@ def test_edges_to_the_box_merge_per_end_and_port_and_keep_port_styles(ioi):
         port = next(p for p in Port if attrs.endswith(f'marker-end="url(#hg-arr-{p.value})"'))
         assert color == PORT_STYLE[port][0]
         dash = re.search(r'stroke-dasharray="([^"]+)"', attrs)
-        assert (dash.group(1) if dash else None) == {"solid": None, "dashed": "7,4", "dotted": "2,3"}[PORT_STYLE[port][1]]
+        assert (dash.group(1) if dash else None) == {"solid": None, "dashed": "7,4", "dotted": "2,3"}[
+            PORT_STYLE[port][1]
+        ]
         by_port[port] += 1
     assert by_port == {p: sum(1 for w in want if w[2] is p) for p in Port}
     assert by_port[Port.Q] and by_port[Port.K] and by_port[Port.V]
@@ -202,6 +213,11 @@ def test_every_zoo_hypothesis_fits_the_page():
 def test_node_summary_writes_ranges():
     m = [NodeId(NodeKind.MLP, i) for i in range(30)]
     assert node_summary([NodeId(NodeKind.EMBED), *m]) == "embed, m0..m29"
-    heads = [NodeId(NodeKind.HEAD, 8, 1), NodeId(NodeKind.HEAD, 14, 3), NodeId(NodeKind.HEAD, 14, 4), NodeId(NodeKind.HEAD, 14, 5)]
+    heads = [
+        NodeId(NodeKind.HEAD, 8, 1),
+        NodeId(NodeKind.HEAD, 14, 3),
+        NodeId(NodeKind.HEAD, 14, 4),
+        NodeId(NodeKind.HEAD, 14, 5),
+    ]
     assert node_summary(reversed(heads)) == "a8.1, a14.3..a14.5"
     assert node_summary([m[0], m[1], m[3]]) == "m0, m1, m3"

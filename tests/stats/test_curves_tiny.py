@@ -13,8 +13,8 @@ torch.set_num_threads(1)
 from circuitdsl.cli import main  # noqa: E402
 from circuitdsl.compiler import compile_file  # noqa: E402
 from circuitdsl.engine import stats  # noqa: E402
-from circuitdsl.engine.curves import Curve, curve_hypothesis, faithfulness_curve  # noqa: E402
 from circuitdsl.engine.check import run_check  # noqa: E402
+from circuitdsl.engine.curves import Curve, curve_hypothesis, faithfulness_curve  # noqa: E402
 from circuitdsl.ir import TestPlan  # noqa: E402
 from circuitdsl.mib import Ranking, model_edges  # noqa: E402
 from circuitdsl.testing import with_sample_count  # noqa: E402
@@ -40,7 +40,12 @@ def test_curve_points_and_areas(refined, curve):
     assert curve.points[-1].f == pytest.approx(1.0, abs=1e-9)  # every edge: the model
     assert curve.undefined_reason is None and curve.scrubs == 11
     areas = stats.curve_areas(stats.GRID, [p.f for p in curve.points])
-    assert (curve.cpr, curve.cmd, curve.cpr_log, curve.cmd_log) == (areas["cpr"], areas["cmd"], areas["cpr_log"], areas["cmd_log"])
+    assert (curve.cpr, curve.cmd, curve.cpr_log, curve.cmd_log) == (
+        areas["cpr"],
+        areas["cmd"],
+        areas["cpr_log"],
+        areas["cmd_log"],
+    )
     assert curve.circuit_fraction == pytest.approx(33 / 106)
 
 
@@ -66,14 +71,26 @@ def test_cli_curve_and_mib_round_trip(tmp_path, capsys):
     assert main(["mib", "export", str(f), "-o", str(tmp_path / "g.json")]) == 0
     err = capsys.readouterr().err
     assert "33 in the graph" in err and "no place for features" in err
-    assert main(["mib", "import", str(tmp_path / "g.json"), "--like", str(f), "-o", str(tmp_path / "back.circuit")]) == 0
+    assert (
+        main(["mib", "import", str(tmp_path / "g.json"), "--like", str(f), "-o", str(tmp_path / "back.circuit")]) == 0
+    )
     back = compile_file(tmp_path / "back.circuit").hypothesis
     assert back is not None and len(back.edges) == 50  # embed and pos both stand for MIB's input
     assert main(["mib", "export", str(tmp_path / "back.circuit"), "-o", str(tmp_path / "g2.json")]) == 0
     assert json.loads((tmp_path / "g2.json").read_text()) == json.loads((tmp_path / "g.json").read_text())
     capsys.readouterr()
-    code = main(["curve", str(f), "--scores", str(tmp_path / "g.json"), "-o", str(tmp_path / "c.png"),
-                 "--json", str(tmp_path / "c.json")])
+    code = main(
+        [
+            "curve",
+            str(f),
+            "--scores",
+            str(tmp_path / "g.json"),
+            "-o",
+            str(tmp_path / "c.png"),
+            "--json",
+            str(tmp_path / "c.json"),
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "CPR" in out and "CMD" in out and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

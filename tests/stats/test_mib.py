@@ -44,8 +44,16 @@ def test_names_both_spellings():
     assert len(parse_edge("a0.1 -> a1.2", sh)) == 3
     assert parse_edge("m0->logits", ROTARY) == (EdgeId(NodeId(NodeKind.MLP, 0), derive.OUT, Port.IN),)
     assert parse_edge("a0.h1->m0", ROTARY) == (EdgeId(H(0, 1), NodeId(NodeKind.MLP, 0), Port.IN),)
-    for bad in ("a1.0 -> a0.1.q", "a0.0 -> a0.1.q", "a9.0 -> out", "m0 -> out", "a0.0 -> a1.0.in", "out -> a1.0",
-                "a0.0 -> embed", "nonsense"):
+    for bad in (
+        "a1.0 -> a0.1.q",
+        "a0.0 -> a0.1.q",
+        "a9.0 -> out",
+        "m0 -> out",
+        "a0.0 -> a1.0.in",
+        "out -> a1.0",
+        "a0.0 -> embed",
+        "nonsense",
+    ):
         with pytest.raises(RankingError):
             parse_edge(bad, sh)
     assert mib_edge_name(EdgeId(NodeId(NodeKind.POS), H(1, 0), Port.V)) == "input->a1.h0<v>"
@@ -75,8 +83,14 @@ def test_round_trip_mib_json_and_circuits():
     r = load_mib(json.loads(json.dumps(d)), sh)
     assert set(r.in_graph) == _input_closure(TINY.edges)
     assert to_mib(sh, r.in_graph) == d  # MIB -> circuitdsl -> MIB is exact
-    assert d["nodes"]["a0.h1"]["in_graph"] is False and d["nodes"]["a0.h0"]["in_graph"] and d["nodes"]["logits"]["in_graph"]
-    assert sum(v["in_graph"] for v in d["edges"].values()) == 33 - 0  # embed/pos edges of C go to distinct receivers ports
+    assert (
+        d["nodes"]["a0.h1"]["in_graph"] is False
+        and d["nodes"]["a0.h0"]["in_graph"]
+        and d["nodes"]["logits"]["in_graph"]
+    )
+    assert (
+        sum(v["in_graph"] for v in d["edges"].values()) == 33 - 0
+    )  # embed/pos edges of C go to distinct receivers ports
     # with scores: every score survives (merged input edges keep the larger magnitude)
     rng = np.random.default_rng(0)
     scores = {e: float(rng.normal()) for e in model_edges(ROTARY)}
@@ -96,7 +110,10 @@ def test_round_trip_through_a_circuit_file(tmp_path):
     back = compile_file(out)
     assert back.hypothesis is not None, back.render()
     assert set(back.hypothesis.edges) == set(edges)
-    assert back.hypothesis.model.resolved == TINY.model.resolved and back.hypothesis.datasets[0].args == TINY.datasets[0].args
+    assert (
+        back.hypothesis.model.resolved == TINY.model.resolved
+        and back.hypothesis.datasets[0].args == TINY.datasets[0].args
+    )
     assert to_mib(sh, back.hypothesis.edges) == d
     assert text.startswith("# imported\n# for a test\n") and "expect" not in text
 
@@ -108,7 +125,8 @@ def test_mib_cfg_and_unknown_edges_are_refused():
         load_mib({**d, "cfg": {**d["cfg"], "n_layers": 3}}, sh)
     # MIB's graphs always hold MLP nodes: in an attention-only model their edges are skipped unless in the graph
     assert load_mib({"edges": {**d["edges"], "m0->logits": {"score": 0.3, "in_graph": False}}}, sh).in_graph == set(
-        load_mib(d, sh).in_graph)
+        load_mib(d, sh).in_graph
+    )
     with pytest.raises(RankingError, match="no MLPs"):
         load_mib({"edges": {"m0->logits": {"score": 0.3, "in_graph": True}}}, sh)
 
@@ -131,16 +149,28 @@ def test_readers(tmp_path):
     (tmp_path / "l.json").write_text(json.dumps([{"edge": "a1.h3->logits", "score": 4}, {"node": "a0.2", "score": 1}]))
     rl = read_ranking(tmp_path / "l.json", sh)
     assert rl.edges == {EdgeId(H(1, 3), derive.OUT, Port.IN): 4.0} and rl.nodes == {H(0, 2): 1.0}
-    sweep = {"kind": "heads", "ranked": [{"node": "a1.2", "patched": 1.0, "effect": 0.7}, {"node": "a0.1", "effect": None}]}
+    sweep = {
+        "kind": "heads",
+        "ranked": [{"node": "a1.2", "patched": 1.0, "effect": 0.7}, {"node": "a0.1", "effect": None}],
+    }
     (tmp_path / "s.json").write_text(json.dumps(sweep))
     assert read_ranking(tmp_path / "s.json", sh).nodes == {H(1, 2): 0.7}
     path = {"kind": "path", "receivers": ["a1.0.q", "a1.0.k"], "ranked": [{"node": "a0.3", "effect": -0.2}]}
     (tmp_path / "p.json").write_text(json.dumps(path))
-    assert read_ranking(tmp_path / "p.json", sh).edges == {EdgeId(H(0, 3), H(1, 0), Port.Q): -0.2, EdgeId(H(0, 3), H(1, 0), Port.K): -0.2}
+    assert read_ranking(tmp_path / "p.json", sh).edges == {
+        EdgeId(H(0, 3), H(1, 0), Port.Q): -0.2,
+        EdgeId(H(0, 3), H(1, 0), Port.K): -0.2,
+    }
     merged = read_rankings([tmp_path / "e.csv", tmp_path / "n.json"], sh)
     assert merged.edges == r.edges and merged.nodes == rn.nodes and len(merged.sources) == 2
-    for name, text in [("bad.csv", "who,what\n"), ("bad2.csv", "edge,score\na0.0 -> a1.0.k,x\n"), ("bad.json", "{"),
-                       ("bad2.json", '{"a9.9": 1}'), ("bad3.json", '{"a0.0": "high"}'), ("bad4.json", "[1]")]:
+    for name, text in [
+        ("bad.csv", "who,what\n"),
+        ("bad2.csv", "edge,score\na0.0 -> a1.0.k,x\n"),
+        ("bad.json", "{"),
+        ("bad2.json", '{"a9.9": 1}'),
+        ("bad3.json", '{"a0.0": "high"}'),
+        ("bad4.json", "[1]"),
+    ]:
         (tmp_path / name).write_text(text)
         with pytest.raises(RankingError):
             read_ranking(tmp_path / name, sh)

@@ -29,8 +29,10 @@ def _h(text):
 
 
 def test_tests_settings_in_the_file():
-    h = _h(TINY + "set tests.necessity = true\nset tests.equivalence = false\nset tests.r = 7\n"
-           "set tests.seed = 5\nset tests.eps = 0.2\n")
+    h = _h(
+        TINY + "set tests.necessity = true\nset tests.equivalence = false\nset tests.r = 7\n"
+        "set tests.seed = 5\nset tests.eps = 0.2\n"
+    )
     assert h.tests == TestPlan(necessity=True, equivalence=False, r=7, seed=5, eps=0.2)
     assert wanted_tests(h) == ("necessity",)
     # an expect on a p-value runs its test; --no-tests (follow_expects=False) does not
@@ -40,7 +42,9 @@ def test_tests_settings_in_the_file():
     assert _h(TINY).tests == TestPlan() and wanted_tests(_h(TINY)) == ("equivalence",)
 
 
-@pytest.mark.parametrize("bad", ["set tests.r = 0\n", "set tests.eps = 0.5\n", "set tests.seed = -1\n", "set tests.rr = 3\n"])
+@pytest.mark.parametrize(
+    "bad", ["set tests.r = 0\n", "set tests.eps = 0.5\n", "set tests.seed = -1\n", "set tests.rr = 3\n"]
+)
 def test_bad_tests_settings_are_diagnostics(bad):
     r = compile_source(TINY + bad, "h.circuit")
     assert r.hypothesis is None and r.diagnostics and "h.circuit:6:" in r.render("concise")

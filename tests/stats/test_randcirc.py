@@ -82,7 +82,9 @@ def test_shortfall_is_drawn_from_the_same_port_first():
     # as far as there are any, then from any other forward edge.
     h = compile_source(
         "model tiny\ndataset d = induction(n = 8)\nedge embed -> a0.0 -> a1.0.q\nedge a0.1 -> a1.0.q\nedge a1.0 -> out\n"
-        "edge embed -> a0.1\n", "<t>").hypothesis
+        "edge embed -> a0.1\n",
+        "<t>",
+    ).hypothesis
     counts = Counter(randcirc.stratum(e) for e in h.edges)
     assert counts[("head", "head", "q")] == 2
     n_same_layer = 0
@@ -101,7 +103,9 @@ def test_shortfall_is_drawn_from_the_same_port_first():
 
 
 def test_describe(refined, ioi):
-    assert "7 heads" in randcirc.describe(refined) and "per (sender kind, receiver kind, port)" in randcirc.describe(refined)
+    assert "7 heads" in randcirc.describe(refined) and "per (sender kind, receiver kind, port)" in randcirc.describe(
+        refined
+    )
     assert "C is wired" in randcirc.describe(ioi)
 
 

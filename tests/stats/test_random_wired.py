@@ -42,8 +42,9 @@ def _p_of_random_as_c(h, key: str, i: int, r: int) -> float:
     rc = randcirc.random_circuit(h, stats.keyed_rng(4321, key, i), f"random as C {i}")
     # the stand-in has C's shape: as many nodes of each kind, wired like C
     assert randcirc.node_counts(rc) == randcirc.node_counts(h) and randcirc.is_wired(rc)
-    res = run_check(rc, completeness=False, minimality=False,
-                    tests=TestPlan(sufficiency=True, equivalence=False, r=r, seed=0))
+    res = run_check(
+        rc, completeness=False, minimality=False, tests=TestPlan(sufficiency=True, equivalence=False, r=r, seed=0)
+    )
     s = res.tests.sufficiency
     assert s.undefined_reason is None and len(s.null) == r
     # p is the documented count over the reported draws (not the engine's own arithmetic)

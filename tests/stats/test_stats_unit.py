@@ -12,8 +12,8 @@ import pytest
 
 from circuitdsl.engine import stats
 
-
 # ---- p = (1 + #null at least as extreme) / (1 + R) ---------------------------------------------------
+
 
 def test_p_value_hand():
     null = [0.1, 0.95, 1.2, 0.5]
@@ -51,6 +51,7 @@ def test_p_value_is_uniform_when_the_observed_is_a_null_draw():
 
 # ---- Holm-Bonferroni -----------------------------------------------------------------------------------
 
+
 def test_holm_hand():
     # sorted: 0.005 * 4 = 0.02, 0.01 * 3 = 0.03, 0.03 * 2 = 0.06, 0.04 * 1 = 0.04 -> running max 0.06
     assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx((0.03, 0.06, 0.06, 0.02))
@@ -82,6 +83,7 @@ def test_holm_adjusted_values_reproduce_the_step_down_procedure():
 
 # ---- binomial tails and the equivalence test -------------------------------------------------------------
 
+
 def _brute_tail(k, n, theta, upper):
     t = Fraction(theta)
     js = range(k, n + 1) if upper else range(0, k + 1)
@@ -92,10 +94,12 @@ def _brute_tail(k, n, theta, upper):
 @pytest.mark.parametrize("theta", [0.4, 0.5, 0.6, 0.13])
 def test_binomial_tails_against_an_exact_rational_sum(n, theta):
     for k in range(-1, n + 2):
-        assert stats.binom_sf(k, n, theta) == pytest.approx(_brute_tail(max(k, 0), n, theta, True) if k <= n else 0.0,
-                                                            rel=1e-12, abs=1e-300)
-        assert stats.binom_cdf(k, n, theta) == pytest.approx(_brute_tail(min(k, n), n, theta, False) if k >= 0 else 0.0,
-                                                             rel=1e-12, abs=1e-300)
+        assert stats.binom_sf(k, n, theta) == pytest.approx(
+            _brute_tail(max(k, 0), n, theta, True) if k <= n else 0.0, rel=1e-12, abs=1e-300
+        )
+        assert stats.binom_cdf(k, n, theta) == pytest.approx(
+            _brute_tail(min(k, n), n, theta, False) if k >= 0 else 0.0, rel=1e-12, abs=1e-300
+        )
 
 
 def test_binomial_tail_large_n_does_not_overflow():
@@ -128,8 +132,9 @@ def test_equivalence_p_hand():
 
 # ---- keyed draws -------------------------------------------------------------------------------------------
 
+
 def test_keyed_rng_is_the_documented_blake2b_key():
-    digest = hashlib.blake2b("7\x1ftests\x1fcircuit\x1f3".encode(), digest_size=16).digest()
+    digest = hashlib.blake2b(b"7\x1ftests\x1fcircuit\x1f3", digest_size=16).digest()
     want = np.random.default_rng(int.from_bytes(digest, "big")).integers(1 << 30, size=5)
     assert list(stats.keyed_rng(7, "circuit", 3).integers(1 << 30, size=5)) == list(want)
     assert list(stats.keyed_rng(7, "circuit", 4).integers(1 << 30, size=5)) != list(want)
@@ -143,6 +148,7 @@ def test_null_summary():
 
 
 # ---- faithfulness curves -----------------------------------------------------------------------------------
+
 
 def test_grid_counts_as_mib():
     assert stats.grid_counts(106) == (0, 0, 0, 1, 2, 5, 10, 21, 53, 106)

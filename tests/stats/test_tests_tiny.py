@@ -39,7 +39,9 @@ def refined():
 
 @pytest.fixture(scope="module")
 def refined_result(refined):
-    return run_check(refined, completeness=False, tests=TestPlan(sufficiency=True, necessity=True, minimality=True, r=R))
+    return run_check(
+        refined, completeness=False, tests=TestPlan(sufficiency=True, necessity=True, minimality=True, r=R)
+    )
 
 
 def test_refined_hypothesis_beats_every_random_circuit(refined_result):

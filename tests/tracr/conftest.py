@@ -27,6 +27,7 @@ class Program:
         from circuitdsl.backends.loader import load_backend
         from circuitdsl.compiler import compile_file
         from circuitdsl.datasets import jsonl
+
         self.name = name
         self.path = TRACR / f"{name}.circuit"
         res = compile_file(self.path)
@@ -41,7 +42,7 @@ class Program:
         with torch.no_grad():
             self.clean = [self.forward(e.tokens)[list(e.scored_positions)] for e in self.D.examples]
 
-    def forward(self, tokens) -> "torch.Tensor":
+    def forward(self, tokens) -> torch.Tensor:
         """The model's own logits [positions, vocabulary] on one token sequence."""
         with torch.no_grad():
             return self.backend.model(torch.tensor([list(tokens)]))[0]

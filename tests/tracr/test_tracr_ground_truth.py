@@ -43,7 +43,10 @@ PROGRAMS = ("hist", "sort_unique", "count_less_freq", "detect_pattern")
 
 def rel_diff(a, b) -> list[float]:
     """Per example: max |a - b| over its scored logits, relative to the example's largest |b| (at least 1)."""
-    return [float((x.double() - y.double()).abs().max()) / max(float(y.double().abs().max()), 1.0) for x, y in zip(a, b, strict=True)]
+    return [
+        float((x.double() - y.double()).abs().max()) / max(float(y.double().abs().max()), 1.0)
+        for x, y in zip(a, b, strict=True)
+    ]
 
 
 def margins(logits, examples) -> list[float]:
@@ -112,11 +115,18 @@ def _weight_edges(model_dir: Path) -> set[tuple[str, str, str]]:
         (ls, ks), (lr, kr) = layer_of[s], layer_of[r]
         return ls < lr or (ls == lr and ks == 0 and kr == 1)
 
-    edges = {(s, r, p) for (r, p), dims in reads.items() for s, w in writes.items() if s != r and reads_from(s, r) and w & dims}
+    edges = {
+        (s, r, p)
+        for (r, p), dims in reads.items()
+        for s, w in writes.items()
+        if s != r and reads_from(s, r) and w & dims
+    }
     while True:
         senders = {s for s, _, _ in edges}
         receivers = {r for _, r, _ in edges}
-        keep = {e for e in edges if (e[1] == "out" or e[1] in senders) and (e[0] in ("embed", "pos") or e[0] in receivers)}
+        keep = {
+            e for e in edges if (e[1] == "out" or e[1] in senders) and (e[0] in ("embed", "pos") or e[0] in receivers)
+        }
         if keep == edges:
             return edges
         edges = keep
@@ -176,8 +186,10 @@ def test_each_claimed_node_computes_a_function_of_its_feature(program, name):
                     first[key] = j
                     continue
                 d = float((out[j] - out[first[key]]).abs().max())
-                assert d < TOL, (f"{name}: {c.node.name} (feature {c.feature}) differs by {d:.3g} between "
-                                 f"{p.D.examples[members[first[key]]].id} and {p.D.examples[i].id}")
+                assert d < TOL, (
+                    f"{name}: {c.node.name} (feature {c.feature}) differs by {d:.3g} between "
+                    f"{p.D.examples[members[first[key]]].id} and {p.D.examples[i].id}"
+                )
                 checked += 1
     assert checked > len(p.D) // 2, "too few pairs share a feature value: the check says little"
 
@@ -197,7 +209,9 @@ def test_the_true_hypothesis_recovers_exactly_one(program, name, ablation):
     h = _with(p.h, ablation)
     scrubbed = p.scrub(h)
     rel = rel_diff(scrubbed, p.clean)
-    assert max(rel) < TOL, f"{name} ({h.ablation}): scrubbed logits differ from the model's by {max(rel):.3g} on {sum(r >= TOL for r in rel)} examples"
+    assert max(rel) < TOL, (
+        f"{name} ({h.ablation}): scrubbed logits differ from the model's by {max(rel):.3g} on {sum(r >= TOL for r in rel)} examples"
+    )
     m_model, m_scrub = margins(p.clean, p.D.examples), margins(scrubbed, p.D.examples)
     m_base = margins(p.scrub(derive.empty(h)), p.D.examples)
     gap = mean(m_model) - mean(m_base)
@@ -230,7 +244,7 @@ def _other_draw(p, e):
     """x_r(out) by the appendix: blake2b(seed, id, "out", "other"), 8 bytes big-endian, modulo the pool of
     x's layout ordered by id."""
     pool = sorted(x.id for x in p.D.examples if len(x.tokens) == len(e.tokens))
-    key = f"{p.h.seed}\x1f{e.id}\x1fout\x1fother".encode("utf-8")
+    key = f"{p.h.seed}\x1f{e.id}\x1fout\x1fother".encode()
     pick = pool[int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") % len(pool)]
     return next(x for x in p.D.examples if x.id == pick)
 
@@ -242,7 +256,9 @@ def test_the_empty_hypothesis_is_the_model_on_the_other_inputs_draw(program, nam
     base = [p.forward(_other_draw(p, e).tokens)[list(e.scored_positions)] for e in p.D.examples]
     empty = p.scrub(derive.empty(p.h))
     rel = rel_diff(empty, base)
-    assert max(rel) < TOL, f"{name}: the empty hypothesis differs from the baseline by {max(rel):.3g} on {sum(r >= TOL for r in rel)} examples"
+    assert max(rel) < TOL, (
+        f"{name}: the empty hypothesis differs from the baseline by {max(rel):.3g} on {sum(r >= TOL for r in rel)} examples"
+    )
     assert mean(margins(base, p.D.examples)) < mean(margins(p.clean, p.D.examples)) - 0.3
 
 
@@ -274,8 +290,10 @@ def test_single_removal_equals_the_reference(program, name, node, ablation):
     ref = refscrub.reference_scrub(p.backend.model, p.datasets, h.main_dataset, hr)
     rel = rel_diff(engine, ref)
     worst = max(range(len(rel)), key=rel.__getitem__)
-    assert rel[worst] < TOL, (f"{name} \\ {{{node}}} ({h.ablation}): engine != reference on {sum(r >= TOL for r in rel)}/{len(rel)} "
-                              f"examples; worst {p.D.examples[worst].id}: {rel[worst]:.3g}")
+    assert rel[worst] < TOL, (
+        f"{name} \\ {{{node}}} ({h.ablation}): engine != reference on {sum(r >= TOL for r in rel)}/{len(rel)} "
+        f"examples; worst {p.D.examples[worst].id}: {rel[worst]:.3g}"
+    )
 
 
 # a removal per program where per-edge draws and the opt-in shared-draw approximation give different
@@ -306,8 +324,16 @@ def test_the_removals_tell_per_edge_draws_from_shared_draws(program, name):
 MUTANTS = {
     "missing edge": ("hist", "edge embed, a0.0 -> m0", "edge embed -> m0"),
     "wrong port": ("sort_unique", "edge embed, m0 -> a1.0.k", "edge embed -> a1.0.k\nedge m0 -> a1.0.q"),
-    "one of two ports": ("count_less_freq", "edge embed, m0 -> a1.0.q, a1.0.k", "edge embed -> a1.0.q, a1.0.k\nedge m0 -> a1.0.q"),
-    "wrong feature": ("detect_pattern", "node a1.1 depends on field b_before", "node a1.1 depends on field a_two_before"),
+    "one of two ports": (
+        "count_less_freq",
+        "edge embed, m0 -> a1.0.q, a1.0.k",
+        "edge embed -> a1.0.q, a1.0.k\nedge m0 -> a1.0.q",
+    ),
+    "wrong feature": (
+        "detect_pattern",
+        "node a1.1 depends on field b_before",
+        "node a1.1 depends on field a_two_before",
+    ),
 }
 
 

@@ -48,8 +48,6 @@ def tok():
     return WordTokenizer()
 
 
-
-
 def test_registered_with_schema():
     for name in ("pronoun", "pronoun_flip"):
         info = get(name)
