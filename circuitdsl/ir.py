@@ -30,6 +30,8 @@ __all__ = [
     "ModelShape",
     "ModelRef",
     "Claim",
+    "SplitKind",
+    "Split",
     "Comparison",
     "Expect",
     "SearchBudget",
@@ -66,7 +68,9 @@ class NodeKind(enum.Enum):
     OUT = "out"
     """The final residual read by the unembedding; writes nothing."""
 
-    __hash__ = object.__hash__  # members are singletons; Enum's own hash is Python code, and NodeIds are hashed ~10^6 times per tree
+    __hash__ = (
+        object.__hash__
+    )  # members are singletons; Enum's own hash is Python code, and NodeIds are hashed ~10^6 times per tree
 
 
 _KIND_ORDER = {NodeKind.EMBED: 0, NodeKind.POS: 1, NodeKind.HEAD: 2, NodeKind.MLP: 3, NodeKind.OUT: 4}
@@ -74,40 +78,54 @@ _KIND_ORDER = {NodeKind.EMBED: 0, NodeKind.POS: 1, NodeKind.HEAD: 2, NodeKind.ML
 
 @dataclass(frozen=True)
 class NodeId:
-    """A node of the model graph. `layer`/`head` are None where they do not apply."""
+    """A node of the model graph. `layer`/`head` are None where they do not apply.
+
+    `part` names one part of a *split* component (see `Split`): the component's output rewritten as a sum
+    of parts, each a node of its own with the component's kind, ports and readers (`a9.6[s]`, `a9.6[~s]`,
+    `m3[f17]`, `m3[rest]`, `m3[err]`). None for a whole component."""
 
     kind: NodeKind
     layer: int | None = None
     head: int | None = None
+    part: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", hash((self.kind, self.layer, self.head)))
+        object.__setattr__(self, "_hash", hash((self.kind, self.layer, self.head, self.part)))
 
     def __hash__(self) -> int:  # computed once: trees and full hypotheses hash NodeIds ~10^6 times
         return self._hash  # type: ignore[attr-defined]
 
     def __reduce__(self):  # the cached hash is per process (enum hashes are): never pickle it
-        return (NodeId, (self.kind, self.layer, self.head))
+        return (NodeId, (self.kind, self.layer, self.head, self.part))
+
+    @property
+    def whole(self) -> NodeId:
+        """The component this node is a part of (itself when it is not a part)."""
+        return self if self.part is None else NodeId(self.kind, self.layer, self.head)
 
     @property
     def name(self) -> str:
-        """The canonical spelling used in `.circuit` files: embed, pos, a9.6, m5, out."""
+        """The canonical spelling used in `.circuit` files: embed, pos, a9.6, m5, out, a9.6[s], m3[err]."""
         if self.kind is NodeKind.HEAD:
-            return f"a{self.layer}.{self.head}"
-        if self.kind is NodeKind.MLP:
-            return f"m{self.layer}"
-        return self.kind.value
+            base = f"a{self.layer}.{self.head}"
+        elif self.kind is NodeKind.MLP:
+            base = f"m{self.layer}"
+        else:
+            base = self.kind.value
+        return base if self.part is None else f"{base}[{self.part}]"
 
-    def sort_key(self) -> tuple[int, int, int, int]:
-        """Topological order of the model: embeddings, then layer by layer (heads before MLP), then out."""
+    def sort_key(self) -> tuple[int, int, int, int, str]:
+        """Topological order of the model: embeddings, then layer by layer (heads before MLP), then out;
+        a split component's parts follow one another where the component stood, by part name."""
+        part = (0, "") if self.part is None else (1, self.part)
         if self.kind in (NodeKind.EMBED, NodeKind.POS):
-            return (-1, _KIND_ORDER[self.kind], 0, 0)
+            return (-1, _KIND_ORDER[self.kind], 0, *part)
         if self.kind is NodeKind.OUT:
-            return (1 << 30, 0, 0, 0)
+            return (1 << 30, 0, 0, 0, "")
         assert self.layer is not None
-        return (self.layer, _KIND_ORDER[self.kind], self.head or 0, 0)
+        return (self.layer, _KIND_ORDER[self.kind], self.head or 0, *part)
 
-    def __lt__(self, other: "NodeId") -> bool:
+    def __lt__(self, other: NodeId) -> bool:
         return self.sort_key() < other.sort_key()
 
     def __str__(self) -> str:
@@ -128,7 +146,7 @@ class Port(enum.Enum):
 
     __hash__ = object.__hash__  # members are singletons (see NodeKind)
 
-    def __lt__(self, other: "Port") -> bool:
+    def __lt__(self, other: Port) -> bool:
         """Ports order q < k < v < in, so that EdgeIds (order=True) sort."""
         if not isinstance(other, Port):
             return NotImplemented
@@ -174,7 +192,7 @@ class FeatureKind(enum.Enum):
 class Feature:
     kind: FeatureKind
     args: tuple[str, ...] = ()
-    parts: tuple["Feature", ...] = ()
+    parts: tuple[Feature, ...] = ()
 
     def __str__(self) -> str:
         if self.kind is FeatureKind.IDENTITY:
@@ -266,9 +284,15 @@ class MetricKind(enum.Enum):
 
 
 _METRIC_UNITS = {
-    MetricKind.LOGIT_DIFF: "logits", MetricKind.PROB_DIFF: "probability", MetricKind.MARGIN: "logits",
-    MetricKind.LOGPROB: "nats", MetricKind.PROB: "probability", MetricKind.LOSS: "nats",
-    MetricKind.ACCURACY: "fraction correct", MetricKind.MSE: "squared output units", MetricKind.KL: "nats",
+    MetricKind.LOGIT_DIFF: "logits",
+    MetricKind.PROB_DIFF: "probability",
+    MetricKind.MARGIN: "logits",
+    MetricKind.LOGPROB: "nats",
+    MetricKind.PROB: "probability",
+    MetricKind.LOSS: "nats",
+    MetricKind.ACCURACY: "fraction correct",
+    MetricKind.MSE: "squared output units",
+    MetricKind.KL: "nats",
 }
 
 
@@ -352,6 +376,37 @@ class Claim:
     span: Span | None = None
 
 
+class SplitKind(enum.Enum):
+    """How a component's output is rewritten as a sum of parts (docs/FEATURES.md)."""
+
+    SUBSPACE = "subspace"
+    """Two parts: the orthogonal projection onto a subspace (`[name]`) and onto its complement (`[~name]`)."""
+    SAE = "sae"
+    """A sparse autoencoder at the component's output: one part per named latent i (`[f<i>]`, its activation
+    times its decoder row), `[rest]` (every other latent plus the decoder bias) and `[err]` (the output minus
+    the SAE's reconstruction). The parts sum to the component's output exactly."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """A `split` statement: `node`'s output, a sum of `parts` (NodeIds with `part` set), each claimable.
+
+    The parts replace `node` in the model graph: `node` itself can no longer be named in a claim or edge."""
+
+    node: NodeId
+    kind: SplitKind
+    source: str
+    """Absolute path of the basis file (npy or safetensors) or the SAE directory (SAELens layout)."""
+    parts: tuple[NodeId, ...]
+    name: str = ""
+    """SUBSPACE: the subspace's name (parts `[name]`, `[~name]`)."""
+    latents: tuple[int, ...] = ()
+    """SAE: the latents named as parts of their own, ascending."""
+    digest: str = ""
+    """blake2b of the basis / SAE weights file as compiled, so a result names the exact weights it used."""
+    span: Span | None = None
+
+
 class Comparison(enum.Enum):
     GE = ">="
     LE = "<="
@@ -380,7 +435,7 @@ SCORE_NAMES: dict[str, str] = {
     "sufficiency.p": "p-value of C's recovered against random circuits of its size (SEMANTICS.md section 5)",
     "necessity.p": "p-value of F(M \\ C) against F(M \\ R) for random node sets R of C's size",
     "equivalence.p": "p-value of the two one-sided binomial tests that the scrubbed model beats the model on "
-                     "1/2 +- eps of the examples (small supports equivalence)",
+    "1/2 +- eps of the examples (small supports equivalence)",
     "minimality.p": "largest Holm-Bonferroni adjusted p-value of the per-node minimality tests",
 }
 
@@ -473,6 +528,8 @@ class Hypothesis:
     groups: tuple[tuple[str, tuple[NodeId, ...]], ...]
     expects: tuple[Expect, ...]
     budget: SearchBudget = SearchBudget()
+    splits: tuple[Split, ...] = ()
+    """The file's `split` statements: components whose outputs are rewritten as sums of parts."""
     seed: int = 0
     bootstrap: int = 1000
     treeify: TreeRule = TreeRule()
