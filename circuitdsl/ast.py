@@ -35,6 +35,7 @@ __all__ = [
     "Wire",
     "SetStmt",
     "ExpectStmt",
+    "Split",
     "Statement",
     "Comment",
     "Module",
@@ -57,10 +58,11 @@ STATEMENT_KEYWORDS = (
     "wire",
     "set",
     "expect",
+    "split",
 )
 KEYWORDS = STATEMENT_KEYWORDS + (
     "unclaimed", "by", "from", "paired", "mean", "over", "zero", "resample",
-    "at", "depends", "input", "nothing", "field", "token",
+    "at", "depends", "input", "nothing", "field", "token", "subspace", "sae", "latents",
 )  # fmt: skip
 
 
@@ -78,14 +80,21 @@ class Ident(_Node):
 
 @dataclass(frozen=True)
 class NodeRef(_Node):
-    """A node or group reference: `embed`, `m3`, `a9.6` (name `a9`, head 6), `induction`."""
+    """A node or group reference: `embed`, `m3`, `a9.6` (name `a9`, head 6), `induction`; with `part`, a
+    part of a split component: `a9.6[s]` (part `s`), `a9.6[~s]` (part `~s`), `m0[f17]`, `m0[err]`."""
 
     name: str
     head: int | None = None
+    part: str | None = None
+
+    @property
+    def whole_text(self) -> str:
+        """The reference without its part: `a9.6` for `a9.6[s]`."""
+        return self.name if self.head is None else f"{self.name}.{self.head}"
 
     @property
     def text(self) -> str:
-        return self.name if self.head is None else f"{self.name}.{self.head}"
+        return self.whole_text if self.part is None else f"{self.whole_text}[{self.part}]"
 
 
 @dataclass(frozen=True)
@@ -227,6 +236,22 @@ class ExpectStmt(_Node):
     value: Literal
 
 
+@dataclass(frozen=True)
+class Split(_Node):
+    """`split C by subspace NAME from "file"` (kind `subspace`) or `split C by sae "dir" [latents I, J]`
+    (kind `sae`): component C's output rewritten as a sum of parts (docs/FEATURES.md)."""
+
+    node: NodeRef
+    kind: str
+    source: str
+    """The basis file or SAE directory as written (relative to the file)."""
+    name: Ident | None = None
+    """subspace: the subspace's name (parts `[name]` and `[~name]`)."""
+    latents: tuple[Literal, ...] = ()
+    """sae: the latents named as parts, as written (int literals, with their spans)."""
+    source_span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
 Statement = (
     Import
     | Model
@@ -241,6 +266,7 @@ Statement = (
     | Wire
     | SetStmt
     | ExpectStmt
+    | Split
 )
 
 

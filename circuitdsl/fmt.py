@@ -115,6 +115,17 @@ def _pieces(s: ast.Statement) -> list[str]:
         parts = _list(r.text for r in s.nodes)
         parts[0] = "wire " + parts[0]
         return parts
+    if isinstance(s, ast.Split):
+        head = f"split {s.node.text} by "
+        if s.kind == "subspace":
+            assert s.name is not None
+            return [head + f"subspace {s.name.text} from {_string(s.source)}"]
+        head += f"sae {_string(s.source)}"
+        if not s.latents:
+            return [head]
+        parts = _list(_literal(x) for x in s.latents)
+        parts[0] = head + " latents " + parts[0]
+        return parts
     return [_simple(s)]
 
 

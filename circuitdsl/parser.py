@@ -207,8 +207,27 @@ class _Builder:
         return tuple(self.ident(t) for t in ch)
 
     def noderef(self, meta, ch):
+        part = ch.pop() if isinstance(ch[-1], ast.Ident) else None
+        head = self.int64(ch[1]) if len(ch) > 1 else None
+        return ast.NodeRef(str(ch[0]), head, None if part is None else part.text, span=self.span(meta))
+
+    def part(self, meta, ch):
+        return ast.Ident("".join(str(t) for t in ch), span=self.span(meta))
+
+    def component(self, meta, ch):
         head = self.int64(ch[1]) if len(ch) > 1 else None
         return ast.NodeRef(str(ch[0]), head, span=self.span(meta))
+
+    def split_subspace(self, meta, ch):
+        node, name, source = ch
+        return ast.Split(node, "subspace", self.path_string(source), self.ident(name),
+                         source_span=self.tspan(source), span=self.span(meta))  # fmt: skip
+
+    def split_sae(self, meta, ch):
+        node, source, *latents = ch
+        lits = tuple(ast.Literal("int", self.int64(t), str(t), span=self.tspan(t)) for t in latents if t is not None)
+        return ast.Split(node, "sae", self.path_string(source), None, lits, source_span=self.tspan(source),
+                         span=self.span(meta))  # fmt: skip
 
     def _ref_from(self, toks) -> ast.NodeRef:
         """NAME [INT] tokens -> NodeRef spanning them."""
@@ -241,9 +260,17 @@ class _Builder:
 
     def target(self, meta, ch):
         name, rest = ch[0], list(ch[1:])
-        head = self.int64(rest.pop(0)) if rest and rest[0].type == "INT" else None
-        end = ch[1] if head is not None else ch[0]
-        ref = ast.NodeRef(str(name), head, span=Span(self.path, name.line, name.column, end.end_line, end.end_column))
+        head = (
+            self.int64(rest.pop(0)) if rest and not isinstance(rest[0], ast.Ident) and rest[0].type == "INT" else None
+        )
+        part = rest.pop(0) if rest and isinstance(rest[0], ast.Ident) else None
+        if part is not None:
+            end_line, end_col = part.span.end_line, part.span.end_col
+        else:
+            end = ch[1] if head is not None else ch[0]
+            end_line, end_col = end.end_line, end.end_column
+        ref = ast.NodeRef(str(name), head, None if part is None else part.text,
+                          span=Span(self.path, name.line, name.column, end_line, end_col))  # fmt: skip
         port = self.ident(rest[0]) if rest else None
         return ast.Target(ref, port, span=self.span(meta))
 

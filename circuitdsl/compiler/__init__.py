@@ -63,6 +63,7 @@ def _build(unit, text: str, path: str) -> Hypothesis:
         edges=unit.edges,
         groups=unit.groups,
         expects=unit.expects,
+        splits=unit.splits,
         budget=budget,
         seed=settings.get("seed", 0),
         bootstrap=settings.get("bootstrap", 1000),

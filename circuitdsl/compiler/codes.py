@@ -42,6 +42,9 @@ CODES: dict[str, str] = {
     "E216": "range endpoints of different kinds (a range runs from head to head or from MLP to MLP)",
     "E217": "reversed range: the first endpoint comes after the last",
     "E218": "range endpoint does not exist in the model",
+    "E219": "unknown part of a split component",
+    "E220": "a part of a component that is not split",
+    "E221": "a split component named whole in a claim, edge, wire or group (name its parts)",
     # E3xx graph structure
     "E301": "duplicate definition",
     "E302": "a node claimed twice with different features or positions",
@@ -62,6 +65,20 @@ CODES: dict[str, str] = {
     # E5xx models
     "E501": "model cannot be resolved",
     "E502": "no `model` statement",
+    # E7xx split components (docs/FEATURES.md)
+    "E701": "only a head, an MLP or `embed` can be split",
+    "E702": "a component split twice",
+    "E703": "basis file missing",
+    "E704": "basis file unreadable (not one finite tensor in an npy or safetensors file)",
+    "E705": "basis of the wrong shape (it must be [d_model, k])",
+    "E706": "rank-deficient basis (its columns do not span k dimensions)",
+    "E707": "a basis that spans the whole space (k = d_model: the complement is empty)",
+    "E708": "SAE directory missing",
+    "E709": "SAE unreadable or its cfg.json unsupported",
+    "E710": "SAE hook point is not the split component's output",
+    "E711": "SAE input width differs from the model's d_model",
+    "E712": "SAE latent index out of range",
+    "E713": "a latent named twice in one split",
     # E9xx usage
     "E901": "file cannot be read",
     # warnings
@@ -69,6 +86,7 @@ CODES: dict[str, str] = {
     "W301": "claimed node with no claimed path from an embedding",
     "W302": "claimed node with no claimed path to `out`",
     "W303": "no claimed edge into `out`",
+    "W304": "a split none of whose parts is claimed (it changes nothing)",
     # notes
     "N001": "more diagnostics than are shown (the first 50 of a file are; the note counts the rest)",
     "N301": "edge into a k/v port shared by a grouped-query-attention group",

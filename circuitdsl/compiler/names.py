@@ -40,7 +40,16 @@ def _range(n: int) -> str:
 
 
 def resolve_builtin(ref: ast.NodeRef, model: ModelRef | None) -> tuple[NodeId | None, list[Diagnostic]]:
-    """A model node, or (None, []) if the name is not a built-in spelling at all."""
+    """A model node, or (None, []) if the name is not a built-in spelling at all. A part (`a9.6[s]`) resolves
+    to the component's NodeId with `part` set; whether the component is split, and has that part, is checked
+    once every claim is known (circuitdsl.compiler.splits.check_parts)."""
+    node, diags = _resolve_whole(ref, model)
+    if node is None or ref.part is None:
+        return node, diags
+    return NodeId(node.kind, node.layer, node.head, ref.part), diags
+
+
+def _resolve_whole(ref: ast.NodeRef, model: ModelRef | None) -> tuple[NodeId | None, list[Diagnostic]]:
     name, head, sp = ref.name, ref.head, ref.span
     if head is not None:
         m = _HEAD.fullmatch(name)
@@ -128,7 +137,7 @@ def resolve_builtin(ref: ast.NodeRef, model: ModelRef | None) -> tuple[NodeId | 
 
 def ref_group_name(ref: ast.NodeSpec) -> str | None:
     """The name a reference could give to a group (a bare name), or None (a head, a range)."""
-    if isinstance(ref, ast.NodeRef) and ref.head is None:
+    if isinstance(ref, ast.NodeRef) and ref.head is None and ref.part is None:
         return ref.name
     return None
 
@@ -203,6 +212,9 @@ def resolve_ref(
     node, diags = resolve_builtin(ref, model)
     if node is not None or diags:
         return ((node,) if node else ()), (), diags
+    if ref.part is not None and ref.name in group_names:
+        return (), (), [diag("E203", f"`{ref.text}`: a group has no parts", ref.span, label=f"`{ref.name}` is a group",
+                             hint=f"name the parts of its members one by one (`a9.6[s]`), or write `{ref.whole_text}`")]  # fmt: skip
     if ref.head is None and ref.name in group_names:
         return groups.get(ref.name, ()), (ref.name,), []
     if ref.head is not None and ref.name in group_names:

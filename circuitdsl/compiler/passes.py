@@ -12,6 +12,7 @@ from circuitdsl.compiler.resolve import (
     resolve_model,
     resolve_settings,
 )
+from circuitdsl.compiler.splits import check_parts, resolve_splits
 from circuitdsl.compiler.unit import Unit
 from circuitdsl.compiler.validate import check_cycles, check_paths, note_gqa
 from circuitdsl.compiler.wire import resolve_wires
@@ -21,12 +22,14 @@ __all__ = ["PASSES", "run_passes"]
 PASSES = (
     check_duplicates,
     resolve_model,
+    resolve_splits,
     resolve_datasets,
     resolve_metric_ablation,
     resolve_groups,
     resolve_nodes,
     resolve_edges,
     resolve_wires,
+    check_parts,
     check_cycles,
     check_paths,
     note_gqa,

@@ -23,6 +23,7 @@ from circuitdsl.ir import (
     ModelRef,
     NodeId,
     Span,
+    Split,
 )
 
 __all__ = ["Unit", "did_you_mean", "base_dir", "Schema"]
@@ -60,6 +61,9 @@ class Unit:
     """Each valid edge's first receiver target (`a3.4.k`)."""
     wired_only: tuple[EdgeId, ...] = ()
     """Edges claimed by `wire` statements and by no `edge` statement."""
+    splits: tuple[Split, ...] = ()
+    """Every `split` whose component resolved (its parts known), in file order; those whose files were
+    refused too (with their errors), so that naming their parts causes no second error."""
     settings: tuple[tuple[str, Any], ...] = ()
     expects: tuple[Expect, ...] = ()
 

@@ -192,8 +192,30 @@ def _count(g: _Graph) -> tuple[int, dict[NodeId, int]]:
     return total, {g.nodes[i]: paths[i] for i in range(n) if paths[i]}
 
 
+def refuse_splits(h: Hypothesis) -> None:
+    """E602: split components are compiled and validated (docs/FEATURES.md) but not scrubbed by this engine yet.
+
+    Scrubbing a hypothesis whose parts the engine does not model would score some other hypothesis; refuse."""
+    if h.splits:
+        names = ", ".join(f"`{s.node.name}`" for s in h.splits)
+        raise CircuitError(
+            [
+                Diagnostic(
+                    "E602",
+                    f"`{h.name}` splits {names}: split components compile and lint, but this version of the engine "
+                    "does not scrub them yet, so no score is computed",
+                    span=h.splits[0].span,
+                    label="split here",
+                    hint="`circuitdsl lint`, `fmt` and `graph` accept the file; remove the `split` statements (and "
+                    "name whole components) to check it; docs/FEATURES.md says what is built",
+                )
+            ]
+        )
+
+
 def treeify(h: Hypothesis) -> Tree:
-    """The treeified hypothesis under its rule (`h.treeify`); E601 past its `max_nodes`."""
+    """The treeified hypothesis under its rule (`h.treeify`); E601 past its `max_nodes`; E602 for splits."""
+    refuse_splits(h)
     g = _Graph(h)
     if h.treeify.shared_draws:
         return _shared(g)

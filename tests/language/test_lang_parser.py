@@ -124,7 +124,7 @@ def test_hash_inside_a_string_is_not_a_comment():
 @pytest.mark.parametrize(
     "text, code, words",
     [
-        ("edge a0.1 -> out extra\n", "E101", "expected `,`, `->`, `..`, `.` or end of line"),
+        ("edge a0.1 -> out extra\n", "E101", "expected `,`, `->`, `..`, `.`, `[` or end of line"),
         ("expect recovered => 1\n", "E101", "`>=`"),
         ("model tiny $\n", "E102", "unexpected character `$`"),
         ("edge a0.1 ->", "E103", "expected a name"),
