@@ -27,6 +27,9 @@ demo: $(STAMP)
 	$(BIN)/circuitdsl check $(DEMO)
 
 test: $(STAMP)
+	# lint and format first (config: [tool.ruff] in pyproject.toml); `ruff format .` fixes the second
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	# two workers on two cores: one torch thread each (oversubscribed threads made checks ~3x slower)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
