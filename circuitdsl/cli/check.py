@@ -337,6 +337,7 @@ def _f(v, digits=4) -> str:
 
 def render_text(r, path: str, console=None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     con = console or Console(highlight=False, soft_wrap=True)
@@ -395,7 +396,7 @@ def render_text(r, path: str, console=None) -> None:
         m.add_column(f"raw ({unit})")
         m.add_column("fraction")
         for x in r.minimality.removals:
-            m.add_row(x.node, _f(x.raw), _f(x.fraction) + (" (changed nothing)" if x.changed_nothing else ""))
+            m.add_row(escape(x.node), _f(x.raw), _f(x.fraction) + (" (changed nothing)" if x.changed_nothing else ""))
         con.print(m)
     if getattr(r, "tests", None) is not None:
         from circuitdsl.report.tests_view import render_tests_text
@@ -408,16 +409,16 @@ def render_text(r, path: str, console=None) -> None:
             w.add_column(col)
         for e in worst:
             txt = e.text if e.text is not None else " ".join(map(str, e.tokens))
-            w.add_row(e.id, txt[:60], _f(e.m_model), _f(e.m_scrubbed), _f(e.m_baseline))
+            w.add_row(escape(e.id), escape(txt[:60]), _f(e.m_model), _f(e.m_scrubbed), _f(e.m_baseline))
         con.print(w)
     for n in r.notes:
-        con.print(f"note: {n}")
+        con.print(f"note: {escape(n)}")
     for x in r.expects:
         mark = "[green]PASS[/green]" if x.passed else "[red]FAIL[/red]"
         where = f" (line {x.line})" if x.line else ""
         con.print(
             f"{mark} expect {x.score} {x.op} {x.threshold:g}{where}: value {_f(x.value)}"
-            + (f" - {x.reason}" if x.reason else "")
+            + (f" - {escape(x.reason)}" if x.reason else "")
         )
     if not r.expects:
         con.print("no expect clauses")

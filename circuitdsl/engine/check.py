@@ -50,6 +50,10 @@ def run_check(
     timings: dict[str, float] = {}
     say = progress or (lambda *a: None)
     span = h.model.span
+    plan = h.tests if tests is None else tests
+    from circuitdsl.engine.treeify import refuse_splits
+
+    refuse_splits(h, nulltests.wanted_tests(h, plan))  # before any work (E602)
     say("loading model", 0, 0)
     backend = prepare.load_model(h, device)
     timings["load_model"] = time.perf_counter() - t0
@@ -262,6 +266,12 @@ def _check_names(h: Hypothesis, ds) -> None:
 
 def _notes(h, rec, mini, sc, m_model, m_base) -> tuple[str, ...]:
     notes = [f"numbers are {h.metric.kind.value} under `ablate unclaimed by {h.ablation}`"]
+    for sp in h.splits:  # the exact weights each split was scored with (docs/FEATURES.md)
+        what = f"subspace `{sp.name}`" if sp.kind.value == "subspace" else f"SAE latents {list(sp.latents)}"
+        notes.append(
+            f"split {sp.node.name} by {what} from {sp.source} (blake2b {sp.digest[:16]}): parts "
+            + ", ".join(pt.name for pt in sp.parts)
+        )
     if sc.shared_draws:
         notes.append(SHARED_DRAWS_NOTE)
     if rec.undefined_reason:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from circuitdsl.ir import IDENTITY, Claim, EdgeId, Hypothesis, ModelShape, NodeId, NodeKind, Port, make_graph
+from circuitdsl.ir import IDENTITY, Claim, EdgeId, Hypothesis, ModelShape, NodeId, NodeKind, Port, Split, make_graph
 
 __all__ = ["model_nodes", "empty", "full", "remove", "OUT", "edge_key"]
 
@@ -16,7 +16,16 @@ def edge_key(e: EdgeId) -> tuple:
 OUT = NodeId(NodeKind.OUT)
 
 
-def model_nodes(shape: ModelShape) -> tuple[NodeId, ...]:
+def model_nodes(shape: ModelShape, splits: tuple[Split, ...] = ()) -> tuple[NodeId, ...]:
+    """The model graph's nodes in model order; a split component is replaced by its parts."""
+    whole = _model_wholes(shape)
+    if not splits:
+        return whole
+    parts = {s.node: s.parts for s in splits}
+    return tuple(p for v in whole for p in parts.get(v, (v,)))
+
+
+def _model_wholes(shape: ModelShape) -> tuple[NodeId, ...]:
     nodes = [NodeId(NodeKind.EMBED)]
     if shape.pos_embed == "learned":
         nodes.append(NodeId(NodeKind.POS))
@@ -28,10 +37,11 @@ def model_nodes(shape: ModelShape) -> tuple[NodeId, ...]:
     return tuple(nodes)
 
 
-def upstream(v: NodeId, shape: ModelShape) -> tuple[NodeId, ...]:
-    """Senders into v (SEMANTICS.md section 1): heads read layers < L; an MLP also its own layer's heads."""
+def upstream(v: NodeId, shape: ModelShape, splits: tuple[Split, ...] = ()) -> tuple[NodeId, ...]:
+    """Senders into v (SEMANTICS.md section 1): heads read layers < L; an MLP also its own layer's heads.
+    A split component's parts read and are read as the component (docs/FEATURES.md)."""
     out = []
-    for s in model_nodes(shape):
+    for s in model_nodes(shape, splits):
         if s.kind is NodeKind.OUT:
             continue
         if s.kind in (NodeKind.EMBED, NodeKind.POS) or v.kind is NodeKind.OUT:
@@ -58,13 +68,14 @@ def empty(h: Hypothesis) -> Hypothesis:
 def full(h: Hypothesis) -> Hypothesis:
     """M: every node of the model claimed with the identity feature, every edge claimed."""
     shape = h.model.shape
-    claims = tuple(Claim(v, IDENTITY) for v in model_nodes(shape))
+    nodes = model_nodes(shape, h.splits)
+    claims = tuple(Claim(v, IDENTITY) for v in nodes)
     edges = []
-    for v in model_nodes(shape):
+    for v in nodes:
         ports = (Port.Q, Port.K, Port.V) if v.kind is NodeKind.HEAD else (Port.IN,)
         if v.kind in (NodeKind.EMBED, NodeKind.POS):
             continue
-        for s in upstream(v, shape):
+        for s in upstream(v, shape, h.splits):
             edges += [EdgeId(s, v, p) for p in ports]
     return _rebuild(h, f"{h.name} [full]", claims, tuple(edges))
 

@@ -15,7 +15,7 @@ __all__ = ["load_model", "load_datasets"]
 def load_model(h: Hypothesis, device: str = "cpu"):
     """The hypothesis' model as a backend that passed the model contract; E510 (cannot be loaded: missing,
     damaged or truncated files, a bad device, an unsupported architecture) or E540 (fails the contract);
-    E602 before loading anything for a hypothesis with split components (not scrubbed yet)."""
+    E602 before loading anything for what the engine does not scrub exactly with split components."""
     from circuitdsl.engine.treeify import refuse_splits
 
     refuse_splits(h)

@@ -37,7 +37,7 @@ from circuitdsl.engine.spill import (
     rows_of,
 )
 from circuitdsl.engine.treeify import TNode, Tree, treeify
-from circuitdsl.ir import Ablation, AblationKind, Hypothesis, NodeId, NodeKind, Port
+from circuitdsl.ir import Ablation, AblationKind, Hypothesis, NodeId, NodeKind, Port, Split
 
 __all__ = ["Engine", "ScrubOutput", "LayoutData", "AblSource", "DEFAULT_CACHE_BYTES", "DEFAULT_CLEAN_BYTES"]
 
@@ -350,6 +350,9 @@ class Engine:
         """Use the clean-base ('x') form of port inputs and skip rows that are exactly clean (`_plan`);
         off: every port input is computed from its ablated base, as SEMANTICS.md section 3 writes it."""
         self._up: dict[NodeId, tuple[NodeId, ...]] = {}
+        self._split_of: dict[NodeId, Split] = {}
+        """The split components of the hypotheses scrubbed so far, by component (docs/FEATURES.md); rows of
+        parts are memoised by part name, so one Engine accepts one split per component."""
         self._plans: dict[tuple, tuple] = {}
         self._structs: dict[tuple, _Struct] = {}
         if getattr(backend, "contract", None) is None or not backend.contract.passed:
@@ -558,6 +561,7 @@ class Engine:
         self._bound_memo()
         if h.ablation != self.ablation:  # the engine's ablation governs (it decides which copies draw x_r)
             h = dataclasses.replace(h, ablation=self.ablation)
+        self._add_splits(h.splits)
         tree = treeify(h)
         out: list[torch.Tensor | None] = [None] * len(self.ds)
         reused = computed = draws = 0
@@ -569,6 +573,25 @@ class Engine:
             for j, i in enumerate(data.pool):
                 out[i] = logits[j]
         return ScrubOutput(tuple(out), reused, computed, draws, len(tree.nodes), tree.shared_draws)  # type: ignore[arg-type]
+
+    def _add_splits(self, splits: tuple[Split, ...]) -> None:
+        new = False
+        for sp in splits:
+            old = self._split_of.get(sp.node)
+            if old is None:
+                self._split_of[sp.node] = sp
+                new = True
+            elif (old.kind, old.source, old.digest, old.parts) != (sp.kind, sp.source, sp.digest, sp.parts):
+                raise ValueError(f"this Engine scrubbed another split of {sp.node.name}; use one Engine per split")
+        if new:
+            self._up.clear()
+            self._plans.clear()
+
+    def _part(self, s: NodeId, whole_out: torch.Tensor) -> torch.Tensor:
+        """Part s's output from its component's output (circuitdsl.splits.parts, the one implementation)."""
+        from circuitdsl.splits.parts import part_outputs
+
+        return part_outputs(self._split_of[s.whole], whole_out)[s]
 
     def _inputs(self, tree: Tree, data: LayoutData) -> tuple[np.ndarray, int, int]:
         """[number of draws, n]: the input example (local index) of every class draw of the tree
@@ -771,7 +794,8 @@ class Engine:
         store, or -(x + 1) for the clean output of x (a row whose inputs were all clean)."""
         c = data.cache
         if s.kind is NodeKind.EMBED:
-            return c.embed[torch.from_numpy(idx)]
+            e = c.embed[torch.from_numpy(idx)]
+            return e if s.part is None else self._part(s, e)
         if s.kind is NodeKind.POS:
             if c.pos is None:
                 raise CircuitError(
@@ -796,7 +820,12 @@ class Engine:
         return out
 
     def _ablated(self, s: NodeId, data: LayoutData, a: torch.Tensor) -> torch.Tensor:
-        return _output(data.abl.cache, s, a)
+        if s.part is None:
+            return _output(data.abl.cache, s, a)
+        whole = _output(data.abl.cache, s.whole, a)
+        if self.ablation.kind is AblationKind.ZERO:  # a zero-ablated part writes 0 (an SAE's parts of 0 are not 0)
+            return torch.zeros_like(whole)
+        return self._part(s, whole)  # resample / paired: the part of the drawn row; mean: subspace splits only
 
     def _base(self, v: NodeId, data: LayoutData, a: torch.Tensor) -> torch.Tensor:
         return _port_resid(data.abl.cache, v, a)
@@ -807,7 +836,7 @@ class Engine:
         if up is None:
             from circuitdsl.engine.derive import upstream
 
-            up = self._up[v] = upstream(v, self.backend.shape)
+            up = self._up[v] = upstream(v, self.backend.shape, tuple(self._split_of.values()))
         return up
 
     def _plan(self, t: TNode, struct: tuple) -> dict:
@@ -907,7 +936,9 @@ class Engine:
         return _port_resid(data.cache, v, x)
 
     def _clean_out(self, s: NodeId, data: LayoutData, x: torch.Tensor) -> torch.Tensor:
-        return _output(data.cache, s, x)
+        if s.part is None:
+            return _output(data.cache, s, x)
+        return self._part(s, _output(data.cache, s.whole, x))
 
     def _dtype(self, data: LayoutData) -> torch.dtype:
         return data.cache.resid_pre[0].dtype if data.cache.resid_pre else data.cache.embed.dtype
@@ -989,7 +1020,10 @@ class Engine:
             allv = got[0] if len(got) == 1 else torch.cat(got)
             for pd, per in zip(pending, ids):
                 pos = torch.tensor([order[int(u)] for u in per[Port.IN]], dtype=torch.long)
-                data.outputs[pd.node].data[pd.g0 : pd.g0 + len(pd.sig)] = allv[pos]
+                rows = allv[pos]
+                data.outputs[pd.node].data[pd.g0 : pd.g0 + len(pd.sig)] = (
+                    rows if pd.node.part is None else self._part(pd.node, rows)
+                )
             return
         H, G = shape.n_heads, shape.n_kv_heads
         # pack: per key/value group, block rows keyed by (k input, v input); each carries at most one row
@@ -1051,7 +1085,10 @@ class Engine:
                 sel[1].append(rr)
             for i, (js, rrs) in per_item.items():
                 pd = pending[i]
-                data.outputs[pd.node].data[pd.g0 + torch.tensor(rrs)] = result[torch.tensor(js), :, pd.node.head]
+                rows = result[torch.tensor(js), :, pd.node.head]
+                data.outputs[pd.node].data[pd.g0 + torch.tensor(rrs)] = (
+                    rows if pd.node.part is None else self._part(pd.node, rows)
+                )
             if self.progress:
                 self.progress("rows", r, 0)
 

@@ -22,7 +22,18 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from circuitdsl.diagnostics import CircuitError, Diagnostic
-from circuitdsl.ir import IDENTITY, AblationKind, EdgeId, Feature, FeatureKind, Hypothesis, NodeId, NodeKind, Port
+from circuitdsl.ir import (
+    IDENTITY,
+    AblationKind,
+    EdgeId,
+    Feature,
+    FeatureKind,
+    Hypothesis,
+    NodeId,
+    NodeKind,
+    Port,
+    SplitKind,
+)
 
 __all__ = ["TNode", "TEdge", "Draw", "Tree", "treeify", "count", "OUT", "TreeTooLarge"]
 
@@ -135,7 +146,7 @@ class _Graph:
         resampling = h.ablation.kind in _RESAMPLING
         self.resampling = resampling
         self.uses_other = [
-            resampling and self._uses_other(i, len(upstream(v, shape))) for i, v in enumerate(self.nodes)
+            resampling and self._uses_other(i, len(upstream(v, shape, h.splits))) for i, v in enumerate(self.nodes)
         ]
         self.draws = [not a or b for a, b in zip(self.identity, self.uses_other)]
         """Whether a copy makes a draw of its own (a class draw, or an other-inputs draw)."""
@@ -192,29 +203,42 @@ def _count(g: _Graph) -> tuple[int, dict[NodeId, int]]:
     return total, {g.nodes[i]: paths[i] for i in range(n) if paths[i]}
 
 
-def refuse_splits(h: Hypothesis) -> None:
-    """E602: split components are compiled and validated (docs/FEATURES.md) but not scrubbed by this engine yet.
-
-    Scrubbing a hypothesis whose parts the engine does not model would score some other hypothesis; refuse."""
-    if h.splits:
-        names = ", ".join(f"`{s.node.name}`" for s in h.splits)
+def refuse_splits(h: Hypothesis, tests: tuple[str, ...] = ()) -> None:
+    """E602: what the engine does not scrub exactly with split components (docs/FEATURES.md), refused before
+    any work: `mean` ablation of SAE parts (the mean of a latent's part is not the part of the mean output,
+    and the engine keeps only means of whole components), and the statistical tests that draw random
+    circuits from the model graph (their null does not draw parts yet)."""
+    if not h.splits:
+        return
+    sae = [s for s in h.splits if s.kind is SplitKind.SAE]
+    problem = ""
+    if sae and h.ablation.kind is AblationKind.MEAN:
+        problem = (
+            f"`mean` ablation of SAE parts (`{sae[0].node.name}`): the engine keeps the mean of whole components "
+            "only, and the mean of a latent's part is not the part of the mean"
+        )
+        hint = "use `resample`, `paired` or `zero` with an SAE split, or split by a subspace (linear: its means agree)"
+    nulls = [t for t in tests if t in ("sufficiency", "necessity", "minimality")]
+    if not problem and nulls:
+        problem = f"the {', '.join(nulls)} test with split components: random circuits are not drawn over parts yet"
+        hint = "run the check with `--no-tests` (or without `set tests.*` / `expect *.p` on these tests)"
+    if problem:
         raise CircuitError(
             [
                 Diagnostic(
                     "E602",
-                    f"`{h.name}` splits {names}: split components compile and lint, but this version of the engine "
-                    "does not scrub them yet, so no score is computed",
+                    f"`{h.name}`: not scrubbed exactly yet: {problem}",
                     span=h.splits[0].span,
                     label="split here",
-                    hint="`circuitdsl lint`, `fmt` and `graph` accept the file; remove the `split` statements (and "
-                    "name whole components) to check it; docs/FEATURES.md says what is built",
+                    hint=hint,
                 )
-            ]
+            ]  # fmt: skip
         )
 
 
 def treeify(h: Hypothesis) -> Tree:
-    """The treeified hypothesis under its rule (`h.treeify`); E601 past its `max_nodes`; E602 for splits."""
+    """The treeified hypothesis under its rule (`h.treeify`); E601 past its `max_nodes`; E602 (splits) for
+    what the engine does not scrub exactly."""
     refuse_splits(h)
     g = _Graph(h)
     if h.treeify.shared_draws:

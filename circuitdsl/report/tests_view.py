@@ -7,6 +7,8 @@ from __future__ import annotations
 import html
 import math
 
+from rich.markup import escape
+
 from circuitdsl.engine.stats import null_summary
 from circuitdsl.results import CheckResult, Tests
 
@@ -107,14 +109,14 @@ def render_tests_text(r: CheckResult, con) -> None:
         for c in ("node", "cost", "p", "p (Holm)"):
             mt.add_column(c)
         for n in m.nodes:
-            mt.add_row(n.node, _g(n.observed), _p(n.p), _p(n.p_holm))
+            mt.add_row(escape(n.node), _g(n.observed), _p(n.p), _p(n.p_holm))
         con.print(mt)
     if t.random_circuits:
         con.print(f"random circuits: {t.random_circuits}")
     for name in ("sufficiency", "necessity"):
         x = t.get(name)
         for note in x.notes if x is not None else ():
-            con.print(f"note: {name}: {note}")
+            con.print(f"note: {name}: {escape(note)}")
     if t.scrubs:
         con.print(cost_line(t))
 

@@ -192,18 +192,39 @@ edge embed -> a1.1[s] -> out
 """
 
 
-def test_check_refuses_a_split_hypothesis_before_scoring(tmp_path, capsys):
-    """Until the engine scrubs parts, a file with splits gets E602 and exit 2, never a score."""
+def test_check_scores_a_split_file_and_names_its_parts(tmp_path, capsys):
+    """`check` on a file with a split: the parts are named verbatim in the terminal report (rich markup
+    would read `[s]` as strikethrough and drop it) and the split, with its digest, is in the notes."""
     from circuitdsl.cli import main
 
     np.save(tmp_path / "b.npy", np.eye(64, 2, dtype=np.float32))
     f = tmp_path / "split.circuit"
-    f.write_text(SPLIT_FILE)
+    f.write_text(SPLIT_FILE + "expect recovered <= 2\n")
+    out = tmp_path / "r.json"
+    rc = main(["check", str(f), "--no-completeness", "--json-out", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "a1.1[s]" in text and "split a1.1 by subspace `s`" in text
+    res = json.loads(out.read_text())[0]
+    assert any(n.startswith("split a1.1 by subspace `s`") and "a1.1[~s]" in n for n in res["notes"])
+    assert [x["node"] for x in res["minimality"]["removals"]] == ["embed", "a1.1[s]"]
+
+
+def test_check_refuses_mean_ablation_of_sae_parts_before_loading(tmp_path, capsys):
+    """E602: the engine keeps means of whole components only; an SAE's parts under `mean` are refused."""
+    from circuitdsl.cli import main
+
+    d = tmp_path / "sae"
+    sae = _random_sae("standard", d_in=64, d_sae=8)
+    save_sae(d, SAEWeights(**{**sae.__dict__, "hook_name": "hook_embed"}))
+    f = tmp_path / "mean.circuit"
+    f.write_text(
+        "model tiny\ndataset ind = induction(n = 8, seed = 0, length = 16, layouts = 1)\nmetric loss\n"
+        'ablate unclaimed by mean\nsplit embed by sae "sae" latents 1\nedge embed[f1] -> a1.1 -> out\n'
+    )
     out = tmp_path / "r.json"
     rc = main(["check", str(f), "--json-out", str(out)])
     err = capsys.readouterr().err
     assert rc == 2, err
-    assert "E602" in err and "split.circuit:4:1" in err and "Traceback" not in err
+    assert "E602" in err and "mean.circuit:5:1" in err and "Traceback" not in err and "loading model" not in err
     assert not out.exists()
-    # the same file lints clean of errors (the front end accepts it)
-    assert main(["lint", str(f)]) == 0, capsys.readouterr()
