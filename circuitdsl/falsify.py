@@ -351,7 +351,7 @@ def falsify(
                 progress(s)
         return s
 
-    common = dict(
+    common: dict[str, Any] = dict(
         deadline=None,
         database=None,
         report_multiple_bugs=False,

@@ -206,7 +206,7 @@ def _num(v: Any, where: str) -> float:
     return float(v)
 
 
-def _from_pairs(pairs: Iterable[tuple[str, Any]], shape: ModelShape, where: str) -> Ranking:
+def _from_pairs(pairs: Iterable[tuple[object, Any]], shape: ModelShape, where: str) -> Ranking:
     edges: dict[EdgeId, float] = {}
     nodes: dict[NodeId, float] = {}
     for name, v in pairs:
@@ -277,12 +277,12 @@ def read_ranking(path: str | Path, shape: ModelShape) -> Ranking:
     if isinstance(d, dict):
         return _from_pairs(d.items(), shape, where)
     if isinstance(d, list):
-        pairs = []
+        entries: list[tuple[object, Any]] = []
         for i, x in enumerate(d):
             if not isinstance(x, dict) or "score" not in x or not ({"edge", "node"} & set(x)):
                 raise RankingError(f'{where}: entry {i} is not {{"edge" or "node": ..., "score": ...}}')
-            pairs.append((x.get("edge", x.get("node")), x["score"]))
-        return _from_pairs(pairs, shape, where)
+            entries.append((x.get("edge", x.get("node")), x["score"]))
+        return _from_pairs(entries, shape, where)
     raise RankingError(
         f"{where}: expected MIB JSON, an object of scores, a list of scores or a `circuitdsl patch` JSON"
     )
@@ -323,10 +323,10 @@ def load_mib(d: dict, shape: ModelShape, where: str = "MIB JSON") -> Ranking:
                 continue
             raise RankingError(f"{where}: {e}") from None
         score = v.get("score")
-        for e in es:
-            edges[e] = 0.0 if score is None else _num(score, f"{where}: `{name}`")
+        for edge in es:
+            edges[edge] = 0.0 if score is None else _num(score, f"{where}: `{name}`")
             if v.get("in_graph"):
-                flagged.add(e)
+                flagged.add(edge)
     return Ranking(edges, {}, frozenset(flagged), (where,))
 
 
@@ -396,10 +396,10 @@ def circuit_text(edges: Iterable[EdgeId], template_text: str, template_path: str
     for e in edges:
         by_pair.setdefault((e.sender, e.receiver), set()).add(e.port)
     body = []
-    for (s, r), ports in sorted(by_pair.items()):
-        if r.kind is not NodeKind.HEAD or ports == {Port.Q, Port.K, Port.V}:
-            body.append(f"edge {s.name} -> {r.name}")
+    for (snd, rcv), ports in sorted(by_pair.items()):
+        if rcv.kind is not NodeKind.HEAD or ports == {Port.Q, Port.K, Port.V}:
+            body.append(f"edge {snd.name} -> {rcv.name}")
         else:
-            body.append(f"edge {s.name} -> " + ", ".join(f"{r.name}.{p.value}" for p in sorted(ports)))
+            body.append(f"edge {snd.name} -> " + ", ".join(f"{rcv.name}.{p.value}" for p in sorted(ports)))
     head = "".join(f"# {line}\n" for line in comment.splitlines())
     return head + "\n".join(setup) + "\n\n" + "\n".join(body) + "\n"

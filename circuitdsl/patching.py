@@ -480,7 +480,7 @@ def path_sweep(
                 deltas = [dh[:, :, j] for j in range(n_heads)] + ([dm] if include_mlps else [])
                 for variants in _chunks(len(deltas), B, max_rows):
                     stacked = torch.cat([deltas[j] for j in variants], dim=0)  # [V*B, T, D]
-                    hooks = {}
+                    hooks: dict[tuple[Site, int], Callable[[torch.Tensor], torch.Tensor]] = {}
                     for rl, tl in targets.items():
                         if rl <= L:
                             continue  # no direct path from layer L into a receiver at layer <= L

@@ -178,15 +178,16 @@ def _progress(config: pytest.Config, path: Path, h):
     import contextlib
     import time
 
-    last = {"label": None, "at": 0.0}
+    last_label: list[str | None] = [None]
+    last_at = [0.0]
     start = time.monotonic()
 
     def say(label, done, total):
         now = time.monotonic()
-        new = label != last["label"]
-        if not (new or (total and done >= total) or now - last["at"] >= PROGRESS_EVERY_S):
+        new = label != last_label[0]
+        if not (new or (total and done >= total) or now - last_at[0] >= PROGRESS_EVERY_S):
             return
-        last.update(label=label, at=now)
+        last_label[0], last_at[0] = label, now
         count = f" {int(done)}/{int(total)}" if total else (f" {int(done)}" if done else "")
         with capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext():
             tr.ensure_newline()
@@ -299,6 +300,7 @@ class ExpectItem(pytest.Item):
     def runtest(self) -> None:
         from circuitdsl.testing import InvalidHypothesis, explain
 
+        assert isinstance(self.parent, CircuitFile)  # (CircuitFile.collect makes the expect items)
         result = self.parent.run_check()
         if isinstance(result, InvalidHypothesis):
             raise CircuitFailure(f"the hypothesis could not be checked:\n{result.rendered}")

@@ -302,7 +302,7 @@ class CheckResult:
     examples: tuple[ExampleRow, ...]
     timings: tuple[tuple[str, float], ...]
     notes: tuple[str, ...]
-    cost: tuple[tuple[str, int], ...] = ()
+    cost: tuple[tuple[str, float], ...] = ()
     """forward passes, block runs, rows computed."""
     treeify: str = "exact"
     """The treeification rule: "exact" (one treeified node per claimed path, SEMANTICS.md section 3), or

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -257,7 +258,7 @@ def generator_examples(
     )
     try:
         hash((tokenizer, args))
-        fetch = _generated
+        fetch: Callable[..., tuple[Example, ...]] = _generated
     except TypeError:
         fetch = _generated.__wrapped__
     return st.builds(
@@ -377,10 +378,10 @@ def family_pairs(
 
         a1, a2 = _gen_args(d1), _gen_args(d2)
         t = a1["templates"]
-        rows = _ioi_rows(
+        ioi_rows = _ioi_rows(
             tokenizer, tuple(range(len(ioi.BABA_TEMPLATES))) if t == "all" else t, a1["order"], a1["names"], a2["names"]
         )
-        return rows.map(lambda r: (ioi.prompt(tokenizer, **r[0]), ioi.prompt(tokenizer, **r[0], abc=r[1]))).filter(
+        return ioi_rows.map(lambda r: (ioi.prompt(tokenizer, **r[0]), ioi.prompt(tokenizer, **r[0], abc=r[1]))).filter(
             _same_layout
         )
     if d1.kind is gen and d2.kind is gen:
@@ -398,7 +399,7 @@ def family_pairs(
             f1, f2 = _frozen_args(a1), _frozen_args(a2)
             try:
                 hash((tokenizer, f1, f2))
-                fetch = _generated
+                fetch: Callable[..., tuple[Example, ...]] = _generated
             except TypeError:
                 fetch = _generated.__wrapped__
 

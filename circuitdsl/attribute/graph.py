@@ -47,6 +47,7 @@ class Slot:
             return f"m{self.layer}"
         if self.port is Port.Q:
             return f"a{self.layer}.{self.index}.q"
+        assert self.index is not None  # (a k/v slot names its group)
         heads = shape.group_members(self.index * (shape.n_heads // shape.n_kv_heads))
         if len(heads) == 1:
             return f"a{self.layer}.{heads[0]}.{self.port.value}"
@@ -105,6 +106,7 @@ class AttrGraph:
             return Slot(r.layer, Port.IN, None)
         if e.port is Port.Q:
             return Slot(r.layer, Port.Q, r.head)
+        assert r.head is not None  # (only heads read through k and v)
         return Slot(r.layer, e.port, self.shape.kv_group(r.head))
 
     def cell(self, e: EdgeId) -> tuple[int, int]:
@@ -123,6 +125,7 @@ class AttrGraph:
             return (NodeId(NodeKind.MLP, slot.layer),)
         if slot.port is Port.Q:
             return (NodeId(NodeKind.HEAD, slot.layer, slot.index),)
+        assert slot.index is not None  # (a k/v slot names its group)
         first = slot.index * (self.shape.n_heads // self.shape.n_kv_heads)
         return tuple(NodeId(NodeKind.HEAD, slot.layer, h) for h in self.shape.group_members(first))
 
@@ -210,6 +213,7 @@ def select(
         k = sum(1 for e in ranked if abs(scores[e]) >= threshold)
         kept = _prune(ranked[:k], backbone)
         return Selection(tuple(kept), k, k - len(kept), bool(backbone))
+    assert n is not None  # (exactly one of n and threshold)
     want = max(0, int(n))
 
     def size(k: int) -> int:

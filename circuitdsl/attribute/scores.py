@@ -40,13 +40,13 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from circuitdsl.attribute.graph import AttrGraph, Slot
-from circuitdsl.backends.protocol import Site
+from circuitdsl.backends.protocol import Site, SiteKey
 from circuitdsl.datasets.core import Dataset, Example
 from circuitdsl.diagnostics import CircuitError, Diagnostic
 from circuitdsl.engine import metrics
@@ -201,6 +201,7 @@ def prepare(
             mask = m
         paired = None
         if mode == "paired":
+            assert other is not None  # (E417 above otherwise)
             for i in rows:
                 if other.examples[i].layout != layout:
                     raise _fail(
@@ -230,8 +231,10 @@ def prepare(
 # ---- sites and tensors ------------------------------------------------------------------------------------
 
 
-def _sender_sites(shape) -> list:
-    sites = [(Site.EMBED, None)] + ([(Site.POS, None)] if shape.pos_embed == "learned" else [])
+def _sender_sites(shape) -> list[SiteKey]:
+    sites: list[SiteKey] = [(Site.EMBED, None)]
+    if shape.pos_embed == "learned":
+        sites.append((Site.POS, None))
     for L in range(shape.n_layers):
         sites.append((Site.RESULT, L))
         if shape.has_mlp:
@@ -280,6 +283,7 @@ def _mean_sources(setup: Setup) -> None:
     from` dataset's examples of that layout): one forward pass over that pool."""
     abl = setup.h.ablation
     src = setup.other if abl.dataset else setup.ds
+    assert src is not None  # (prepare loads the ablation's dataset)
     pools = src.layouts()
     shape = setup.backend.shape
     for lay in setup.layouts:
@@ -292,13 +296,15 @@ def _mean_sources(setup: Setup) -> None:
                 f"length {layout[0]}",
                 "the ablation dataset needs matching lengths and named positions",
             )
-        tot = fin = None
+        tot: torch.Tensor | None = None
+        fin: torch.Tensor | None = None
         for rows in _chunks(sorted(pool), setup.batch_size):
             _, cap = _run(setup, _tokens(setup, src, rows), _sender_sites(shape))
             s, f = _senders(cap, shape)
             s, f = s.double().sum(0), f.double().sum(0)
             tot = s if tot is None else tot + s
             fin = f if fin is None else fin + f
+        assert tot is not None and fin is not None  # (the pool is not empty)
         dt = setup.backend.dtype
         lay.mean = {"senders": (tot / len(pool)).to(dt), "final": (fin / len(pool)).to(dt)}
 
@@ -308,9 +314,11 @@ def _ablated(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(ablated sender outputs [B, P, S, D], ablated final residual [B, P, D]) for these rows."""
     if setup.mode == "paired":
+        assert setup.other is not None  # (prepare: paired needs D2)
         _, cap = _run(setup, _tokens(setup, setup.other, rows), _sender_sites(setup.backend.shape))
         return _senders(cap, setup.backend.shape)
     if setup.mode == "mean":
+        assert lay.mean is not None  # (_mean_sources, in prepare)
         B = len(rows)
         return (
             lay.mean["senders"].unsqueeze(0).expand(B, -1, -1, -1).to(clean_s.device),
@@ -331,6 +339,7 @@ def _kl(ref: torch.Tensor, lg: torch.Tensor) -> torch.Tensor:
 def _per_example(kind: MetricKind, lg: torch.Tensor, e: Example, ref: torch.Tensor | None) -> torch.Tensor:
     """m(x) of one example from its logits at the scored positions [S, V] (differentiable; float64)."""
     if kind is MetricKind.KL:
+        assert ref is not None  # (KL compares with the model's own logits)
         return _kl(ref, lg)
     return metrics._values(kind, lg.double(), e).mean()  # the engine's own per-position definitions
 
@@ -345,6 +354,7 @@ def _metric_rows(kind: MetricKind, lg: torch.Tensor, exs: Sequence[Example], ref
     definitions of `circuitdsl.engine.metrics`, vectorised over rows (single answer tokens)."""
     lg = lg.double()
     if kind is MetricKind.KL:
+        assert refs is not None  # (KL compares with the model's own logits)
         lp = torch.log_softmax(refs.double(), -1)
         return (lp.exp() * (lp - torch.log_softmax(lg, -1))).sum(-1).mean(-1)
     if kind is MetricKind.MSE:
@@ -374,9 +384,9 @@ def metric_values(
 ) -> torch.Tensor:
     """m(x) per example ([R], float64) from each example's logits at its scored positions."""
     if exs and _batchable(kind, exs):
-        return _metric_rows(
-            kind, torch.stack(list(logits)), exs, torch.stack(list(refs)) if kind is MetricKind.KL else None
-        )
+        # (KL: every row has its reference logits)
+        ref_rows = torch.stack(list(cast(Sequence[torch.Tensor], refs))) if kind is MetricKind.KL else None
+        return _metric_rows(kind, torch.stack(list(logits)), exs, ref_rows)
     return torch.stack([_per_example(kind, lg, e, r) for lg, e, r in zip(logits, exs, refs)])
 
 
@@ -399,7 +409,10 @@ def _objective(
 
 
 def _metric_sum(
-    setup: Setup, logits_at_scored: Sequence[torch.Tensor], exs: Sequence[Example], refs: Sequence[torch.Tensor]
+    setup: Setup,
+    logits_at_scored: Sequence[torch.Tensor],
+    exs: Sequence[Example],
+    refs: Sequence[torch.Tensor | None],
 ) -> float:
     with torch.no_grad():
         return float(metric_values(setup.kind, logits_at_scored, exs, refs).sum())

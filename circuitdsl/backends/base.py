@@ -131,6 +131,7 @@ def hooks(model: Any, fwd_hooks: list[tuple[str, Callable]]) -> Iterator[None]:
     touched: list[Any] = []
     try:
         for hp, fn in resolved:
+            assert hp is not None  # (checked above)
             touched.append(hp)
             hp.add_hook(fn, dir="fwd")
         yield
@@ -158,7 +159,7 @@ COMPAT_NAMES = {
 
 def install_tl_hook(backend: Any, name: str, site: Site, layer: int | None, fn: Edit) -> Callable[[], None]:
     """Add fn to the HookPoint `name` of backend.model; returns what removes exactly that hook."""
-    hp = _hook_points(backend.model).get(name)
+    hp = (_hook_points(backend.model) or {}).get(name)
     if hp is None:
         raise BackendError(
             f"model `{backend.name}` has no {site.value} at layer {layer} (`{name}`)", "is this model supported?"
@@ -330,12 +331,27 @@ class Backend:
     def parallel(self) -> bool:
         return bool(self.shape.parallel_attn_mlp)
 
-    n_ctx: int | None = None
-    causal = True
-    """Whether a position attends only to itself and earlier positions."""
-    final_norm = "none"
-    resid_gauge = "exact"
-    logit_gauge = "exact"
+    # (properties, not attributes, so that a backend may compute them; see protocol.ModelBackend)
+    @property
+    def n_ctx(self) -> int | None:
+        return None
+
+    @property
+    def causal(self) -> bool:
+        """Whether a position attends only to itself and earlier positions."""
+        return True
+
+    @property
+    def final_norm(self) -> str:
+        return "none"
+
+    @property
+    def resid_gauge(self) -> str:
+        return "exact"
+
+    @property
+    def logit_gauge(self) -> str:
+        return "exact"
 
     def hook_name(self, site: Site, layer: int | None) -> str:
         """The transformer-lens hook name of a site (for tests and references outside the library)."""
@@ -411,7 +427,9 @@ class Backend:
         """One clean forward pass, keeping every sender's output and the residual at every port."""
         n = self.shape.n_layers
         mlp = self.shape.has_mlp
-        cap: list[SiteKey] = [(Site.EMBED, None)] + ([(Site.POS, None)] if self.has_pos else [])
+        cap: list[SiteKey] = [(Site.EMBED, None)]
+        if self.has_pos:
+            cap.append((Site.POS, None))
         for L in range(n):
             cap += [(Site.RESID_PRE, L), (Site.RESULT, L)]
             if mlp:
@@ -510,7 +528,9 @@ class Backend:
             if self._can_call_blocks(int(resid.shape[1]), range(layer, n)):
                 x = resid
                 for L in range(layer, n):
-                    x = self._call_block(L, x)
+                    y = self._call_block(L, x)
+                    assert y is not None  # (_can_call_blocks)
+                    x = y
                 if positions is not None:
                     x = x[:, list(positions)]
                 return self.unembed(x)

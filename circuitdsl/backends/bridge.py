@@ -81,7 +81,9 @@ class BridgeBackend(Backend):
         # transformer-lens centres the writing weights of LayerNorm models (every reader removes the mean)
         return "mean" if str(getattr(self.model.cfg, "normalization_type", "")) in ("LN", "LNPre") else "exact"
 
-    logit_gauge = "mean"  # compatibility mode centres the unembedding (where the model has no soft-cap)
+    @property
+    def logit_gauge(self) -> str:
+        return "mean"  # compatibility mode centres the unembedding (where the model has no soft-cap)
 
     # ---- sites ---------------------------------------------------------------------------------
     def hook_name(self, site: Site, layer: int | None) -> str:
@@ -93,7 +95,8 @@ class BridgeBackend(Backend):
 
     def _install(self, site: Site, layer: int | None, fn: Edit) -> Callable[[], None]:
         if (self.virtual_attn and site in _HEAD_SITES) or (site is Site.MLP_IN and self.parallel and not self._has_ln2):
-            return self._install_virtual(site, int(layer), fn)
+            assert layer is not None  # (head sites and MLP_IN are per layer)
+            return self._install_virtual(site, layer, fn)
         return install_tl_hook(self, self.hook_name(site, layer), site, layer, fn)
 
     # ---- computed sites (no transformer-lens hook for them) ------------------------------------
@@ -258,7 +261,9 @@ class BridgeBackend(Backend):
                     self._attn_flags(
                         was[0] and Site.RESULT in s, was[1] and bool(s & {Site.Q_INPUT, Site.K_INPUT, Site.V_INPUT})
                     )
-                    x = self._call_block(L, x)
+                    y = self._call_block(L, x)
+                    assert y is not None  # (_can_call_blocks)
+                    x = y
         finally:
             self._attn_flags(*was)
         if positions is not None:
@@ -397,7 +402,7 @@ class HFReference:
                 AutoModelForCausalLM.from_pretrained(
                     str(backend.model_dir), attn_implementation="eager", dtype=backend.dtype
                 )
-                .to(backend.device)
+                .to(backend.device)  # type: ignore[arg-type]  # transformers types its `to` wrapper as unbound
                 .eval()
             )
         except Exception as e:

@@ -94,6 +94,7 @@ class _Attention(nn.Module):
 class _MLP(nn.Module):
     def __init__(self, cfg: NativeConfig):
         super().__init__()
+        assert cfg.d_mlp is not None  # (_Block builds an MLP only when the model has one)
         self.W_in = nn.Parameter(torch.zeros(cfg.d_model, cfg.d_mlp))
         self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp))
         self.W_out = nn.Parameter(torch.zeros(cfg.d_mlp, cfg.d_model))
@@ -183,7 +184,7 @@ class NativeTransformer(HookedRootModule):
             if tokens.shape[1] > self.cfg.n_ctx:
                 raise BackendError(f"input of {tokens.shape[1]} tokens exceeds n_ctx={self.cfg.n_ctx}")
             resid = self.hook_embed(self.embed(tokens))
-            if self.pos_embed is not None:
+            if self.pos_embed is not None and self.hook_pos_embed is not None:
                 resid = resid + self.hook_pos_embed(self.pos_embed(tokens))
             start_at_layer = 0
         else:

@@ -122,8 +122,9 @@ def _guarded(argv: list[str] | None) -> int:
         return int(ExitCode.BROKEN_PIPE)  # not 0: a failed claim must not read as success
     except Exception as e:
         if code_for(e) is ExitCode.USAGE:  # a diagnostic no subcommand caught: still the user's error
-            from circuitdsl.diagnostics import render
+            from circuitdsl.diagnostics import CircuitError, render
 
+            assert isinstance(e, CircuitError)  # (what code_for calls USAGE)
             print(render(e.diagnostics, "full"), file=sys.stderr)
             return int(ExitCode.USAGE)
         return _internal_error(e, argv)

@@ -1,5 +1,5 @@
 """`circuitdsl check FILE... [--format text|json] [--seed N] [--device cpu] [--batch-size N]
-[--clean-cache MIB] [--no-completeness] [--no-minimality] [--only PHASES] [--tests [R]] [--tests-seed N] [--no-tests] [--seeds SEEDS [--vary-data]]
+[--clean-cache MIB] [--no-cache] [--no-completeness] [--no-minimality] [--only PHASES] [--tests [R]] [--tests-seed N] [--no-tests] [--seeds SEEDS [--vary-data]]
 [--json-out PATH] [--html PATH]`: scrub each hypothesis and evaluate its `expect` clauses.
 
 `--tests [R]` runs the statistical tests of SEMANTICS.md section 5 (sufficiency, necessity, equivalence,
@@ -16,9 +16,12 @@ every file was checked, so a run that did not finish leaves `--json-out` and `--
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Callable
 from contextlib import nullcontext
+from typing import Any
 
 from circuitdsl.cli.exitcodes import ExitCode, Outcome
 
@@ -41,6 +44,12 @@ def add_parser(sub, name: str, help: str):
         metavar="MIB",
         help="clean activations kept in memory, in MiB (default 4096); the rest go to a temporary file "
         "($CIRCUITDSL_SPILL_DIR or the temp dir), removed afterwards; results do not depend on it",
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither read nor write the on-disk cache of clean activations ($CIRCUITDSL_ACTIVATION_CACHE, else "
+        "~/.cache/circuitdsl/activations; budget $CIRCUITDSL_ACTIVATION_CACHE_MIB, default 2048); results do not depend on it",
     )
     p.add_argument("--no-completeness", action="store_true", help="skip the completeness search")
     p.add_argument(
@@ -197,7 +206,7 @@ def run(args) -> int:
     sweep_stale()  # spill directories left by killed runs (their owner's lock is gone) go first
     outcome = Outcome()
     results = []
-    reports = []  # (html path, result, hypothesis): written once every file is done
+    reports: list[tuple[str, Any, Any, Any]] = []  # (html path, result, hypothesis, stability): written at the end
     with stdout_kept_for_output() if args.format == "json" else nullcontext():
         for i, f in enumerate(args.files):
             compiled = compile_reporting(f)
@@ -226,6 +235,7 @@ def run(args) -> int:
                             completeness=not args.no_completeness,
                             tests=test_plan(hh, args),
                             clean_cache_bytes=None if args.clean_cache is None else args.clean_cache << 20,
+                            cache=not getattr(args, "no_cache", False),
                             **more,
                         )
 
@@ -272,8 +282,8 @@ def run(args) -> int:
     from circuitdsl.report.build import write_report
     from circuitdsl.results import write_json_atomic
 
-    writes = [
-        (path, lambda path=path, r=r, h=h, st=st: write_report(path, r, h, device=args.device, stability=st))
+    writes: list[tuple[str, Callable[[], object]]] = [
+        (path, functools.partial(write_report, path, r, h, device=args.device, stability=st))
         for path, r, h, st in reports
     ]
     if args.json_out:

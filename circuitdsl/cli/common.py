@@ -20,10 +20,12 @@ def shown_diagnostics(diags) -> list:
     note repeated in one file shown once (its hint says how many more there are)."""
     import dataclasses
 
-    from circuitdsl.diagnostics import Severity
+    from circuitdsl.diagnostics import Diagnostic, Severity
 
     quiet = {c.strip().upper() for c in os.environ.get(QUIET_ENV, "").split(",") if c.strip()}
-    out, first, extra = [], {}, {}
+    out: list[Diagnostic] = []
+    first: dict[tuple[str, str | None], int] = {}
+    extra: dict[tuple[str, str | None], int] = {}
     for d in diags:
         if d.severity is not Severity.ERROR and (
             d.code.upper() in quiet or (d.severity is Severity.NOTE and "NOTES" in quiet)
@@ -74,7 +76,7 @@ def stdout_kept_for_output() -> Iterator[None]:
         pass
     saved = None
     try:
-        if real is sys.__stdout__ and real.fileno() == 1:
+        if real is sys.__stdout__ and real is not None and real.fileno() == 1:
             saved = os.dup(1)
             sys.stderr.flush()
             os.dup2(2, 1)

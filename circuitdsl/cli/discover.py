@@ -309,13 +309,16 @@ def _run_sweeps(args) -> dict:
     layers = range(args.min_layer, n_layers)
     kw = dict(dataset=args.dataset, corruption=args.corrupt, max_rows=args.max_rows)
     sweeps: dict[str, Any] = {"end": end}
-    res = run_sweep(model, clean, corrupt, SweepSpec("heads", (end,) if end else ()), layers=layers, **kw)
+    res = run_sweep(
+        model, clean, corrupt, SweepSpec("heads", tuple(x for x in (end,) if x is not None)), layers=layers, **kw
+    )
     sweeps["heads_end"] = res.to_json()
     if not args.roles:
         return sweeps
     movers = _top(sweeps["heads_end"], args.top, args.threshold)
     if movers:
         recv = ",".join(f"{m}.q" for m, _ in movers)
+        assert end is not None  # (--roles asks for END: _answer_position raised E903 where there is none)
         q = run_sweep(model, clean, corrupt, SweepSpec("path", (end,), recv), layers=layers, **kw)
         sweeps["path_movers_q"] = q.to_json()
         inh = [x for x in _top(sweeps["path_movers_q"], args.top, args.threshold) if x not in movers]
@@ -339,7 +342,7 @@ def run(args) -> int:
         return usage_error("E902", f"--top must be >= 1, not {args.top}")
     from circuitdsl.cli.outputs import Output, refused
 
-    if refused([Output("-o", args.output), Output("--json", None if args.from_json else args.json)], [args.from_json]):
+    if refused([Output("-o", args.output), Output("--json", "" if args.from_json else args.json)], [args.from_json]):
         return int(ExitCode.USAGE)
     try:
         gen_args = _parse_args_kv(args.arg)

@@ -31,7 +31,7 @@ def run(args) -> int:
     from circuitdsl.diagnostics import Severity, render
 
     outcome = Outcome()
-    everything = []
+    everything: list[dict] = []
     # --format json: stdout is one JSON document, even when a feature module prints on import
     with stdout_kept_for_output() if args.format == "json" else nullcontext():
         for f in args.files:

@@ -190,13 +190,13 @@ def run(args) -> int:
             doc["unavailable"][name] = v["unavailable"]
             continue
         doc["aggregate"][name] = {"clean": _agg(v["clean"]), "corrupt": _agg(v["corrupt"]) if v["corrupt"] else None}
-    for i, e in enumerate(clean):
+    for i, ex in enumerate(clean):
         row: dict[str, Any] = {
-            "id": e.id,
-            "text": e.text if e.text is not None else None,
-            "tokens": list(e.tokens),
-            "answer": [show(a) for a in e.answers],
-            "wrong": [show(w) for w in e.wrongs],
+            "id": ex.id,
+            "text": ex.text if ex.text is not None else None,
+            "tokens": list(ex.tokens),
+            "answer": [show(a) for a in ex.answers],
+            "wrong": [show(w) for w in ex.wrongs],
             "predicted": show(m["top"][i]),
             "clean": {k: v["clean"][i] for k, v in m["metrics"].items() if "clean" in v},
         }
@@ -204,8 +204,8 @@ def run(args) -> int:
             row["corrupt_text"] = corrupt[i].text
             row["predicted_corrupt"] = show(m["top_corrupt"][i])
             row["corrupt"] = {k: v["corrupt"][i] for k, v in m["metrics"].items() if v.get("corrupt")}
-        if e.origin is not None:
-            row["line"] = e.origin.line
+        if ex.origin is not None:
+            row["line"] = ex.origin.line
         doc["examples"].append(row)
     _print(doc, args.show)
     if args.json_out:

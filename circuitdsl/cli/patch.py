@@ -161,7 +161,7 @@ def check_dataset_args(specs, n, seed, gen_args) -> None:
             if not Path(spec).is_file() or gen_args:
                 dataset_from_arg(spec, None, n=n, seed=seed, args=gen_args, option=option)  # raises E404 / E403
             read_schema(Path(spec))
-        elif registry.get(spec) is None or set(gen_args) - set(dict(registry.get(spec).params)):
+        elif (info := registry.get(spec)) is None or set(gen_args) - set(dict(info.params)):
             dataset_from_arg(spec, None, n=n, seed=seed, args=gen_args, option=option)  # raises E402 / E403
 
 

@@ -15,7 +15,7 @@ import sys
 try:  # the C module: `signal` imports enum first, which is time a Ctrl-C could land in before the handlers
     import _signal as signal
 except ImportError:  # pragma: no cover - not CPython
-    import signal  # type: ignore[no-redef]
+    import signal
 
 __all__ = ["Terminated", "signals_handled", "write_crash_report", "crash_dir", "REPORT_HOW"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,7 +128,7 @@ class Example:
         *,
         scored=(),
         wrongs=(),
-        positions: dict[str, int | list[int] | tuple[int, ...]] | None = None,
+        positions: Mapping[str, int | Sequence[int]] | None = None,
         fields: dict[str, Any] | None = None,
         text: str | None = None,
         id: str = "",

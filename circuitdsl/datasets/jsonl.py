@@ -320,7 +320,7 @@ def _resolve_marks(row: _Row, toks: list[int], tokenizer: Any, col: _Collector) 
     ends: list[int] = []
     for i in range(len(toks)):
         ends.append(len(tokenizer.decode(toks[: i + 1])))
-    if tokenizer.decode(toks) != plain:
+    if plain is None or tokenizer.decode(toks) != plain:  # (None: markers refused, E430 already)
         col.error("E430", "the tokenizer does not give this `text` back when it decodes its tokens, so its named spans cannot be placed",
                   "give `tokens` and `positions` (token indices) for this row instead", row, "text")  # fmt: skip
         return None

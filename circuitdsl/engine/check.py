@@ -35,14 +35,17 @@ def run_check(
     clean_cache_bytes: int | None = None,
     tests: TestPlan | None = None,
     minimality: bool = True,
+    cache: bool = True,
 ) -> CheckResult:
     """clean_cache_bytes: clean activations held in memory (default `scrub.DEFAULT_CLEAN_BYTES`); the
     rest are spilled to a temporary file that is removed when the check ends (results do not change).
     tests: the statistical tests to run (SEMANTICS.md section 5); None: the file's `set tests.*` plan.
-    A test an `expect` names runs whatever the plan says (circuitdsl.engine.nulltests.wanted_tests)."""
+    A test an `expect` names runs whatever the plan says (circuitdsl.engine.nulltests.wanted_tests).
+    cache: read and write clean batches in the on-disk activation cache (engine/diskcache.py; results do
+    not change); False (`--no-cache`) neither reads nor writes it."""
     import torch
 
-    from circuitdsl.engine import derive, finite, meets, metrics, nulltests, prepare, scores, search
+    from circuitdsl.engine import derive, diskcache, finite, meets, metrics, nulltests, prepare, scores, search
     from circuitdsl.engine.scrub import Engine
 
     seed = h.seed if seed is None else int(seed)
@@ -76,6 +79,7 @@ def run_check(
             seed=seed,
             batch_size=batch_size,
             clean_bytes=clean_cache_bytes,
+            disk_cache=diskcache.open_cache(backend, enabled=cache),
         ) as engine,
     ):
         _check_names(h, ds)
@@ -209,13 +213,16 @@ def run_check(
     )
     expects = tuple(_expect(partial, x) for x in h.expects)
     timings["total"] = time.perf_counter() - t0
-    cost = (
+    cost: tuple[tuple[str, float], ...] = (
         ("forward_passes", engine.forward_passes),
         ("block_runs", engine.block_runs),
         ("clean_bytes_in_memory", engine.clean_held),
         ("clean_bytes_spilled", engine.clean_spilled),
     )
     cost += tuple((f"forward_equiv.{k}", v) for k, v in fwd.items())
+    if engine.disk_cache is not None:  # clean batches read from / written to the activation cache
+        dc = engine.disk_cache
+        cost += (("clean_batches_cached", dc.hits), ("clean_batches_written", dc.writes))
     if test_result is not None and test_result.scrubs:
         cost += (("test_scrubs", test_result.scrubs), ("test_block_runs", test_result.block_runs))
     import dataclasses

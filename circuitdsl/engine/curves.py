@@ -11,14 +11,15 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from circuitdsl.datasets.core import Example
 from circuitdsl.engine import derive, stats
-from circuitdsl.ir import IDENTITY, Claim, EdgeId, Hypothesis
+from circuitdsl.ir import IDENTITY, Claim, EdgeId, Hypothesis, MetricKind
 
 __all__ = ["SCHEMA", "CurvePoint", "Curve", "curve_hypothesis", "faithfulness_curve", "engine_for", "plot_curve"]
 
@@ -98,15 +99,30 @@ def curve_hypothesis(h: Hypothesis, edges: Iterable[EdgeId], label: str) -> Hypo
     return derive._rebuild(h, f"{h.name} [{label}]", claims, edges)
 
 
+@dataclass(frozen=True)
+class MetricOf:
+    """`m_of(logits)`: the metric of each example of the dataset under those logits; `clean`: the model's
+    own logits (what the metric compares with)."""
+
+    kind: MetricKind
+    examples: Sequence[Example]
+    clean: Any
+
+    def __call__(self, logits: Any) -> np.ndarray:
+        from circuitdsl.engine import metrics
+
+        return metrics.metric_values(self.kind, logits, self.examples, self.clean)
+
+
 @contextlib.contextmanager
 def engine_for(
     h: Hypothesis, *, seed: int, device: str = "cpu", batch_size: int | None = None
-) -> Iterator[tuple[Any, Callable, Any]]:
+) -> Iterator[tuple[Any, MetricOf, Any]]:
     """(engine, m_of, dataset) for scrubbing variants of h, set up as `run_check` does (model contract,
     dataset validation, metric checks); diagnostics are raised as CircuitError."""
     import torch
 
-    from circuitdsl.engine import finite, metrics, prepare
+    from circuitdsl.engine import finite, prepare
     from circuitdsl.engine.scrub import Engine
 
     backend = prepare.load_model(h, device)
@@ -119,11 +135,7 @@ def engine_for(
         clean = engine.clean_logits()
         finite.check_finite(backend, ds, clean, h.model.span)
 
-        def m_of(logits) -> np.ndarray:
-            return metrics.metric_values(h.metric.kind, logits, ds.examples, clean)
-
-        m_of.clean = clean  # type: ignore[attr-defined]
-        yield engine, m_of, ds
+        yield engine, MetricOf(h.metric.kind, ds.examples, clean), ds
 
 
 def faithfulness_curve(
@@ -199,7 +211,10 @@ def faithfulness_curve(
         undefined_reason=undefined,
         scrubs=n_scrubs,
         seconds=time.perf_counter() - t0,
-        **areas,
+        cpr=areas["cpr"],
+        cmd=areas["cmd"],
+        cpr_log=areas["cpr_log"],
+        cmd_log=areas["cmd_log"],
     )
 
 

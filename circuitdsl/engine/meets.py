@@ -86,7 +86,7 @@ def dead_edges(h: Hypothesis, examples: Sequence[Example], *, causal: bool = Tru
                 n_dead += 1
                 first = first or (e.id, why)
         else:
-            if n_dead:
+            if first is not None:  # (set with the first dead example)
                 out.append(DeadEdge(edge, n_dead, len(examples), first[0], first[1]))
     return out
 

@@ -105,9 +105,9 @@ def _values(kind: MetricKind, lg: torch.Tensor, e: Example) -> torch.Tensor:
     n = len(e.scored_positions)
     if kind in (MetricKind.LOGIT_DIFF, MetricKind.PROB_DIFF):
         x, reduce = (lg, "mean") if kind is MetricKind.LOGIT_DIFF else (torch.softmax(lg, -1), "sum")
-        ans = [e.answer_set(i) for i in range(n)]
-        wrong = [e.wrong_set(i) for i in range(n)]
-        return _set_mean(x, ans, reduce) - _set_mean(x, wrong, reduce)
+        ans_sets = [e.answer_set(i) for i in range(n)]
+        wrong_sets = [e.wrong_set(i) for i in range(n)]
+        return _set_mean(x, ans_sets, reduce) - _set_mean(x, wrong_sets, reduce)
     ans = torch.tensor(e.answers)
     if kind in (MetricKind.MARGIN, MetricKind.ACCURACY):
         others = lg.clone()

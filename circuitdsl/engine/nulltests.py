@@ -127,20 +127,23 @@ def run_tests(
             circuits[r] = randcirc.random_circuit(h, stats.keyed_rng(seed, "circuit", r), f"random circuit {r}")
         return circuits[r]
 
-    circ_cost = [0, 0.0]  # scrubs and seconds spent on the random circuits themselves
+    circ_scrubs, circ_secs = [0], [0.0]  # scrubs and seconds spent on the random circuits themselves
 
     def f_circuit(r: int) -> float:
         if r not in f_rc:
             t = time.perf_counter()
             f_rc[r] = score(circuit(r))
-            circ_cost[0] += 1
-            circ_cost[1] += time.perf_counter() - t
+            circ_scrubs[0] += 1
+            circ_secs[0] += time.perf_counter() - t
         return f_rc[r]
 
-    out: dict[str, object] = {}
+    equivalence: EquivalenceTest | None = None
+    minimality_test: MinimalityTest | None = None
+    sufficiency: NullTest | None = None
+    necessity: NullTest | None = None
 
     if "equivalence" in names:
-        out["equivalence"] = equivalence_test(m_model, m_scrub, plan.eps)
+        equivalence = equivalence_test(m_model, m_scrub, plan.eps)
 
     if "minimality" in names:
         t0, s0 = time.perf_counter(), scrubs[0]
@@ -149,7 +152,7 @@ def run_tests(
         by_name: dict[str, NodeId] = {v.name: v for v in removable_nodes(h)}
         removals = [x for x in minimality.removals if x.node in by_name]
         kinds_needed = sorted({by_name[x.node].kind for x in removals}, key=lambda k: randcirc.COUNTED_KINDS.index(k))
-        nulls: dict[NodeKind, list[float | None]] = {}
+        nulls: dict[NodeKind, list[float]] = {}
         reason = None
         if getattr(minimality, "skipped", None):
             reason = f"the per-node test needs the removals: {minimality.skipped}"
@@ -183,8 +186,8 @@ def run_tests(
             nodes = [NodeTest(x.node, by_name[x.node].kind.value, sign * x.raw + 0.0, None, None) for x in removals]
         n_scr, secs = scrubs[0] - s0, time.perf_counter() - t0
         if "sufficiency" in names:  # the random circuits' own scrubs are the sufficiency test's
-            n_scr, secs = n_scr - circ_cost[0], secs - circ_cost[1]
-        out["minimality"] = MinimalityTest(
+            n_scr, secs = n_scr - circ_scrubs[0], secs - circ_secs[0]
+        minimality_test = MinimalityTest(
             tuple(nodes),
             tuple((k.value, tuple(v)) for k, v in nulls.items()),
             R,
@@ -197,7 +200,7 @@ def run_tests(
         )
 
     if "sufficiency" in names:
-        t0, c0 = time.perf_counter(), tuple(circ_cost)
+        t0, c0_secs = time.perf_counter(), circ_secs[0]
         stat = "recovered of the circuit (C: its own features; null: random circuits of C's size, identity features)"
         reason = None
         null: list[float | None] = []
@@ -212,7 +215,7 @@ def run_tests(
                 reason = f"a random circuit cannot be scrubbed exactly: {e}"
         p = None if reason else stats.p_value(rec.value, null, "closer_to_1")  # type: ignore[arg-type]
         # scrubs and seconds of every random circuit (some were scrubbed by the minimality test, before this one)
-        out["sufficiency"] = NullTest(
+        sufficiency = NullTest(
             "sufficiency",
             stat,
             "closer_to_1",
@@ -221,8 +224,8 @@ def run_tests(
             R,
             p,
             seed,
-            circ_cost[0],
-            circ_cost[1] + (time.perf_counter() - t0) - (circ_cost[1] - c0[1]),
+            circ_scrubs[0],
+            circ_secs[0] + (time.perf_counter() - t0) - (circ_secs[0] - c0_secs),
             reason,
             "recovered",
         )
@@ -249,8 +252,8 @@ def run_tests(
                 obs = score(derive.remove(M, c_nodes, " [necessity]"))
                 for r in range(R):
                     say("test: necessity", r + 1, R + 1)
-                    nodes = randcirc.random_nodes(h, stats.keyed_rng(seed, "necessity", r), kinds)
-                    null.append(score(derive.remove(M, frozenset(nodes), f" [necessity {r}]")))
+                    picked = randcirc.random_nodes(h, stats.keyed_rng(seed, "necessity", r), kinds)
+                    null.append(score(derive.remove(M, frozenset(picked), f" [necessity {r}]")))
             except _TooLarge as e:
                 reason = f"M \\ X cannot be scrubbed exactly: {e}"
             if gap and obs is not None:
@@ -258,7 +261,7 @@ def run_tests(
                     f"F(M \\ C) = {obs:.4g} is {(obs - f_base) / gap:.3g} of the gap F(model) - F(baseline) above the baseline",
                 )
         p = None if reason or obs is None else stats.p_value(obs, null, direction)
-        out["necessity"] = NullTest(
+        necessity = NullTest(
             "necessity",
             stat,
             direction,
@@ -284,10 +287,10 @@ def run_tests(
     return Tests(
         r=R,
         seed=seed,
-        sufficiency=out.get("sufficiency"),
-        necessity=out.get("necessity"),  # type: ignore[arg-type]
-        equivalence=out.get("equivalence"),
-        minimality=out.get("minimality"),  # type: ignore[arg-type]
+        sufficiency=sufficiency,
+        necessity=necessity,
+        equivalence=equivalence,
+        minimality=minimality_test,
         random_circuits="; ".join(parts),
         scrubs=scrubs[0],
         rows=rows[0],

@@ -26,6 +26,7 @@ import torch
 from circuitdsl.backends.base import Backend, CleanCache
 from circuitdsl.datasets.core import Dataset, Layout
 from circuitdsl.diagnostics import CircuitError, Diagnostic
+from circuitdsl.engine.diskcache import ActivationCache, clean_batch
 from circuitdsl.engine.draws import CLASS, OTHER, FeatureIndex, pick
 from circuitdsl.engine.spill import (
     SPILL_DIR_ENV,
@@ -311,8 +312,11 @@ class Engine:
         root_chunk: int | None = None,
         shortcuts: bool = True,
         progress: Callable[[str, int, int], None] | None = None,
+        disk_cache: ActivationCache | None = None,
     ):
         self.backend = backend
+        self.disk_cache = disk_cache
+        """Clean batches read from / written to disk between runs (engine/diskcache.py); None: always run."""
         self.ds = datasets[main]
         self.datasets = datasets
         self.ablation = ablation
@@ -381,11 +385,11 @@ class Engine:
             spilled: CleanCache | None = None
             for i in range(0, len(pool), self.batch_size):
                 rows = pool[i : i + self.batch_size]
-                part = self.backend.clean_run(self.backend.tokens([ds.examples[j].tokens for j in rows]))
-                self.forward_passes += 1
-                self.block_rows += len(rows)
-                scored += [part.logits[k, list(ds.examples[j].scored_positions)] for k, j in enumerate(rows)]
-                part = dataclasses.replace(part, logits=None)
+                part, got, ran = clean_batch(self.backend, self.disk_cache, [ds.examples[j] for j in rows])
+                if ran:  # not when the disk cache held the batch (engine/diskcache.py)
+                    self.forward_passes += 1
+                    self.block_rows += len(rows)
+                scored += got
                 need = _cache_nbytes(part) * len(pool) // max(1, part.n)
                 if i == 0 and self.clean_held + need > self.clean_bytes:
                     try:

@@ -77,11 +77,11 @@ def completeness(h: Hypothesis, score: Scorer, *, seed: int, progress=None) -> C
             continue
         seen = set()
         for _ in range(b.samples):
-            pick = frozenset(nodes[i] for i in rng.choice(len(nodes), size=size, replace=False))
-            if pick in seen:
+            sample = frozenset(nodes[i] for i in rng.choice(len(nodes), size=size, replace=False))
+            if sample in seen:
                 continue
-            seen.add(pick)
-            trials.append(trial(pick, "random"))
+            seen.add(sample)
+            trials.append(trial(sample, "random"))
     k: frozenset = frozenset()
     for _ in range(b.greedy_steps):
         cands = [v for v in nodes if v not in k]

@@ -57,7 +57,7 @@ def sweep_stale(parent: str | os.PathLike | None = None) -> list[Path]:
     """Remove the spill directories under `parent` (default: $CIRCUITDSL_SPILL_DIR or the temp dir)
     left by processes that died without cleaning up (SIGKILL, out of memory, power). Returns them."""
     root = Path(parent or os.environ.get(SPILL_DIR_ENV) or tempfile.gettempdir())
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = [
             p for p in root.iterdir() if p.name.startswith("circuitdsl-spill-") and p.is_dir() and not p.is_symlink()
@@ -169,7 +169,7 @@ class SpilledRows:
         if start < 0 or start + values.shape[0] > self.n_rows:
             raise IndexError(f"rows {start}..{start + values.shape[0]} are outside 0..{self.n_rows}")
         arr = values.detach().to("cpu").contiguous().numpy()  # written from its own buffer: no bytes copy
-        off, view = start * self.row_bytes, memoryview(arr.reshape(-1)).cast("B")
+        off, view = start * self.row_bytes, arr.reshape(-1).data.cast("B")
         while view:
             wrote = os.pwrite(self._fd, view, off)
             view, off = view[wrote:], off + wrote
@@ -183,7 +183,7 @@ class SpilledRows:
             raise IndexError(f"row index out of range 0..{self.n_rows}")
         uniq, inv = np.unique(idx, return_inverse=True)
         out = np.empty((len(uniq), *self.row_shape), dtype=self._np_dtype)
-        flat = memoryview(out.reshape(-1).view(np.uint8))
+        flat = out.reshape(-1).view(np.uint8).data
         # runs of consecutive rows: one pread each
         breaks = np.nonzero(np.diff(uniq) != 1)[0] + 1
         starts = np.concatenate([[0], breaks]).astype(np.int64)
@@ -199,7 +199,7 @@ class SpilledRows:
     def block(self, lo: int, hi: int) -> torch.Tensor:
         """Rows lo .. hi as a new tensor."""
         out = np.empty((max(0, hi - lo), *self.row_shape), dtype=self._np_dtype)
-        self._read_into(memoryview(out.reshape(-1).view(np.uint8)), lo * self.row_bytes)
+        self._read_into(out.reshape(-1).view(np.uint8).data, lo * self.row_bytes)
         return torch.from_numpy(out).to(self.device)
 
     def _read_into(self, view: memoryview, off: int) -> None:

@@ -51,10 +51,11 @@ def _as_extreme(observed: float, null: np.ndarray, direction: Direction) -> np.n
     return a >= b - TIE_RTOL * (1.0 + abs(b))
 
 
-def p_value(observed: float, null: Sequence[float], direction: Direction) -> float:
+def p_value(observed: float, null: Sequence[float | None], direction: Direction) -> float:
     """p = (1 + #null draws at least as extreme as `observed`) / (1 + R), R = len(null) (SEMANTICS.md
     section 5): never 0, and exactly uniform-or-conservative when `observed` is itself a draw of the null.
-    Non-finite null draws are never at least as extreme (they count in R); a non-finite observed raises."""
+    Non-finite (or None: undefined) null draws are never at least as extreme (they count in R); a non-finite
+    observed raises."""
     if not math.isfinite(observed):
         raise ValueError(f"the observed statistic is not finite: {observed!r}")
     arr = np.asarray(list(null), dtype=np.float64)
@@ -146,7 +147,7 @@ def keyed_rng(seed: int, *key: object) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest, "big"))
 
 
-def null_summary(null: Sequence[float]) -> dict[str, float | None]:
+def null_summary(null: Sequence[float | None]) -> dict[str, float | None]:
     """mean, sd (ddof 1), min, 5th, 50th, 95th percentile and max of the finite null draws (None where empty)."""
     arr = np.asarray([x for x in null if x is not None and math.isfinite(x)], dtype=np.float64)
     if not len(arr):

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 from circuitdsl.models.shapes import ShapeError
 
@@ -111,7 +112,7 @@ def _convert(gguf: Path, out: Path, progress: bool) -> None:
 
         import torch
         import transformers
-        from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+        from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
         transformers.utils.logging.disable_progress_bar()
 
@@ -120,7 +121,7 @@ def _convert(gguf: Path, out: Path, progress: bool) -> None:
         config = src.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config
-        model = LlamaForCausalLM(config).to(torch.float32)
+        model = LlamaForCausalLM(cast(LlamaConfig, config)).to(torch.float32)  # type: ignore[arg-type]  # transformers types `to` as unbound
         missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
         # lm_head may be tied to the embedding; anything else missing is a conversion error.
         missing = [k for k in missing if k != "lm_head.weight"]

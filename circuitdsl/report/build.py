@@ -12,7 +12,7 @@ __all__ = ["write_report"]
 
 
 def write_report(
-    out: Path,
+    out: str | Path,
     result,
     hypothesis=None,
     *,

@@ -48,6 +48,7 @@ def highlight_circuit(text: str) -> list[str]:
         for mt in _TOKEN.finditer(line):
             out.append(html.escape(line[pos : mt.start()]))
             kind = mt.lastgroup
+            assert kind is not None  # every alternative of the pattern is a named group
             tok = mt.group()
             if kind == "w":
                 head, _, rest = tok.partition(".")

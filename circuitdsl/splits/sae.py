@@ -116,7 +116,7 @@ def load_sae(path: str | Path) -> SAEWeights:
         arr["W_dec"],
         arr["b_dec"],
         arr.get("threshold"),
-        int(k) if arch == "topk" else None,
+        k if arch == "topk" and isinstance(k, int) else None,
     )
 
 
