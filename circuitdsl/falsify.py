@@ -135,7 +135,15 @@ class _Departs(Exception):
 class Falsifier:
     """Scores single inputs against a hypothesis, reusing one loaded model and the materialised datasets."""
 
-    def __init__(self, h: Hypothesis, *, seed: int | None = None, device: str = "cpu", batch_size: int | None = None):
+    def __init__(
+        self,
+        h: Hypothesis,
+        *,
+        seed: int | None = None,
+        device: str = "cpu",
+        batch_size: int | None = None,
+        cache: bool = True,
+    ):
         from circuitdsl.backends.base import BackendError
         from circuitdsl.backends.loader import load_backend
         from circuitdsl.backends.loader import model_diagnostic as _model_diagnostic
@@ -147,6 +155,8 @@ class Falsifier:
         self.paired = h.ablation.kind is AblationKind.PAIRED
         self.seed = h.seed if seed is None else int(seed)
         self.batch_size = batch_size
+        self.cache = cache
+        """Read and write the on-disk activation cache (engine/diskcache.py) for the file's datasets."""
         try:
             self.backend = load_backend(h.model, device)
         except (BackendError, ShapeError) as e:
@@ -182,10 +192,17 @@ class Falsifier:
         return self.backend.tokenizer
 
     def _engine(self, datasets: dict[str, Dataset]):
+        from circuitdsl.engine.diskcache import open_cache
         from circuitdsl.engine.scrub import Engine
 
         return Engine(
-            self.backend, datasets, self.h.main_dataset, self.h.ablation, seed=self.seed, batch_size=self.batch_size
+            self.backend,
+            datasets,
+            self.h.main_dataset,
+            self.h.ablation,
+            seed=self.seed,
+            batch_size=self.batch_size,
+            disk_cache=open_cache(self.backend, enabled=self.cache),
         )
 
     def dataset_scores(self) -> tuple[Any, Any, Any]:
@@ -281,6 +298,7 @@ def falsify(
     strategy=None,
     device: str = "cpu",
     progress: Callable[[ScoredInput], None] | None = None,
+    cache: bool = True,
 ) -> Counterexample:
     """Search h's dataset family for an input whose departure |m(scrub, x) - m(model, x)| reaches
     `threshold` (default: DEFAULT_GAP_FRACTION x |F(model) - F(baseline)| on the file's dataset), and
@@ -303,7 +321,7 @@ def falsify(
     ):
         raise ValueError(f"threshold must be a positive number, got {threshold!r}")
 
-    fz = Falsifier(h, seed=seed, device=device)
+    fz = Falsifier(h, seed=seed, device=device, cache=cache)
     mm, ms, mb = fz.dataset_scores()
     deltas = abs(ms - mm)
     gap = float(mm.mean() - mb.mean())

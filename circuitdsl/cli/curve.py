@@ -43,6 +43,11 @@ def add_parser(sub, name: str, help: str):
     p.add_argument(
         "--batch-size", type=int, default=None, help="rows per block run (default 64); results do not depend on it"
     )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither read nor write the on-disk cache of clean activations (docs/CLI.md); results do not depend on it",
+    )
     return p
 
 
@@ -133,6 +138,7 @@ def run(args) -> int:
             batch_size=args.batch_size,
             signed=args.signed,
             progress=progress,
+            cache=not args.no_cache,
         )
     except CircuitError as e:
         print(render(e.diagnostics, "full", dict(compiled.sources)), file=sys.stderr)

@@ -30,6 +30,11 @@ def add_parser(sub, name: str, help: str):
     )
     p.add_argument("--n", type=int, default=None, help="override the sample count of the file's generator datasets")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither read nor write the on-disk cache of clean activations (docs/CLI.md); results do not depend on it",
+    )
     return p
 
 
@@ -63,7 +68,14 @@ def run(args) -> int:
     if args.n is not None:
         h = with_sample_count(h, args.n)
     try:
-        cx = falsify(h, max_examples=args.max_examples, seed=args.seed, threshold=args.threshold, device=args.device)
+        cx = falsify(
+            h,
+            max_examples=args.max_examples,
+            seed=args.seed,
+            threshold=args.threshold,
+            device=args.device,
+            cache=not args.no_cache,
+        )
     except CircuitError as e:
         print(render(e.diagnostics, "full", dict(compiled.sources)), file=sys.stderr)
         return int(ExitCode.USAGE)

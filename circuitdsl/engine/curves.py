@@ -116,13 +116,14 @@ class MetricOf:
 
 @contextlib.contextmanager
 def engine_for(
-    h: Hypothesis, *, seed: int, device: str = "cpu", batch_size: int | None = None
+    h: Hypothesis, *, seed: int, device: str = "cpu", batch_size: int | None = None, cache: bool = True
 ) -> Iterator[tuple[Any, MetricOf, Any]]:
     """(engine, m_of, dataset) for scrubbing variants of h, set up as `run_check` does (model contract,
-    dataset validation, metric checks); diagnostics are raised as CircuitError."""
+    dataset validation, metric checks; `cache`: the on-disk activation cache, engine/diskcache.py);
+    diagnostics are raised as CircuitError."""
     import torch
 
-    from circuitdsl.engine import finite, prepare
+    from circuitdsl.engine import diskcache, finite, prepare
     from circuitdsl.engine.scrub import Engine
 
     backend = prepare.load_model(h, device)
@@ -130,7 +131,15 @@ def engine_for(
     ds = datasets[h.main_dataset]
     with (
         torch.no_grad(),
-        Engine(backend, datasets, h.main_dataset, h.ablation, seed=seed, batch_size=batch_size) as engine,
+        Engine(
+            backend,
+            datasets,
+            h.main_dataset,
+            h.ablation,
+            seed=seed,
+            batch_size=batch_size,
+            disk_cache=diskcache.open_cache(backend, enabled=cache),
+        ) as engine,
     ):
         clean = engine.clean_logits()
         finite.check_finite(backend, ds, clean, h.model.span)
@@ -148,6 +157,7 @@ def faithfulness_curve(
     signed: bool = False,
     grid: tuple[float, ...] = stats.GRID,
     progress: Callable[[str, int, int], None] | None = None,
+    cache: bool = True,
 ) -> Curve:
     """The faithfulness curve of `ranking` (a circuitdsl.mib.Ranking) on h's model, data, metric and
     ablation; the file's own circuit is scored too, for comparison."""
@@ -163,7 +173,7 @@ def faithfulness_curve(
     ks = stats.grid_counts(len(all_edges), grid)
     points: list[CurvePoint] = []
     n_scrubs = 0
-    with engine_for(h, seed=seed, device=device, batch_size=batch_size) as (engine, m_of, ds):
+    with engine_for(h, seed=seed, device=device, batch_size=batch_size, cache=cache) as (engine, m_of, ds):
         m_model = m_of(m_of.clean)
         m_base = m_of(engine.scrub(derive.empty(h)).logits)
         f_model, f_base = float(m_model.mean()), float(m_base.mean())

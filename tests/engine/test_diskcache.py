@@ -244,3 +244,20 @@ def test_no_cache_on_the_command_line_neither_reads_nor_writes(monkeypatch, cach
     monkeypatch.setenv(diskcache.OFF_ENV, "1")
     assert main(["check", str(f), "--only", "scores", "--no-tests"]) in (0, 1)
     assert calls[0] == 4
+
+
+def test_curve_and_falsify_use_the_cache_unless_told_not_to(cache_dir):
+    from circuitdsl.engine.curves import engine_for
+    from circuitdsl.falsify import Falsifier
+
+    h = _hyp()
+    with engine_for(h, seed=0, cache=False):
+        pass
+    Falsifier(h, cache=False).dataset_scores()
+    assert not cache_dir.exists()
+    with engine_for(h, seed=0) as (engine, _, _):
+        assert engine.disk_cache is not None and engine.disk_cache.writes == 4
+    before = Falsifier(h, cache=False).dataset_scores()
+    fz = Falsifier(h)
+    assert [a.tolist() for a in fz.dataset_scores()] == [a.tolist() for a in before]
+    assert len(_entries(cache_dir)) == 4
