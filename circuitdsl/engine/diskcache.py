@@ -138,15 +138,16 @@ class ActivationCache:
         damaged (then it is removed, with a warning)."""
         p = self.path(key)
         try:
-            blob = p.read_bytes()
+            with open(p, "rb") as f:
+                head = f.read(len(MAGIC) + _DIGEST)
+                payload = f.read()  # one copy of the entry in memory (torch.load reads it in place)
         except OSError:
             self.misses += 1
             return None
         try:
-            if blob[: len(MAGIC)] != MAGIC:
+            if head[: len(MAGIC)] != MAGIC:
                 raise ValueError("not an activation cache entry")
-            digest, payload = blob[len(MAGIC) : len(MAGIC) + _DIGEST], blob[len(MAGIC) + _DIGEST :]
-            if hashlib.blake2b(payload, digest_size=_DIGEST).digest() != digest:
+            if hashlib.blake2b(payload, digest_size=_DIGEST).digest() != head[len(MAGIC) :]:
                 raise ValueError("its bytes do not match its digest (truncated or damaged)")
             part, scored = _decode(payload)
             if part.n != n_rows or part.embed.shape[1] != length or len(scored) != n_rows:
@@ -172,11 +173,14 @@ class ActivationCache:
         payload = _encode(part, scored)
         if len(payload) + len(MAGIC) + _DIGEST > self.budget:
             return
-        from circuitdsl.atomic import write_bytes
+        from circuitdsl.atomic import replacing
 
-        blob = MAGIC + hashlib.blake2b(payload, digest_size=_DIGEST).digest() + payload
+        digest = hashlib.blake2b(payload, digest_size=_DIGEST).digest()
         try:
-            write_bytes(self.path(key), blob, keep_mode=False, parents=True)
+            with replacing(self.path(key), keep_mode=False, parents=True) as tmp, open(tmp, "wb") as f:
+                f.write(MAGIC)
+                f.write(digest)
+                f.write(payload)
         except OSError as e:
             if not self._write_failed:
                 self._write_failed = True
@@ -218,9 +222,11 @@ class ActivationCache:
                 pass
 
 
-def _encode(part: CleanCache, scored: list[torch.Tensor]) -> bytes:
+def _encode(part: CleanCache, scored: list[torch.Tensor]) -> memoryview:
     def cpu(t: torch.Tensor) -> torch.Tensor:
-        return t.detach().to("cpu").contiguous().clone()
+        t = t.detach().to("cpu").contiguous()
+        # torch.save writes a view's whole storage: copy a view of a larger one (a slice of a batch)
+        return t if t.untyped_storage().nbytes() == t.nbytes else t.clone()
 
     d: dict[str, Any] = {
         "embed": cpu(part.embed),
@@ -235,11 +241,11 @@ def _encode(part: CleanCache, scored: list[torch.Tensor]) -> bytes:
         d["pos"] = cpu(part.pos)
     buf = io.BytesIO()
     torch.save(d, buf)
-    return buf.getvalue()
+    return buf.getbuffer()
 
 
 def _decode(payload: bytes) -> tuple[CleanCache, list[torch.Tensor]]:
-    d = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    d = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)  # shares payload's buffer
     part = CleanCache(
         embed=d["embed"],
         pos=d.get("pos"),
