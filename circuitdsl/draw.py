@@ -1,7 +1,9 @@
 """Drawing a compiled hypothesis: DOT text always; SVG/PNG through graphviz `dot` when it is
 installed, else a matplotlib drawing (so a picture is always written).
 
-Groups are drawn as clusters; every claimed edge is drawn once per port, labelled and styled by
+Groups are drawn as clusters; the claimed parts of a split component (`split a9.6 by subspace s ...`) as
+a cluster of their own, labelled with the component and how it is split (inside a group's cluster when
+they are in the group); every claimed edge is drawn once per port, labelled and styled by
 port: q blue solid, k red dashed, v green dotted, in grey solid. Large hypotheses (more than
 COMPACT_EDGES edges, typically from `wire`) are drawn compactly: a wired run of MLPs is one box and
 q, k, v into one head are one arrow (`view`). No torch is imported here.
@@ -9,15 +11,29 @@ q, k, v into one head are one arrow (`view`). No torch is imported here.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from circuitdsl.atomic import replacing, write_bytes
-from circuitdsl.ir import Claim, FeatureKind, Hypothesis, NodeId, NodeKind, Port
+from circuitdsl.ir import Claim, FeatureKind, Hypothesis, NodeId, NodeKind, Port, Split, SplitKind
 
-__all__ = ["to_dot", "view", "View", "Box", "Arrow", "write_drawing", "PORT_STYLE", "SUFFIXES", "COMPACT_EDGES"]
+__all__ = [
+    "to_dot",
+    "view",
+    "View",
+    "Box",
+    "Arrow",
+    "write_drawing",
+    "split_caption",
+    "split_source",
+    "PORT_STYLE",
+    "SUFFIXES",
+    "COMPACT_EDGES",
+]
 
 PORT_STYLE: dict[Port, tuple[str, str]] = {
     Port.Q: ("#1f77b4", "solid"),
@@ -25,7 +41,7 @@ PORT_STYLE: dict[Port, tuple[str, str]] = {
     Port.V: ("#2ca02c", "dotted"),
     Port.IN: ("#555555", "solid"),
 }
-_MPL_STYLE = {"solid": "-", "dashed": "--", "dotted": ":"}
+_MPL_STYLE: dict[str, Literal["-", "--", ":"]] = {"solid": "-", "dashed": "--", "dotted": ":"}
 SUFFIXES = (".dot", ".gv", ".svg", ".png")
 
 
@@ -40,6 +56,25 @@ def _label(c: Claim) -> str:
     if c.feature.kind is not FeatureKind.IDENTITY:
         text += "\n" + str(c.feature)
     return text
+
+
+def split_source(s: Split, h: Hypothesis) -> str:
+    """The split's basis file or SAE directory, relative to the hypothesis file's folder where it lies
+    under it (as the file names it), else as recorded (absolute)."""
+    if h.source_path:
+        rel = os.path.relpath(s.source, os.path.dirname(os.path.abspath(h.source_path)))
+        if not rel.startswith(".."):
+            return rel
+    return s.source
+
+
+def split_caption(s: Split, h: Hypothesis) -> str:
+    """How a split component is labelled in drawings: `a9.6 split by subspace s`, `m0 split by SAE
+    saes/tiny_m0, latents 3, 17`."""
+    if s.kind is SplitKind.SUBSPACE:
+        return f"{s.node.name} split by subspace {s.name}"
+    latents = ", ".join(str(i) for i in s.latents) or "none named"
+    return f"{s.node.name} split by SAE {split_source(s, h)}, latents {latents}"
 
 
 COMPACT_EDGES = 40
@@ -69,12 +104,14 @@ class Arrow:
 
 @dataclass(frozen=True)
 class View:
-    """What is drawn: boxes in model order, arrows, and each group's boxes (clusters)."""
+    """What is drawn: boxes in model order, arrows, each group's boxes (clusters), and each split
+    component's claimed parts (`splits`: its caption and its parts' boxes)."""
 
     boxes: tuple[Box, ...]
     arrows: tuple[Arrow, ...]
     clusters: tuple[tuple[str, tuple[str, ...]], ...]
     compact: bool
+    splits: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def _cluster_of(h: Hypothesis) -> dict[NodeId, str]:
@@ -91,13 +128,15 @@ def _mlp_runs(h: Hypothesis, cluster: dict[NodeId, str]) -> list[tuple[NodeId, .
     """Maximal runs (3 or more) of claimed MLPs of consecutive layers, claimed alike, in one cluster,
     with every forward edge among them claimed (a wired backbone)."""
     claims = {c.node: c for c in h.claims}
-    mlps = sorted(n for n in claims if n.kind is NodeKind.MLP)
+    mlps = sorted(n for n in claims if n.kind is NodeKind.MLP and n.part is None)  # (parts: drawn with their split)
     edges = {(e.sender, e.receiver) for e in h.edges}
 
     def joins(run: list[NodeId], n: NodeId) -> bool:
         first = claims[run[0]]
+        last = run[-1].layer
         return (
-            n.layer == run[-1].layer + 1
+            last is not None
+            and n.layer == last + 1
             and (claims[n].feature, claims[n].positions) == (first.feature, first.positions)
             and cluster.get(n) == cluster.get(run[0])
             and all((m, n) in edges for m in run)
@@ -120,6 +159,7 @@ def _part(run_of: dict[NodeId, tuple[NodeId, ...]], nodes: set[NodeId], word: st
         return ""
     lo, hi = min(nodes), max(nodes)
     span = lo.name if lo == hi else f"{lo.name}..{hi.name}"
+    assert lo.layer is not None and hi.layer is not None  # (runs are of MLPs)
     if len(nodes) != hi.layer - lo.layer + 1:
         span = f"{len(nodes)} of " + span
     return f"{word}{span} "
@@ -173,7 +213,37 @@ def view(h: Hypothesis) -> View:
         keys = tuple(dict.fromkeys(box_of[n] for n in nodes if cluster.get(n) == name and n in claims))
         if keys:
             clusters.append((name, keys))
-    return View(tuple(boxes), tuple(arrows), tuple(clusters), compact)
+    splits = []
+    for s in h.splits:
+        keys = tuple(box_of[p] for p in s.parts if p in claims)
+        if keys:
+            splits.append((split_caption(s, h), keys))
+    return View(tuple(boxes), tuple(arrows), tuple(clusters), compact, tuple(splits))
+
+
+def _split_subgraphs(v: View, keys: tuple[str, ...], indent: str, boxes: dict[str, Box], first: int) -> list[str]:
+    """DOT lines for `keys` (the boxes of one cluster, or of none): the parts of each split component in
+    a subgraph cluster of their own, captioned by the split; the other boxes as they are."""
+    lines: list[str] = []
+    done: set[str] = set()
+    for j, (caption, parts) in enumerate(v.splits):
+        mine = [k for k in parts if k in keys]
+        if not mine:
+            continue
+        lines.append(f"{indent}subgraph cluster_split_{first}_{j} {{")
+        lines.append(
+            f'{indent}  label={_quote(caption)}; style="rounded,dotted"; color="#7b3294"; fontcolor="#7b3294";'
+        )
+        lines += [f"{indent}  {_box_dot(boxes[k])}" for k in mine]
+        lines.append(f"{indent}}}")
+        done.update(mine)
+    lines += [f"{indent}{_box_dot(boxes[k])}" for k in keys if k not in done]
+    return lines
+
+
+def _box_dot(b: Box) -> str:
+    shape = f", shape={b.shape}" if b.shape != "box" else ""
+    return f"{_quote(b.key)} [label={_quote(b.label)}{shape}];"
 
 
 def to_dot(h: Hypothesis) -> str:
@@ -187,17 +257,15 @@ def to_dot(h: Hypothesis) -> str:
         f"  label={_quote(f'{h.name}: {h.model.name}, {h.main_dataset}, ablate {h.ablation}')};",
     ]
     boxes = {b.key: b for b in v.boxes}
-    in_cluster = set()
+    in_cluster: set[str] = set()
     for i, (name, keys) in enumerate(v.clusters):
         lines.append(f"  subgraph cluster_{i} {{")
         lines.append(f'    label={_quote(name)}; style=dashed; color="#888888";')
-        lines += [f"    {_quote(k)} [label={_quote(boxes[k].label)}];" for k in keys]
+        lines += _split_subgraphs(v, keys, "    ", boxes, i)
         lines.append("  }")
         in_cluster.update(keys)
-    for b in v.boxes:
-        if b.key not in in_cluster:
-            shape = f", shape={b.shape}" if b.shape != "box" else ""
-            lines.append(f"  {_quote(b.key)} [label={_quote(b.label)}{shape}];")
+    rest = tuple(b.key for b in v.boxes if b.key not in in_cluster)
+    lines += _split_subgraphs(v, rest, "  ", boxes, len(v.clusters))
     for a in v.arrows:
         lines.append(
             f"  {_quote(a.sender)} -> {_quote(a.receiver)} "
@@ -239,6 +307,7 @@ def _column(n: NodeId) -> int:
         return 0
     if n.kind is NodeKind.OUT:
         return 1 << 20
+    assert n.layer is not None  # (heads and MLPs, whole or parts, have a layer)
     return 1 + 2 * n.layer + (1 if n.kind is NodeKind.MLP else 0)
 
 
@@ -248,7 +317,7 @@ def _layout(v: View) -> dict[str, tuple[float, float]]:
     cols: dict[int, list[Box]] = {}
     for b in v.boxes:
         cols.setdefault(_column(b.members[0]), []).append(b)
-    pos = {}
+    pos: dict[str, tuple[float, float]] = {}
     for x, key in enumerate(sorted(cols)):
         members = sorted(cols[key], key=lambda b: (len(b.members) > 1, b.members[0].sort_key()))
         for i, b in enumerate(members):
@@ -280,6 +349,13 @@ def _draw_matplotlib(h: Hypothesis, path: Path, fmt: str) -> None:
         ax.add_patch(FancyBboxPatch((x0, y0), x1 - x0, y1 - y0, boxstyle="round,pad=0.05", fill=False,
                                     linestyle="--", edgecolor="#888888"))  # fmt: skip
         ax.text(x0 + 0.05, y1 + 0.08, name, fontsize=9, color="#555555", va="bottom")
+    for caption, keys in v.splits:  # a split component's parts share its column
+        pts = [pos[k] for k in keys]
+        x0, x1 = min(p[0] for p in pts) - 0.7, max(p[0] for p in pts) + 0.7
+        y0, y1 = min(p[1] for p in pts) - 0.45, max(p[1] for p in pts) + 0.45
+        ax.add_patch(FancyBboxPatch((x0, y0), x1 - x0, y1 - y0, boxstyle="round,pad=0.05", fill=False,
+                                    linestyle=":", edgecolor="#7b3294"))  # fmt: skip
+        ax.text(x0 + 0.05, y0 - 0.08, caption, fontsize=8, color="#7b3294", va="top")
     seen: dict[tuple[str, str], int] = {}
     thin = v.compact
     for a in v.arrows:

@@ -43,12 +43,16 @@ class AttentionMap:
 
 @dataclass(frozen=True)
 class HeadAttribution:
-    """Direct logit attribution of one head to the answer direction, per example (model units: logits)."""
+    """Direct logit attribution of one head (or one part of a split head) to the answer direction, per
+    example (model units: logits)."""
 
     head: str
     claimed: bool
     mean: float
     values: tuple[float, ...]
+    component: str = ""
+    """For a part of a split head (`a1.0[s]`): the head it is a part of (`a1.0`); the parts' values sum to
+    the head's."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ class Extras:
     token_strings: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """Decoded tokens of the examples shown in the report, by example id."""
     notes: tuple[str, ...] = ()
+    parts: tuple[HeadAttribution, ...] = ()
+    """The parts of the file's split heads (`split a1.0 by ...`), each head's parts in order."""
 
     def tokens_of(self, example_id: str) -> tuple[str, ...] | None:
         for k, v in self.token_strings:
@@ -126,28 +132,33 @@ def compute_extras(
 
     from circuitdsl.backends.base import BackendError
     from circuitdsl.backends.loader import load_backend
-    from circuitdsl.backends.protocol import Site
+    from circuitdsl.backends.protocol import Site, SiteKey
     from circuitdsl.diagnostics import CircuitError
     from circuitdsl.engine import data as data_mod
-    from circuitdsl.ir import NodeKind
+    from circuitdsl.ir import Claim, NodeId, NodeKind
     from circuitdsl.models.shapes import ShapeError
+    from circuitdsl.splits.parts import part_outputs
 
     try:
         backend = load_backend(h.model, device)
         ds = data_mod.materialise(h.dataset(h.main_dataset), backend.tokenizer)
-    except (BackendError, ShapeError) as e:
-        raise ExtrasError(f"model `{h.model.name}` cannot be loaded: {e}") from None
-    except CircuitError as e:
-        raise ExtrasError(f"dataset `{h.main_dataset}` cannot be built: {e.diagnostics[0].message}") from None
+    except (BackendError, ShapeError) as err:
+        raise ExtrasError(f"model `{h.model.name}` cannot be loaded: {err}") from None
+    except CircuitError as err:
+        raise ExtrasError(f"dataset `{h.main_dataset}` cannot be built: {err.diagnostics[0].message}") from None
     if len(ds) == 0:
         raise ExtrasError(f"dataset `{h.main_dataset}` is empty")
     decode = _decoder(backend)
     shape = backend.shape
     heads = [c for c in h.claims if c.node.kind is NodeKind.HEAD]
+    # one attention pattern per head: the parts of a split head share its pattern (a part maps its output)
+    by_head: dict[NodeId, list[Claim]] = {}
+    for c in heads:
+        by_head.setdefault(c.node.whole, []).append(c)
     notes: list[str] = []
-    if len(heads) > max_heads:
-        notes.append(f"attention patterns shown for the first {max_heads} of {len(heads)} claimed heads")
-    shown_heads = heads[:max_heads]
+    if len(by_head) > max_heads:
+        notes.append(f"attention patterns shown for the first {max_heads} of {len(by_head)} claimed heads")
+    shown_heads = list(by_head.items())[:max_heads]
 
     # ---- which examples ------------------------------------------------------------------------
     by_id = {e.id: e for e in ds.examples}
@@ -165,23 +176,28 @@ def compute_extras(
 
     attention: list[AttentionMap] = []
     with torch.no_grad():
-        layers = sorted({c.node.layer for c in shown_heads})
+        layers = sorted({L for hv, _ in shown_heads if (L := hv.layer) is not None})
         for e, role in chosen:
             if not shown_heads:
                 break
             toks = backend.tokens([e.tokens])
             _, cache = _run(backend, toks, [(Site.PATTERN, L) for L in layers], "attention pattern")
             strs = tuple(decode(t) for t in e.tokens)
-            for c in shown_heads:
-                pat = cache[(Site.PATTERN, c.node.layer)][0, c.node.head].float().cpu()
+            for hv, cs in shown_heads:
+                pat = cache[(Site.PATTERN, hv.layer)][0, hv.head].float().cpu()
+                at = [c.positions for c in cs]  # (a split head: where any of its parts is claimed)
                 attention.append(
                     AttentionMap(
-                        head=c.node.name,
+                        head=hv.name
+                        if len(cs) == 1 and cs[0].node == hv
+                        else f"{hv.name} ({', '.join(c.node.name for c in cs)})",
                         example_id=e.id,
                         role=role,
                         tokens=strs,
                         positions=e.positions,
-                        claimed_at=c.positions,
+                        claimed_at=None
+                        if any(p is None for p in at)
+                        else tuple(dict.fromkeys(n for p in at if p for n in p)),
                         pattern=tuple(tuple(float(x) for x in row) for row in pat.tolist()),
                     )
                 )
@@ -192,10 +208,12 @@ def compute_extras(
         have_wrong = all(len(e.wrongs) == len(e.scored_positions) for e in dla_examples)
         direction = "logit(answer) - logit(wrong)" if have_wrong else "logit(answer) - mean logit"
         norm = backend.final_norm != "none"
-        want = [(Site.RESULT, L) for L in range(shape.n_layers)]
+        want: list[SiteKey] = [(Site.RESULT, L) for L in range(shape.n_layers)]
         if norm:
             want.append((Site.FINAL_SCALE, None))
-        per_head = [[] for _ in range(shape.n_layers * shape.n_heads)]
+        per_head: list[list[float]] = [[] for _ in range(shape.n_layers * shape.n_heads)]
+        head_splits = [s for s in h.splits if s.node.kind is NodeKind.HEAD]
+        per_part: dict[NodeId, list[float]] = {p: [] for s in head_splits for p in s.parts}
         totals: list[float] = []
         groups: dict[int, list] = {}
         for e in dla_examples:
@@ -221,12 +239,18 @@ def compute_extras(
                 totals.append(float(tot.mean()))
                 scale = cache[(Site.FINAL_SCALE, None)][b, pos].float().cpu() if norm else torch.ones(len(pos), 1)
                 for L in range(shape.n_layers):
-                    r = cache[(Site.RESULT, L)][b, pos].float().cpu()  # [S, H, D]
-                    if backend.final_norm == "layernorm":
-                        r = r - r.mean(dim=-1, keepdim=True)
+                    raw = cache[(Site.RESULT, L)][b, pos].float().cpu()  # [S, H, D]
+                    r = raw - raw.mean(dim=-1, keepdim=True) if backend.final_norm == "layernorm" else raw
                     contrib = torch.einsum("shd,ds->sh", r / scale.reshape(len(pos), 1, 1), d)  # [S, H]
                     for H in range(shape.n_heads):
                         per_head[L * shape.n_heads + H].append(float(contrib[:, H].mean()))
+                    for sp in head_splits:
+                        if sp.node.layer != L:
+                            continue
+                        for p, o in part_outputs(sp, raw[:, sp.node.head]).items():  # [S, D] each
+                            if backend.final_norm == "layernorm":
+                                o = o - o.mean(dim=-1, keepdim=True)
+                            per_part[p].append(float(((o / scale.reshape(len(pos), 1)) * d.T).sum(-1).mean()))
     # results are in dataset order again
     idx = {i: k for k, i in enumerate(order)}
     perm = [idx[e.id] for e in dla_examples]
@@ -234,10 +258,13 @@ def compute_extras(
     head_rows = []
     for L in range(shape.n_layers):
         for H in range(shape.n_heads):
-            vals = per_head[L * shape.n_heads + H]
-            vals = tuple(vals[k] for k in perm)
+            vals = tuple(per_head[L * shape.n_heads + H][k] for k in perm)
             name = f"a{L}.{H}"
             head_rows.append(HeadAttribution(name, name in claimed, sum(vals) / len(vals), vals))
+    part_rows = []
+    for p, got in per_part.items():
+        vals = tuple(got[k] for k in perm)
+        part_rows.append(HeadAttribution(p.name, p.name in claimed, sum(vals) / len(vals), vals, p.whole.name))
     total = sum(totals) / len(totals)
     rest = total - sum(r.mean for r in head_rows)
     if norm:
@@ -252,4 +279,5 @@ def compute_extras(
         attention=tuple(attention),
         token_strings=token_strings,
         notes=tuple(notes),
+        parts=tuple(part_rows),
     )

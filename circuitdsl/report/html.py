@@ -14,7 +14,8 @@ import statistics
 from pathlib import Path
 
 from circuitdsl.atomic import write_text
-from circuitdsl.ir import Hypothesis, MetricKind, metric_unit
+from circuitdsl.draw import split_source
+from circuitdsl.ir import Hypothesis, MetricKind, SplitKind, metric_unit
 from circuitdsl.report.charts import dla_bars_svg, metric_histogram_svg
 from circuitdsl.report.extras import Extras
 from circuitdsl.report.highlight import highlight_circuit
@@ -168,7 +169,40 @@ def _graph(r: CheckResult, h: Hypothesis | None) -> str:
         )
     if "data-rows=" in svg:
         sub += " The columns wrap: model order runs left to right, then on in the next row."
-    return _section("graph", "Hypothesis graph", f'<div class="scroll">{svg}</div>', sub)
+    if h.splits:
+        sub += (
+            " A split component's claimed parts are nodes of their own, drawn in the component's column in a dotted box "
+            "captioned by the component and how it is split (listed below the graph)."
+        )
+    return _section("graph", "Hypothesis graph", f'<div class="scroll">{svg}</div>{_splits(h)}', sub)
+
+
+def _splits(h: Hypothesis) -> str:
+    """The file's `split` statements: each component, how it is split, the weights file (and its digest, so
+    that a report names the exact weights it used) and its parts, claimed or not."""
+    if not h.splits:
+        return ""
+    claimed = {c.node for c in h.claims}
+    rows = []
+    for s in h.splits:
+        how = f"subspace <b>{_e(s.name)}</b>" if s.kind is SplitKind.SUBSPACE else "SAE"
+        if s.kind is SplitKind.SAE:
+            how += f", latents {_e(', '.join(str(i) for i in s.latents) or 'none named')}"
+        parts = ", ".join(
+            f'<code class="{"claimed" if p in claimed else "unclaimed"}">{_e(p.name)}</code>'
+            + ("" if p in claimed else " (unclaimed)")
+            for p in s.parts
+        )
+        rows.append(
+            f'<tr data-split="{_e(s.node.name)}"><td><code>{_e(s.node.name)}</code></td><td>{how}</td>'
+            f'<td><span class="path">{_e(split_source(s, h))}</span></td><td><code>{_e(s.digest or "—")}</code></td>'
+            f"<td>{parts}</td></tr>"
+        )
+    return (
+        '<h3 id="splits">Split components</h3><table class="splits"><thead><tr><th>component</th><th>split by</th>'
+        "<th>weights (relative to the file)</th><th>digest (blake2b)</th><th>parts</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _scores(r: CheckResult) -> str:
@@ -338,8 +372,11 @@ def _attention(extras: Extras | None, reason: str | None) -> str:
 def _dla(extras: Extras | None, reason: str | None) -> str:
     if extras is None:
         return _section("dla", "Direct logit attribution", _needs_model("Direct logit attribution", reason))
-    claimed = [x for x in extras.heads if x.claimed]
-    unclaimed = [x for x in extras.heads if not x.claimed]
+    # a split head is shown as its parts (claimed or not), never also whole: the parts sum to the head
+    split_heads = {x.component for x in extras.parts}
+    claimed = [x for x in extras.heads if x.claimed] + [x for x in extras.parts if x.claimed]
+    unclaimed = [x for x in extras.heads if not x.claimed and x.head not in split_heads]
+    unclaimed += [x for x in extras.parts if not x.claimed]
     top_un = sorted(unclaimed, key=lambda x: -abs(x.mean))[: min(6, len(unclaimed))]
     rest_un = sum(x.mean for x in unclaimed) - sum(x.mean for x in top_un)
     labels, values, spreads, kinds = [], [], [], []
@@ -545,7 +582,7 @@ tr.bad td{background:#fff1f0}tr.ok td{background:#f0fff4}tr.worstrow td{backgrou
 .scroll{overflow-x:auto}
 img.chart{max-width:100%;height:auto;display:block;margin:4px 0}
 svg.graph text{font-family:inherit}svg.graph .grp{fill:#fafbfc;stroke:#8c959f;stroke-dasharray:5,4}
-svg.graph .grp-label{font-size:12px;fill:#57606a;font-style:italic}
+svg.graph .grp-label{font-size:12px;fill:#57606a;font-style:italic}svg.graph .split-label{font-size:10px}
 svg.graph .node rect{stroke:#444c56;stroke-width:1.2}svg.graph .nname{font-size:13px;font-weight:700;text-anchor:middle}
 svg.graph .nfeat{font-size:10.5px;text-anchor:middle}svg.graph .ncost{font-size:10.5px;text-anchor:middle;font-variant-numeric:tabular-nums}
 svg.graph .edge{fill:none;stroke-width:1.8;opacity:.9}svg.graph .port{font-size:11px;font-weight:700}

@@ -8,11 +8,14 @@ from __future__ import annotations
 import html
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from circuitdsl.draw import PORT_STYLE
-from circuitdsl.ir import Claim, EdgeId, FeatureKind, Hypothesis, NodeId, NodeKind, Port
+from circuitdsl.draw import PORT_STYLE, split_caption
+from circuitdsl.ir import Claim, EdgeId, FeatureKind, Hypothesis, NodeId, NodeKind, Port, Split, SplitKind
+
+Costs = Mapping[str, tuple[float | None, float | None, bool]]
+"""costs[node name] = (fraction of the gap lost when it is removed, raw, removal changed nothing)."""
 
 __all__ = ["COLLAPSE_OVER", "COST_STOPS", "PAGE_WIDTH", "cost_color", "graph_svg", "heatmap_svg", "node_summary"]
 
@@ -61,6 +64,7 @@ def _column(n: NodeId) -> int:
         return -1
     if n.kind is NodeKind.OUT:
         return 1 << 20
+    assert n.layer is not None  # (heads and MLPs, whole or parts, have a layer)
     return 2 * n.layer + (1 if n.kind is NodeKind.MLP else 0)
 
 
@@ -69,6 +73,8 @@ PAGE_WIDTH = 1100
 """The widest graph drawn as is; a wider one collapses its big groups, then wraps onto rows."""
 DENSE_EDGES = 120
 """A graph drawing more curves than this fades them (hover one to see it)."""
+SPLIT_CAP = 16
+"""Room above the first part of a split component for its caption."""
 COLLAPSE_OVER = 8
 """A group of more than this many nodes, spread over several columns, is drawn as one box when the
 graph would be wider than the page."""
@@ -81,7 +87,7 @@ class _Box:
     group: str
     members: tuple[NodeId, ...]
 
-    def sort_key(self) -> tuple[int, int, int, int]:
+    def sort_key(self) -> tuple[int, int, int, int, str]:
         return min(n.sort_key() for n in self.members)
 
     @property
@@ -93,19 +99,21 @@ def _column_of(k: NodeId | _Box) -> int:
     return min(_column(n) for n in k.members) if isinstance(k, _Box) else _column(k)
 
 
-def node_summary(nodes) -> str:
+def _follows(prev: NodeId, n: NodeId) -> bool:
+    """Whether n comes right after prev in a range `m3..m7` / `a1.2..a1.5` (parts of split components are
+    never in a range: `m3[f1]..m5[err]` would name other nodes)."""
+    if n.kind is not prev.kind or n.part is not None or prev.part is not None or prev.layer is None:
+        return False
+    if n.kind is NodeKind.MLP:
+        return n.layer == prev.layer + 1
+    return n.kind is NodeKind.HEAD and n.layer == prev.layer and prev.head is not None and n.head == prev.head + 1
+
+
+def node_summary(nodes: Iterable[NodeId]) -> str:
     """Nodes in model order as a range-like list: `embed, m0..m29`, `a8.1, a14.3..a14.5`."""
     runs: list[list[NodeId]] = []
     for n in sorted(set(nodes)):
-        prev = runs[-1][-1] if runs else None
-        nxt = (
-            prev is not None
-            and n.kind is prev.kind
-            and (
-                (n.kind is NodeKind.MLP and n.layer == prev.layer + 1)
-                or (n.kind is NodeKind.HEAD and n.layer == prev.layer and n.head == prev.head + 1)
-            )
-        )
+        nxt = bool(runs) and _follows(runs[-1][-1], n)
         if nxt:
             runs[-1].append(n)
         else:
@@ -139,7 +147,7 @@ def _width(ncols: int) -> float:
 
 def graph_svg(
     h: Hypothesis,
-    costs: dict[str, tuple[float | None, float | None, bool]],
+    costs: Costs,
     *,
     uid: str = "g",
     max_width: int = PAGE_WIDTH,
@@ -149,7 +157,10 @@ def graph_svg(
 
     A graph wider than `max_width` draws each group of more than COLLAPSE_OVER nodes as one box
     (filled by its members' median cost, labelled median [min, max]; its tooltip lists every member's cost; edges to and from its
-    members merge per other end and port), then, if still too wide, wraps its columns onto rows."""
+    members merge per other end and port), then, if still too wide, wraps its columns onto rows.
+
+    The claimed parts of a split component (`a9.6[s]`, `a9.6[~s]`) are nodes of their own, drawn one under
+    the other in the component's column inside a dotted box captioned by the component and how it is split."""
     cluster: dict[NodeId, str] = {}
     for gname, members in h.groups:
         for n in members:
@@ -161,6 +172,7 @@ def graph_svg(
     for b in boxes:
         drawn.update({n: b for n in b.members})
     group_of = {k: (k.group if isinstance(k, _Box) else cluster.get(k)) for k in drawn.values()}
+    split_of: dict[NodeId | _Box, Split] = {p: s for s in h.splits for p in s.parts if drawn.get(p) == p}
     cols: dict[int, list[NodeId | _Box]] = {}
     for k in dict.fromkeys(drawn[c.node] for c in h.claims):
         cols.setdefault(_column_of(k), []).append(k)
@@ -171,6 +183,8 @@ def graph_svg(
         per_row = -(-len(keys) // -(-len(keys) // fit))  # as even as rows allow
     rows = [keys[i : i + per_row] for i in range(0, len(keys), per_row)]
     pos: dict[NodeId | _Box, tuple[float, float]] = {}
+    lift: dict[NodeId | _Box, float] = {}  # room above a node for its split's caption
+    split_runs: list[tuple[Split, list[NodeId | _Box]]] = []
     cap_at: list[tuple[float, float, int]] = []
     row_top = 0.0
     row_of: dict[NodeId | _Box, int] = {}
@@ -178,24 +192,34 @@ def graph_svg(
         tallest = max(len(cols[key]) for key in row)
         top = row_top + 46
         bottom = top
-        for x, key in enumerate(row):
-            members = sorted(cols[key], key=lambda k: (group_rank.get(group_of[k] or "", -1), k.sort_key()))
-            # leave a gap between different groups in one column
-            ys, y, prev = [], 0.0, object()
-            for k in members:
-                g = group_of[k]
-                if ys and g != prev:
+        for xi, key in enumerate(row):
+            in_col = sorted(cols[key], key=lambda k: (group_rank.get(group_of[k] or "", -1), k.sort_key()))
+            # leave a gap between different groups in one column, and room for a split's caption above its parts
+            ys: list[float] = []
+            y = 0.0
+            prev: tuple[str | None, Split | None] | None = None
+            for k in in_col:
+                g, sp = group_of[k], split_of.get(k)
+                if ys and prev is not None and g != prev[0]:
                     y += 22
+                if sp is not None and (prev is None or (g, sp) != prev):
+                    lift[k] = SPLIT_CAP
+                    y += SPLIT_CAP
+                    split_runs.append((sp, []))
+                elif sp is None and prev is not None and prev[1] is not None and g == prev[0]:
+                    y += 10  # out of the split's box
+                if sp is not None:
+                    split_runs[-1][1].append(k)
                 ys.append(y)
                 y += ROWH
-                prev = g
+                prev = (g, sp)
             span = y - ROWH
             off = top + (max(tallest * ROWH + 22 * 2, span + ROWH) - span - ROWH) / 2
-            for k, yy in zip(members, ys):
-                pos[k] = (40 + x * COLW, off + yy)
+            for k, yy in zip(in_col, ys):
+                pos[k] = (40 + xi * COLW, off + yy)
                 row_of[k] = ri
                 bottom = max(bottom, off + yy)
-            cap_at.append((40 + x * COLW + NW / 2, row_top + 22, key))
+            cap_at.append((40 + xi * COLW + NW / 2, row_top + 22, key))
         row_top = bottom + NH + 24 + 30
     width = _width(max(len(r) for r in rows) if rows else 0)
     height = max((p[1] for p in pos.values()), default=46) + NH + 24
@@ -217,18 +241,31 @@ def graph_svg(
         for n, g in cluster.items():
             if g == gname and drawn[n] not in by_col.get(_column_of(drawn[n]), []):
                 by_col.setdefault(_column_of(drawn[n]), []).append(drawn[n])
-        for members in by_col.values():
-            xs = [pos[k][0] for k in members]
-            ys = [pos[k][1] for k in members]
-            x0, y0 = min(xs) - 10, min(ys) - 24
+        for in_grp in by_col.values():
+            gx = min(pos[k][0] for k in in_grp) - 10
+            top = min(pos[k][1] - lift.get(k, 0.0) for k in in_grp)
+            bottom = max(pos[k][1] for k in in_grp) + NH + 10
             parts.append(
-                f'<rect class="grp" x="{x0}" y="{y0}" width="{NW + 20}" height="{max(ys) - min(ys) + NH + 34}" rx="8"/>'
-                f'<text class="grp-label" x="{x0 + 8}" y="{y0 + 15}">{_esc(gname)}</text>'
+                f'<rect class="grp" x="{gx}" y="{top - 24}" width="{NW + 20}" height="{bottom - top + 24}" rx="8"/>'
+                f'<text class="grp-label" x="{gx + 8}" y="{top - 9}">{_esc(gname)}</text>'
             )
+    # split components: their claimed parts, one under the other, in a dotted box captioned by the split
+    for sp, run in split_runs:
+        sx = pos[run[0]][0] - 5
+        top = pos[run[0]][1] - SPLIT_CAP + 2
+        bottom = max(pos[k][1] for k in run) + NH + 5
+        caption = split_caption(sp, h)
+        parts.append(
+            f'<g class="split" data-split="{_esc(sp.node.name)}" data-kind="{sp.kind.value}" '
+            f'data-parts="{_esc(" ".join(k.name for k in run))}"><title>{_esc(caption)}</title>'
+            f'<rect x="{sx}" y="{top}" width="{NW + 10}" height="{bottom - top}" rx="7" fill="none" stroke="#7b3294" '
+            f'stroke-dasharray="2,3"/><text class="split-label" x="{sx + 5}" y="{top + 11}" fill="#7b3294">'
+            f"{_esc(_short(_split_short(sp), 26))}</text></g>"
+        )
     # edges: one curve per port, entering the receiver at that port's pin (q top, k middle, v bottom);
     # edges to or from a collapsed group merge per (other end, port); edges inside one are not drawn
     pair_ports: dict[tuple[NodeId | _Box, NodeId | _Box], dict[Port, list[EdgeId]]] = {}
-    internal: dict[_Box, int] = {}
+    internal: dict[NodeId | _Box, int] = {}  # (only a collapsed group holds edges inside it)
     for e in h.edges:
         s, r = drawn[e.sender], drawn[e.receiver]
         if s == r:
@@ -330,6 +367,13 @@ def graph_svg(
     return svg + _legend(uid, vmax)
 
 
+def _split_short(s: Split) -> str:
+    """The caption in the box: `a9.6: subspace s`, `m0: SAE, 3 latents` (the tooltip has the whole caption)."""
+    if s.kind is SplitKind.SUBSPACE:
+        return f"{s.node.name}: subspace {s.name}"
+    return f"{s.node.name}: SAE, {len(s.latents)} latent{'s' if len(s.latents) != 1 else ''}"
+
+
 def _cost_text(frac: float | None, raw: float | None, nothing: bool) -> str:
     return f"{'n/a' if frac is None else f'{frac:+.3f}'} of the gap, raw {'n/a' if raw is None else f'{raw:+.4g}'}" + (
         "; removing it changed no example" if nothing else ""
@@ -357,7 +401,7 @@ def _box_svg(
     x: float,
     y: float,
     claims: dict[NodeId, Claim],
-    costs: dict[str, tuple[float | None, float | None, bool]],
+    costs: Costs,
     vmax: float,
     internal: int,
 ) -> str:
@@ -368,7 +412,7 @@ def _box_svg(
     known = [(costs[n.name][0], n) for n in b.members if n.name in costs]
     finite = sorted(((f, n) for f, n in known if f is not None and math.isfinite(f)), key=lambda t: t[0])
     med = statistics.median(f for f, _ in finite) if finite else None
-    lo, hi = (finite[0], finite[-1]) if finite else (None, None)
+    lo, hi = (finite[0], finite[-1]) if finite else ((math.nan, b.members[0]),) * 2  # (used only when finite)
     fill = cost_color(med, vmax)
     tc = _text_color(fill)
     summary = node_summary(b.members)
