@@ -35,6 +35,8 @@ def _literal(v: ast.Literal) -> str:
 def _feature(f: ast.FeatureExpr) -> str:
     if f.kind in ("input", "nothing"):
         return f.kind
+    if f.kind == "tuple" or f.arg is None:
+        return "(" + ", ".join(_feature(p) for p in f.parts) + ")"
     if f.kind == "field":
         return f"field {f.arg.text}"
     if f.kind == "token":
@@ -103,7 +105,7 @@ def _pieces(s: ast.Statement) -> list[str]:
             parts[-1] += " depends on " + _feature(s.feature)
         return parts
     if isinstance(s, ast.Edge):
-        parts: list[str] = []
+        parts = []
         for k, step in enumerate(s.steps):
             items = _list(t.text for t in step)
             if k < len(s.steps) - 1:
@@ -180,7 +182,7 @@ def format_module(m: ast.Module) -> str:
     stmts = list(m.statements)
     leading: dict[int, list[ast.Comment]] = {}
     trailing: dict[int, ast.Comment] = {}
-    items: list[tuple[int, int, object]] = []  # (start line, end line, statement index or Comment)
+    items: list[tuple[int, int, int | ast.Comment]] = []  # (start line, end line, statement index or Comment)
     line_owner: dict[int, int] = {}  # line -> the statement spanning it (one lookup per comment, not a scan)
     for i, s in enumerate(stmts):
         items.append((s.span.line, s.span.end_line, i))

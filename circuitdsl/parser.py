@@ -455,7 +455,8 @@ def parse_source(text: str, path: str = "<string>") -> ast.Module:
     lines: list[str] | None = None
     start = 1  # the first line of the text still to parse
     while len(found) < MAX_SYNTAX_ERRORS:
-        chunk = work if start == 1 else "\n".join(lines[start - 1 :])  # statements start fresh at a line
+        # statements start fresh at a line (lines: split when start first moved)
+        chunk = work if start == 1 or lines is None else "\n".join(lines[start - 1 :])
         try:
             tree = get_parser().parse(chunk)
             break

@@ -13,12 +13,15 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from circuitdsl.backends.protocol import Edit, Site, SiteKey
 from circuitdsl.ir import ModelShape
+
+if TYPE_CHECKING:
+    from circuitdsl.backends.contract import Verdict
 
 __all__ = [
     "Backend",
@@ -300,7 +303,7 @@ class Backend:
         self.tokenizer = tokenizer
         self.vocab_strings = vocab_strings
         self.block_args = BlockArgs(shape.n_heads)
-        self.contract = None
+        self.contract: Verdict | None = None
         """The model contract's verdict (`backends.contract.Verdict`), set by the loader."""
         self._extra: dict = {}
         """Switches for tests (`mlp_direct`: False runs MLP rows through the block)."""

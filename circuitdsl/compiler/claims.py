@@ -26,6 +26,7 @@ def _feature(u: Unit, f: ast.FeatureExpr, diags: list[Diagnostic]) -> Feature | 
     if f.kind == "nothing":
         return Feature(FeatureKind.CONSTANT)
     if f.kind == "field":
+        assert f.arg is not None  # (the grammar gives field, token and function an argument)
         name = f.arg.text
         if fields is not None and name not in fields:
             diags.append(diag("E208", f"{where} has no field `{name}`", f.arg.span, label="unknown field",
@@ -33,12 +34,14 @@ def _feature(u: Unit, f: ast.FeatureExpr, diags: list[Diagnostic]) -> Feature | 
             return None
         return Feature(FeatureKind.FIELD, (name,))
     if f.kind == "token":
+        assert f.arg is not None
         name = f.arg.text
         if positions is not None and name not in positions:
             diags.append(_unknown_position(f.arg, positions, where))
             return None
         return Feature(FeatureKind.TOKEN_AT, (name,))
     if f.kind == "function":
+        assert f.arg is not None
         try:
             _, origin = resolve_function(f.arg.text, base_dir(f.span.file))
         except FeatureFunctionError as e:
@@ -48,9 +51,10 @@ def _feature(u: Unit, f: ast.FeatureExpr, diags: list[Diagnostic]) -> Feature | 
             return None
         return Feature(FeatureKind.FUNCTION, (f.arg.text, origin))
     parts = [_feature(u, p, diags) for p in f.parts]
-    if any(p is None for p in parts):
+    done = [p for p in parts if p is not None]
+    if len(done) != len(parts):
         return None
-    return Feature(FeatureKind.TUPLE, (), tuple(parts))
+    return Feature(FeatureKind.TUPLE, (), tuple(done))
 
 
 def _listing(what: str, names) -> str:
@@ -132,7 +136,7 @@ def _conflict(n: NodeId, old: Claim, new: Claim) -> Diagnostic:
         new.span,
         label=f"here: {_describe(new)}",
         hint="one node has one feature: remove one claim, or claim the node once with a tuple feature `(A, B)`",
-        related=(Label(old.span, f"first claimed here: {_describe(old)}"),),
+        related=(Label(old.span, f"first claimed here: {_describe(old)}"),) if old.span is not None else (),
     )
 
 
@@ -144,6 +148,7 @@ def upstream_ok(sender: NodeId, receiver: NodeId, parallel: bool) -> bool:
         return False
     if receiver.kind is NodeKind.OUT:
         return True
+    assert sender.layer is not None and receiver.layer is not None  # (heads and MLPs, whole or parts)
     if receiver.kind is NodeKind.HEAD:
         return sender.layer < receiver.layer
     # receiver is an MLP

@@ -185,6 +185,7 @@ def resolve_range(
                          label="ranges run forward, in model order", hint=f"write `{rng.end.text}..{rng.start.text}`")]  # fmt: skip
     if model is None:
         return (), []  # the model did not resolve (reported elsewhere): members unknown
+    assert a.layer is not None and b.layer is not None  # (heads or MLPs: E216 otherwise)
     if a.kind is NodeKind.MLP:
         return tuple(NodeId(NodeKind.MLP, layer) for layer in range(a.layer, b.layer + 1)), []
     n_heads = model.shape.n_heads

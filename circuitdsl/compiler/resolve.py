@@ -170,7 +170,7 @@ def resolve_datasets(u: Unit) -> Unit:
 
     diags: list[Diagnostic] = []
     specs: list[DatasetSpec] = []
-    schemas = []
+    schemas: list[tuple[str, tuple[str, ...] | None, tuple[str, ...] | None]] = []
     seen = set()
     for s in u.of(ast.DatasetGen, ast.DatasetFile):
         if s.name.text in seen:

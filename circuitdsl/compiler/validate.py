@@ -8,7 +8,7 @@ from circuitdsl import ast
 from circuitdsl.compiler.codes import diag
 from circuitdsl.compiler.unit import Unit
 from circuitdsl.diagnostics import Diagnostic, Label, has_errors
-from circuitdsl.ir import NodeId, NodeKind, Port
+from circuitdsl.ir import NodeId, NodeKind, Port, Span
 
 __all__ = ["check_cycles", "check_paths", "note_gqa"]
 
@@ -85,12 +85,13 @@ def note_gqa(u: Unit) -> Unit:
     if u.model is None or u.model.shape.n_kv_heads >= u.model.shape.n_heads:
         return u
     shape = u.model.shape
-    first: dict[NodeId, tuple] = {}
-    for e, sp in sorted(u.receiver_spans, key=lambda es: es[1]):
+    first: dict[NodeId, Span] = {}
+    for e, at in sorted(u.receiver_spans, key=lambda es: es[1]):
         if e.port in (Port.K, Port.V) and e.receiver.kind is NodeKind.HEAD and e.receiver not in first:
-            first[e.receiver] = sp
+            first[e.receiver] = at
     diags = []
     for h, sp in sorted(first.items(), key=lambda hs: (hs[1], hs[0].sort_key())):
+        assert h.head is not None  # (a head)
         others = [f"a{h.layer}.{m}" for m in shape.group_members(h.head) if m != h.head]
         diags.append(diag("N301", f"`{h.name}` shares its k/v input with {', '.join(others)} (grouped-query attention)", sp,
                           label=f"key/value group {shape.kv_group(h.head)} of layer {h.layer}",

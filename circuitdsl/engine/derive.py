@@ -46,6 +46,8 @@ def upstream(v: NodeId, shape: ModelShape, splits: tuple[Split, ...] = ()) -> tu
             continue
         if s.kind in (NodeKind.EMBED, NodeKind.POS) or v.kind is NodeKind.OUT:
             out.append(s)
+        elif s.layer is None or v.layer is None:
+            continue  # (v is an embedding: it reads nothing)
         elif v.kind is NodeKind.HEAD and s.layer < v.layer:
             out.append(s)
         elif v.kind is NodeKind.MLP and (

@@ -146,6 +146,8 @@ class _Struct(tuple):
     """A node's struct (see `Engine._struct`) as a tuple whose hash is computed once: it keys the memo
     and the port plans, and can hold hundreds of edges."""
 
+    _h: int
+
     def __new__(cls, items: tuple) -> _Struct:
         self = super().__new__(cls, items)
         self._h = tuple.__hash__(self)
@@ -215,8 +217,9 @@ def _spilled_like(part: CleanCache, n: int, d: SpillDir, tag: str) -> CleanCache
         embed=one(part.embed, "embed"),
         pos=None if part.pos is None else one(part.pos, "pos"),
         resid_pre=tuple(one(t, f"resid_pre{L}") for L, t in enumerate(part.resid_pre)),
+        # (a spilled cache holds SpilledTensor / SpilledHeads where a CleanCache holds tensors: same row interface)
         result=tuple(
-            SpilledHeads.create(d, f"{tag}-result{L}", (n, *t.shape[1:]), t.dtype, dev)
+            SpilledHeads.create(d, f"{tag}-result{L}", (n, *t.shape[1:]), t.dtype, dev)  # type: ignore[misc]
             for L, t in enumerate(part.result)
         ),
         resid_mid=tuple(one(t, f"resid_mid{L}") for L, t in enumerate(part.resid_mid)),
@@ -233,10 +236,11 @@ def _write_rows(spilled: CleanCache, start: int, part: CleanCache) -> None:
 
 def _stream_mean(t, n: int, chunk: int) -> torch.Tensor:
     """Mean over examples, accumulated in float64 chunk by chunk (the same numbers in memory or spilled)."""
-    acc = None
+    acc: torch.Tensor | None = None
     for lo in range(0, n, chunk):
         s = rows_of(t, lo, min(n, lo + chunk)).double().sum(dim=0, keepdim=True)
         acc = s if acc is None else acc + s
+    assert acc is not None, "the mean of no examples"
     return (acc / n).to(t.dtype)
 
 
@@ -359,7 +363,8 @@ class Engine:
         parts are memoised by part name, so one Engine accepts one split per component."""
         self._plans: dict[tuple, tuple] = {}
         self._structs: dict[tuple, _Struct] = {}
-        if getattr(backend, "contract", None) is None or not backend.contract.passed:
+        verdict = getattr(backend, "contract", None)
+        if verdict is None or not verdict.passed:
             # SEMANTICS.md section 1: nothing is scored on a model that has not passed the model contract
             from circuitdsl.backends.contract import require
 
@@ -610,7 +615,9 @@ class Engine:
         kid = [0] * len(tree.draws)
         reused = draws = 0
         for d in range(1, len(tree.draws)):
-            parent, feature, path = tree.draws[d]
+            draw = tree.draws[d]
+            assert draw is not None  # (only draw 0, x itself, has no parent)
+            parent, feature, path = draw
             # draws do not depend on the hypothesis beyond (path, features along it): cached across scrubs
             k = keys.setdefault((kid[parent], feature, path), len(keys) + 1)
             kid[d] = k
@@ -701,7 +708,7 @@ class Engine:
                     uniq, inv = _unique_rows(sig)
                     memo = data.memo.setdefault((v, struct), {}) if self.use_memo else {}
                     store = data.outputs.setdefault(v, _Store())
-                    new_rows = []
+                    new_rows: list[int] = []
                     gid = np.empty(len(uniq), dtype=np.int64)
                     clean = self._clean_rows(t0, struct, uniq)
                     for u in range(len(uniq)):
@@ -820,6 +827,7 @@ class Engine:
         ci = np.nonzero(clean)[0]
         si = np.nonzero(~clean)[0]
         out[torch.from_numpy(ci)] = self._clean_out(s, data, torch.from_numpy(-idx[ci] - 1))
+        assert st is not None and st.data is not None  # (rows not clean were computed and stored before)
         out[torch.from_numpy(si)] = st.data[torch.from_numpy(idx[si])]
         return out
 
@@ -843,7 +851,7 @@ class Engine:
             up = self._up[v] = upstream(v, self.backend.shape, tuple(self._split_of.values()))
         return up
 
-    def _plan(self, t: TNode, struct: tuple) -> dict:
+    def _plan(self, t: TNode, struct: tuple) -> tuple[dict, tuple | None]:
         """For each port of t's node: (pkey, cols). The port input of a row is a function of pkey (the
         computation) and the row's signature columns `cols` only, so rows of different nodes (the heads of
         one layer) or ports with equal (pkey, values) share one port input.
@@ -863,6 +871,7 @@ class Engine:
         ports = (Port.Q, Port.K, Port.V) if v.kind is NodeKind.HEAD else (Port.IN,)
         per: dict[Port, list] = {p: [] for p in ports}
         for col, (edge, sender_pos) in enumerate(struct[:-1]):
+            mk: tuple
             if edge.port in (Port.K, Port.V) or v.kind is NodeKind.OUT:
                 mk = (sender_pos, None)
             else:
@@ -974,14 +983,14 @@ class Engine:
                 if pid is None:
                     pid = pid_of[pkey] = len(pkeys)
                     pkeys.append(pkey)
-                vals = np.ascontiguousarray(pd.sig[:, cols])
-                u = np.empty(len(vals), dtype=np.int64)
-                for r in range(len(vals)):
-                    k = (pid, vals[r].tobytes())
-                    g = uid_of.get(k)
+                sig_vals = np.ascontiguousarray(pd.sig[:, cols])
+                u = np.empty(len(sig_vals), dtype=np.int64)
+                for r in range(len(sig_vals)):
+                    ukey = (pid, sig_vals[r].tobytes())
+                    g = uid_of.get(ukey)
                     if g is None:
-                        g = uid_of[k] = len(uvals)
-                        uvals.append(vals[r])
+                        g = uid_of[ukey] = len(uvals)
+                        uvals.append(sig_vals[r])
                         upid.append(pid)
                     u[r] = g
                 per[p] = u
@@ -992,7 +1001,8 @@ class Engine:
             by_pid: dict[int, list[int]] = {}
             for u in need:
                 by_pid.setdefault(upid[u], []).append(u)
-            parts, where = [], {}
+            parts: list[torch.Tensor] = []
+            where: dict[int, int] = {}
             for pid, us in by_pid.items():
                 parts.append(self._port_values(pkeys[pid], np.stack([uvals[u] for u in us]), data))
                 for u in us:
@@ -1004,8 +1014,8 @@ class Engine:
             # MLP or out: one block row (or final residual) per distinct input
             order: dict[int, int] = {}
             for per in ids:
-                for u in per[Port.IN]:
-                    order.setdefault(int(u), len(order))
+                for uid in per[Port.IN]:
+                    order.setdefault(int(uid), len(order))
             uniq = list(order)
             got: list[torch.Tensor] = []
             for c0 in range(0, len(uniq), bs):
@@ -1015,6 +1025,7 @@ class Engine:
                 if kind is NodeKind.OUT:  # out computes nothing: its row is the final residual it reads
                     got.append(x)
                     continue
+                assert layer is not None  # (an MLP)
                 mlp = b.run_mlp(layer, x)
                 self.block_runs += 1
                 self.block_rows += len(need) * self._half_block()
@@ -1029,12 +1040,14 @@ class Engine:
                     rows if pd.node.part is None else self._part(pd.node, rows)
                 )
             return
+        assert layer is not None  # (the heads of a layer)
         H, G = shape.n_heads, shape.n_kv_heads
         # pack: per key/value group, block rows keyed by (k input, v input); each carries at most one row
         # of each head of the group
         groups: dict[int, dict[tuple[int, int], dict[int, list]]] = {}
         for i, (pd, per) in enumerate(zip(pending, ids)):
             h = pd.node.head
+            assert h is not None  # (a head, whole or a part)
             g = shape.kv_group(h)
             bucket = groups.setdefault(g, {})
             for r in range(len(pd.sig)):
@@ -1051,13 +1064,13 @@ class Engine:
         for c0 in range(0, R, bs):
             c1 = min(R, c0 + bs)
             r = c1 - c0
-            need: dict[int, None] = {}
+            need_uids: dict[int, None] = {}
             for lane in lanes.values():
                 for ku, vu, hs in lane[c0:c1]:
-                    need[ku] = need[vu] = None
+                    need_uids[ku] = need_uids[vu] = None
                     for _, (_, _, qu) in hs:
-                        need[qu] = None
-            vals, where = values(list(need))
+                        need_uids[qu] = None
+            vals, where = values(list(need_uids))
             dev = self.backend.device
             q = torch.zeros(r, P, H, D, dtype=dtype, device=dev)
             k = torch.zeros(r, P, G, D, dtype=dtype, device=dev)
@@ -1076,8 +1089,8 @@ class Engine:
                         sel[0].append(j)
                         sel[1].append(where[qu])
                         reads.append((h, j, i, rr))
-            for h, (rows, src) in qsel.items():
-                q[torch.tensor(rows), :, h] = vals[torch.tensor(src)]
+            for h, (qrows, src) in qsel.items():
+                q[torch.tensor(qrows), :, h] = vals[torch.tensor(src)]
             result, _ = b.run_layer(layer, q, k, vv, None)
             self.block_runs += 1
             self.block_rows += int(q.shape[0]) * self._half_block()
@@ -1125,21 +1138,24 @@ def _output(c: CleanCache, s: NodeId, idx: torch.Tensor) -> torch.Tensor:
     if s.kind is NodeKind.EMBED:
         return c.embed[idx]
     if s.kind is NodeKind.POS:
+        assert c.pos is not None  # (a model with learned positions)
         return c.pos[idx]
-    if s.kind is NodeKind.HEAD:
-        return c.result[s.layer][idx, :, s.head]
     if s.kind is NodeKind.OUT:
         return c.resid_final[idx]
+    assert s.layer is not None  # (a head or an MLP)
+    if s.kind is NodeKind.HEAD:
+        return c.result[s.layer][idx, :, s.head]
     return c.mlp_out[s.layer][idx]
 
 
 def _port_resid(c: CleanCache, v: NodeId, idx: torch.Tensor) -> torch.Tensor:
     """The residual node v's ports read, on examples idx of cache c."""
+    if v.kind not in (NodeKind.HEAD, NodeKind.MLP):
+        return c.resid_final[idx]
+    assert v.layer is not None  # (a head or an MLP)
     if v.kind is NodeKind.HEAD:
         return c.resid_pre[v.layer][idx]
-    if v.kind is NodeKind.MLP:
-        return c.resid_mid[v.layer][idx]
-    return c.resid_final[idx]
+    return c.resid_mid[v.layer][idx]
 
 
 def _concat(parts: list[CleanCache]) -> CleanCache:

@@ -109,8 +109,14 @@ class _Graph:
             have = {(e.sender, e.receiver, e.port) for e in edges}
             groups: dict[tuple[int, int, Port], dict[NodeId, None]] = {}
             for e in h.edges:
-                if e.port in (Port.K, Port.V) and e.receiver.kind is NodeKind.HEAD:
-                    groups.setdefault((e.receiver.layer, shape.kv_group(e.receiver.head), e.port), {})[e.sender] = None
+                r = e.receiver
+                if (
+                    e.port in (Port.K, Port.V)
+                    and r.kind is NodeKind.HEAD
+                    and r.layer is not None
+                    and r.head is not None
+                ):
+                    groups.setdefault((r.layer, shape.kv_group(r.head), e.port), {})[e.sender] = None
             for (layer, g, port), ss in groups.items():
                 for m in shape.group_members(g * (shape.n_heads // shape.n_kv_heads)):
                     r = NodeId(NodeKind.HEAD, layer, m)
