@@ -27,9 +27,10 @@ demo: $(STAMP)
 	$(BIN)/circuitdsl check $(DEMO)
 
 test: $(STAMP)
-	# lint and format first (config: [tool.ruff] in pyproject.toml); `ruff format .` fixes the second
+	# lint, format and types first (config: [tool.ruff] and [tool.mypy] in pyproject.toml); `ruff format .` fixes the second
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy circuitdsl
 	# two workers on two cores: one torch thread each (oversubscribed threads made checks ~3x slower)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
