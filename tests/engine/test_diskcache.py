@@ -261,3 +261,37 @@ def test_curve_and_falsify_use_the_cache_unless_told_not_to(cache_dir):
     fz = Falsifier(h)
     assert [a.tolist() for a in fz.dataset_scores()] == [a.tolist() for a in before]
     assert len(_entries(cache_dir)) == 4
+
+
+def test_a_cached_batch_still_lets_the_bridge_call_blocks_alone(hf_llama, tmp_path, monkeypatch):
+    """A clean run also records the arguments each block is called with (BlockArgs); a batch read from the
+    cache records them too, or every block run of the scrub falls back to running the model from layer 0
+    (a warm SmolLM2 check was 2x slower than a cold one before this)."""
+    import torch
+    from common import setup
+    from helpers import EMBED, OUT, e, head, hyp, qkv
+
+    from circuitdsl.engine.scrub import Engine
+    from circuitdsl.ir import Ablation
+
+    _, b, dsets = setup(hf_llama, n=6, length=7)
+    h = hyp(hf_llama, [], [*qkv(EMBED, head(1, 0)), e(head(1, 0), OUT)])
+    c = diskcache.ActivationCache(tmp_path / "c", budget=1 << 30, model="llama")
+    n = b.shape.n_layers
+    with torch.no_grad():
+        b.block_args.clear()
+        cold = Engine(b, dsets, "D", Ablation(), disk_cache=c).scrub(h).logits
+        b.block_args.clear()  # as in a fresh process
+        fallbacks = [0]
+        real = type(b)._fallback_block
+
+        def counted(layer, resid):
+            fallbacks[0] += 1
+            return real(b, layer, resid)
+
+        monkeypatch.setattr(b, "_fallback_block", counted)
+        eng = Engine(b, dsets, "D", Ablation(), disk_cache=c)
+        assert c.hits == 1 and b.block_args.has(7, range(n))
+        warm = eng.scrub(h).logits
+    assert fallbacks[0] == 0
+    assert all(torch.equal(x, y) for x, y in zip(cold, warm, strict=True))
